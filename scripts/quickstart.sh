@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main job: install, build, prepare the default corpus, train configs/tiny.yaml, then show
+# the loss curve and the load-balance profile across experts.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/install_deps.sh
+bash scripts/build.sh
+bash scripts/prepare_default_corpus.sh
+run=runs/quickstart
+rm -rf "$run"
+build/moe train --config configs/tiny.yaml --run-dir "$run"
+echo
+python3 scripts/loss_summary.py "$run/metrics.jsonl"
+echo
+build/moe profile "$run"

@@ -1,0 +1,32 @@
+// The attention sub-layer: h += wo(attention(rope(wq xn), rope(wk xn), wv xn)), xn = rmsnorm(h).
+#pragma once
+#include <vector>
+
+#include "src/model/dims.h"
+#include "src/model/params.h"
+
+namespace moe {
+
+struct AttentionActs {
+  std::vector<float> x_in;  // (N, D) sub-layer input, for the norm's backward
+  std::vector<float> xn;    // (N, D)
+  std::vector<float> rstd;  // (N)
+  std::vector<float> q;     // (N, H*hd) after RoPE
+  std::vector<float> k, v;  // (N, KV*hd), k after RoPE
+  std::vector<float> att;   // (B, H, T, T)
+  std::vector<float> y;     // (N, H*hd) attention output before wo
+  void resize(const Dims& d);
+};
+
+struct AttentionScratch {
+  std::vector<float> dxn, dq, dk, dv, dy;
+  void resize(const Dims& d);
+};
+
+// x (N, D) is updated in place: x += attention branch.
+void attention_layer_forward(float* x, AttentionActs& a, const BlockParams& p, const Dims& d);
+// dx (N, D) holds dL/d(output) on entry and dL/d(input) on return; parameter grads accumulate into g.
+void attention_layer_backward(float* dx, const AttentionActs& a, const BlockParams& p, const BlockParams& g,
+                              AttentionScratch& s, const Dims& d);
+
+}  // namespace moe

@@ -1,0 +1,40 @@
+// Sizes of one forward pass, derived once from the config.
+#pragma once
+#include <cstdint>
+
+#include "src/train/config.h"
+
+namespace moe {
+
+struct Dims {
+  int64_t B = 0, T = 0, N = 0;  // sequences, positions, tokens (N = B*T)
+  int64_t D = 0, V = 0, L = 0;
+  int64_t H = 0, KV = 0, hd = 0;
+  int64_t F = 0;                // dense ffn hidden
+  int64_t E = 0, K = 0, Fe = 0; // experts, top-k, expert hidden
+  int64_t Fs = 0;               // shared experts' fused hidden (0 = none)
+  float eps = 1e-5f, theta = 10000.0f;
+};
+
+inline Dims make_dims(const Config& c, int64_t batch) {
+  Dims d;
+  d.B = batch;
+  d.T = c.model.seq_len;
+  d.N = d.B * d.T;
+  d.D = c.model.d_model;
+  d.V = c.model.vocab_size;
+  d.L = c.model.n_layers;
+  d.H = c.model.n_heads;
+  d.KV = c.model.n_kv_heads;
+  d.hd = c.model.head_dim();
+  d.F = c.model.ffn_hidden;
+  d.E = c.moe.num_experts;
+  d.K = c.moe.top_k;
+  d.Fe = c.moe.expert_hidden;
+  d.Fs = c.moe.num_shared_experts * c.moe.expert_hidden;
+  d.eps = float(c.model.norm_eps);
+  d.theta = float(c.model.rope_theta);
+  return d;
+}
+
+}  // namespace moe

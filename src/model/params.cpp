@@ -1,0 +1,117 @@
+#include "src/model/params.h"
+
+#include "src/core/error.h"
+#include "src/core/philox.h"
+
+namespace moe {
+
+int ParamTable::add(const std::string& name, std::vector<int64_t> shape, InitKind init, bool weight_decay,
+                    bool trainable) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  // Align each view to 16 floats so vector loads never straddle two parameters.
+  int64_t offset = (total_ + 15) / 16 * 16;
+  params_.push_back({name, std::move(shape), offset, n, init, weight_decay, trainable});
+  total_ = offset + n;
+  return int(params_.size()) - 1;
+}
+
+int ParamTable::index_of(const std::string& name) const {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].name == name) return int(i);
+  return -1;
+}
+
+ParamTable build_param_table(const Config& c) {
+  const auto& m = c.model;
+  const auto& e = c.moe;
+  const int64_t D = m.d_model, hd = m.head_dim(), V = m.vocab_size;
+  ParamTable t;
+  t.add("tok_embeddings.weight", {V, D}, InitKind::normal);
+  for (int64_t i = 0; i < m.n_layers; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    t.add(p + "attention_norm.weight", {D}, InitKind::ones, false);
+    t.add(p + "attention.wq.weight", {m.n_heads * hd, D}, InitKind::normal);
+    t.add(p + "attention.wk.weight", {m.n_kv_heads * hd, D}, InitKind::normal);
+    t.add(p + "attention.wv.weight", {m.n_kv_heads * hd, D}, InitKind::normal);
+    t.add(p + "attention.wo.weight", {D, m.n_heads * hd}, InitKind::normal);
+    t.add(p + "ffn_norm.weight", {D}, InitKind::ones, false);
+    if (!m.is_moe_layer(i)) {
+      t.add(p + "feed_forward.w1.weight", {m.ffn_hidden, D}, InitKind::normal);
+      t.add(p + "feed_forward.w3.weight", {m.ffn_hidden, D}, InitKind::normal);
+      t.add(p + "feed_forward.w2.weight", {D, m.ffn_hidden}, InitKind::normal);
+      continue;
+    }
+    const int64_t E = e.num_experts, Fe = e.expert_hidden;
+    t.add(p + "moe.router.weight", {E, D}, InitKind::normal);
+    t.add(p + "moe.router.bias", {E}, InitKind::zeros, false, /*trainable=*/false);
+    t.add(p + "moe.experts.w1", {E, Fe, D}, InitKind::normal);
+    t.add(p + "moe.experts.w3", {E, Fe, D}, InitKind::normal);
+    t.add(p + "moe.experts.w2", {E, D, Fe}, InitKind::normal);
+    if (e.num_shared_experts > 0) {
+      const int64_t Fs = e.num_shared_experts * Fe;
+      t.add(p + "moe.shared.w1.weight", {Fs, D}, InitKind::normal);
+      t.add(p + "moe.shared.w3.weight", {Fs, D}, InitKind::normal);
+      t.add(p + "moe.shared.w2.weight", {D, Fs}, InitKind::normal);
+    }
+  }
+  t.add("norm.weight", {D}, InitKind::ones, false);
+  t.add("output.weight", {V, D}, InitKind::normal);
+  return t;
+}
+
+ModelParams bind_params(const Config& c, const ParamTable& table, float* base) {
+  auto at = [&](const std::string& name) -> float* {
+    int i = table.index_of(name);
+    return i < 0 ? nullptr : base + table.params()[size_t(i)].offset;
+  };
+  ModelParams mp{};
+  mp.tok_embeddings = at("tok_embeddings.weight");
+  mp.norm = at("norm.weight");
+  mp.output = at("output.weight");
+  for (int64_t i = 0; i < c.model.n_layers; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    BlockParams b{};
+    b.attention_norm = at(p + "attention_norm.weight");
+    b.wq = at(p + "attention.wq.weight");
+    b.wk = at(p + "attention.wk.weight");
+    b.wv = at(p + "attention.wv.weight");
+    b.wo = at(p + "attention.wo.weight");
+    b.ffn_norm = at(p + "ffn_norm.weight");
+    b.w1 = at(p + "feed_forward.w1.weight");
+    b.w3 = at(p + "feed_forward.w3.weight");
+    b.w2 = at(p + "feed_forward.w2.weight");
+    b.router = at(p + "moe.router.weight");
+    b.router_bias = at(p + "moe.router.bias");
+    b.experts_w1 = at(p + "moe.experts.w1");
+    b.experts_w3 = at(p + "moe.experts.w3");
+    b.experts_w2 = at(p + "moe.experts.w2");
+    b.shared_w1 = at(p + "moe.shared.w1.weight");
+    b.shared_w3 = at(p + "moe.shared.w3.weight");
+    b.shared_w2 = at(p + "moe.shared.w2.weight");
+    MOE_CHECK(b.wq && b.ffn_norm, "block " + std::to_string(i) + " is missing parameters");
+    mp.blocks.push_back(b);
+  }
+  return mp;
+}
+
+void init_params(const ParamTable& table, float* data, uint64_t seed) {
+  for (const auto& p : table.params()) {
+    float* x = data + p.offset;
+    switch (p.init) {
+      case InitKind::ones:
+        for (int64_t i = 0; i < p.numel; ++i) x[i] = 1.0f;
+        break;
+      case InitKind::zeros:
+        for (int64_t i = 0; i < p.numel; ++i) x[i] = 0.0f;
+        break;
+      case InitKind::normal: {
+        const uint64_t key = rng_key(seed, p.name);
+        for (int64_t i = 0; i < p.numel; ++i) x[i] = 0.02f * philox_normal(key, uint64_t(i));
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace moe

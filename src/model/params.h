@@ -1,0 +1,73 @@
+// Parameters live in one flat fp32 buffer described by a table of named views (logical names of
+// DESIGN.md). Gradients and optimizer state reuse the same table, so bucketing, ZeRO sharding and
+// checkpoints all work on offsets. The per-layer structs below are views into the buffer.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "src/train/config.h"
+
+namespace moe {
+
+enum class InitKind { normal, ones, zeros };
+
+struct ParamInfo {
+  std::string name;            // logical name, e.g. layers.0.attention.wq.weight
+  std::vector<int64_t> shape;  // global shape
+  int64_t offset = 0;          // into the flat buffer
+  int64_t numel = 0;
+  InitKind init = InitKind::normal;
+  bool weight_decay = true;    // norms are not decayed
+  bool trainable = true;       // the balancing bias is updated by its own rule, not by AdamW
+};
+
+class ParamTable {
+ public:
+  int add(const std::string& name, std::vector<int64_t> shape, InitKind init, bool weight_decay = true,
+          bool trainable = true);
+  const std::vector<ParamInfo>& params() const { return params_; }
+  int64_t total() const { return total_; }
+  int index_of(const std::string& name) const;  // -1 when absent
+
+ private:
+  std::vector<ParamInfo> params_;
+  int64_t total_ = 0;
+};
+
+// Views of one block's parameters (null where the block has no such parameter).
+struct BlockParams {
+  float* attention_norm;  // (D)
+  float* wq;              // (H*hd, D)
+  float* wk;              // (KV*hd, D)
+  float* wv;              // (KV*hd, D)
+  float* wo;              // (D, H*hd)
+  float* ffn_norm;        // (D)
+  float* w1;              // (F, D)   dense SwiGLU
+  float* w3;              // (F, D)
+  float* w2;              // (D, F)
+  float* router;          // (E, D)
+  float* router_bias;     // (E)      balancing bias, selection only
+  float* experts_w1;      // (E, Fe, D)
+  float* experts_w3;      // (E, Fe, D)
+  float* experts_w2;      // (E, D, Fe)
+  float* shared_w1;       // (S*Fe, D) shared experts fused into one SwiGLU
+  float* shared_w3;       // (S*Fe, D)
+  float* shared_w2;       // (D, S*Fe)
+};
+
+struct ModelParams {
+  float* tok_embeddings;  // (V, D)
+  std::vector<BlockParams> blocks;
+  float* norm;            // (D)
+  float* output;          // (V, D)
+};
+
+// The table of the whole model, in a fixed order (independent of the parallel layout).
+ParamTable build_param_table(const Config& c);
+// Points the views into `base` (a buffer of table.total() floats: params, grads or state).
+ModelParams bind_params(const Config& c, const ParamTable& table, float* base);
+// Deterministic init from (seed, name): N(0, 0.02) weights, ones for norms, zeros for the bias.
+void init_params(const ParamTable& table, float* data, uint64_t seed);
+
+}  // namespace moe

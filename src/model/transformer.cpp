@@ -1,0 +1,123 @@
+#include "src/model/transformer.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/ops.h"
+
+namespace moe {
+
+Transformer::Transformer(const Config& c, int64_t batch) : c_(c), d_(make_dims(c, batch)) {
+  const size_t ND = size_t(d_.N * d_.D);
+  inputs_.resize(size_t(d_.N));
+  targets_.resize(size_t(d_.N));
+  x_.resize(ND);
+  attn_.resize(size_t(d_.L));
+  ffn_.resize(size_t(d_.L));
+  dispatchers_.resize(size_t(d_.L));
+  for (int64_t i = 0; i < d_.L; ++i) {
+    attn_[size_t(i)].resize(d_);
+    FfnActs& f = ffn_[size_t(i)];
+    f.x_in.resize(ND);
+    f.xn.resize(ND);
+    f.rstd.resize(size_t(d_.N));
+    if (c.model.is_moe_layer(i)) {
+      f.moe.resize(d_);
+      dispatchers_[size_t(i)] = std::make_unique<LocalDispatcher>();
+    } else {
+      f.dense.resize(d_.N, d_.F);
+    }
+  }
+  xf_.resize(ND);
+  xnf_.resize(ND);
+  rstdf_.resize(size_t(d_.N));
+  logits_.resize(size_t(d_.N * d_.V));
+  lse_.resize(size_t(d_.N));
+  losses_.resize(size_t(d_.N));
+  dx_.resize(ND);
+  dxn_.resize(ND);
+  dlogits_.resize(size_t(d_.N * d_.V));
+  dlosses_.resize(size_t(d_.N));
+  attn_scratch_.resize(d_);
+  dense_scratch_.resize(d_.N, d_.F);
+}
+
+StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, const SumReducer& reduce_sum) {
+  const int64_t T = d_.T;
+  for (int64_t b = 0; b < d_.B; ++b) {
+    const int32_t* row = tokens + b * (T + 1);
+    std::copy(row, row + T, inputs_.begin() + b * T);
+    std::copy(row + 1, row + T + 1, targets_.begin() + b * T);
+  }
+  ops::embedding_forward(x_.data(), inputs_.data(), p.tok_embeddings, d_.N, d_.D);
+  StepLosses out;
+  for (int64_t i = 0; i < d_.L; ++i) {
+    const BlockParams& bp = p.blocks[size_t(i)];
+    attention_layer_forward(x_.data(), attn_[size_t(i)], bp, d_);
+    FfnActs& f = ffn_[size_t(i)];
+    std::memcpy(f.x_in.data(), x_.data(), sizeof(float) * x_.size());
+    ops::rmsnorm_forward(f.xn.data(), f.rstd.data(), x_.data(), bp.ffn_norm, d_.N, d_.D, d_.eps);
+    if (c_.model.is_moe_layer(i)) {
+      moe_layer_forward(x_.data(), f.moe, f.xn.data(), bp, d_, c_.moe, *dispatchers_[size_t(i)], reduce_sum);
+      out.aux += f.moe.losses.aux;
+      out.z += f.moe.losses.z;
+    } else {
+      swiglu_mlp_forward(x_.data(), f.dense, f.xn.data(), bp.w1, bp.w3, bp.w2, d_.N, d_.D, d_.F);
+    }
+  }
+  std::memcpy(xf_.data(), x_.data(), sizeof(float) * x_.size());
+  ops::rmsnorm_forward(xnf_.data(), rstdf_.data(), xf_.data(), p.norm, d_.N, d_.D, d_.eps);
+  ops::matmul_forward(logits_.data(), xnf_.data(), p.output, d_.N, d_.D, d_.V);
+  ops::cross_entropy_forward(losses_.data(), lse_.data(), logits_.data(), targets_.data(), d_.N, d_.V);
+  for (float l : losses_) out.lm_sum += l;
+  return out;
+}
+
+void Transformer::backward(const ModelParams& p, const ModelParams& g, double global_tokens) {
+  std::fill(dlosses_.begin(), dlosses_.end(), float(1.0 / global_tokens));
+  std::fill(dlogits_.begin(), dlogits_.end(), 0.0f);
+  std::fill(dxn_.begin(), dxn_.end(), 0.0f);
+  std::fill(dx_.begin(), dx_.end(), 0.0f);
+  ops::cross_entropy_backward(dlogits_.data(), dlosses_.data(), logits_.data(), lse_.data(), targets_.data(), d_.N,
+                              d_.V);
+  ops::matmul_backward(dxn_.data(), g.output, dlogits_.data(), xnf_.data(), p.output, d_.N, d_.D, d_.V);
+  ops::rmsnorm_backward(dx_.data(), g.norm, dxn_.data(), xf_.data(), p.norm, rstdf_.data(), d_.N, d_.D);
+  for (int64_t i = d_.L - 1; i >= 0; --i) {
+    const BlockParams& bp = p.blocks[size_t(i)];
+    const BlockParams& bg = g.blocks[size_t(i)];
+    FfnActs& f = ffn_[size_t(i)];
+    std::fill(dxn_.begin(), dxn_.end(), 0.0f);
+    if (c_.model.is_moe_layer(i)) {
+      moe_layer_backward(dxn_.data(), dx_.data(), f.moe, f.xn.data(), bp, bg, d_, c_.moe, *dispatchers_[size_t(i)]);
+    } else {
+      swiglu_mlp_backward(dxn_.data(), bg.w1, bg.w3, bg.w2, dx_.data(), f.dense, dense_scratch_, f.xn.data(), bp.w1,
+                          bp.w3, bp.w2, d_.N, d_.D, d_.F);
+    }
+    ops::rmsnorm_backward(dx_.data(), bg.ffn_norm, dxn_.data(), f.x_in.data(), bp.ffn_norm, f.rstd.data(), d_.N,
+                          d_.D);
+    attention_layer_backward(dx_.data(), attn_[size_t(i)], bp, bg, attn_scratch_, d_);
+  }
+  ops::embedding_backward(g.tok_embeddings, dx_.data(), inputs_.data(), d_.N, d_.D);
+}
+
+std::vector<const LayerLoadStats*> Transformer::load_stats() const {
+  std::vector<const LayerLoadStats*> out;
+  for (int64_t i = 0; i < d_.L; ++i)
+    if (c_.model.is_moe_layer(i)) out.push_back(&ffn_[size_t(i)].moe.stats);
+  return out;
+}
+
+int64_t Transformer::activation_bytes() const {
+  size_t n = x_.size() + xf_.size() + xnf_.size() + rstdf_.size() + logits_.size() + lse_.size() + losses_.size();
+  for (const auto& a : attn_)
+    n += a.x_in.size() + a.xn.size() + a.rstd.size() + a.q.size() + a.k.size() + a.v.size() + a.att.size() +
+         a.y.size();
+  for (const auto& f : ffn_) {
+    n += f.x_in.size() + f.xn.size() + f.rstd.size() + f.dense.a.size() + f.dense.b.size() + f.dense.h.size();
+    n += f.moe.expert_in.size() + f.moe.experts.a.size() + f.moe.experts.b.size() + f.moe.experts.h.size() +
+         f.moe.experts.out.size() + f.moe.router.logits.size() + f.moe.router.probs.size();
+  }
+  return int64_t(n * sizeof(float));
+}
+
+}  // namespace moe

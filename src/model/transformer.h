@@ -1,0 +1,64 @@
+// The decoder LM of DESIGN.md: tok_embeddings -> L x [h += attn(norm h); h += ffn(norm h)] -> norm ->
+// output -> cross-entropy. Explicit forward and backward; activations are kept between them.
+// Loss scaling: the local loss is sum(CE over local tokens) / global_tokens + aux + z, so gradients
+// summed over the data-parallel group are the gradients of the global mean.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "moe/moe_layer.h"
+#include "src/model/attention.h"
+#include "src/model/dims.h"
+#include "src/model/mlp.h"
+#include "src/model/params.h"
+
+namespace moe {
+
+struct FfnActs {
+  std::vector<float> x_in;  // (N, D) sub-layer input
+  std::vector<float> xn;    // (N, D)
+  std::vector<float> rstd;  // (N)
+  SwigluActs dense;
+  MoeLayerState moe;
+};
+
+struct StepLosses {
+  double lm_sum = 0;  // sum of token cross-entropies over the local tokens
+  double aux = 0;     // global aux loss (sum over MoE layers)
+  double z = 0;       // global z-loss (sum over MoE layers)
+};
+
+class Transformer {
+ public:
+  // `batch` = local sequences per forward.
+  Transformer(const Config& c, int64_t batch);
+
+  // tokens (B, T+1): inputs are [:, :T], targets [:, 1:]. global_tokens scales the loss gradient.
+  StepLosses forward(const int32_t* tokens, const ModelParams& p, const SumReducer& reduce_sum);
+  // Accumulates into the gradient views g. Call after forward().
+  void backward(const ModelParams& p, const ModelParams& g, double global_tokens);
+
+  // Per-token losses of the last forward (N), for eval.
+  const std::vector<float>& token_losses() const { return losses_; }
+  // Routing statistics of the last forward, one entry per MoE layer (layer order).
+  std::vector<const LayerLoadStats*> load_stats() const;
+  const Dims& dims() const { return d_; }
+  // Bytes held by activations (for metrics).
+  int64_t activation_bytes() const;
+
+ private:
+  Config c_;
+  Dims d_;
+  std::vector<int32_t> inputs_, targets_;
+  std::vector<float> x_;  // (N, D) residual stream
+  std::vector<AttentionActs> attn_;
+  std::vector<FfnActs> ffn_;
+  std::vector<std::unique_ptr<TokenDispatcher>> dispatchers_;  // one per layer (null for dense)
+  std::vector<float> xf_, xnf_, rstdf_, logits_, lse_, losses_;
+  // backward scratch
+  std::vector<float> dx_, dxn_, dlogits_, dlosses_;
+  AttentionScratch attn_scratch_;
+  SwigluScratch dense_scratch_;
+};
+
+}  // namespace moe

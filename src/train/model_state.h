@@ -1,0 +1,24 @@
+// Parameters and gradients of the whole model in two flat buffers with named views.
+#pragma once
+#include <vector>
+
+#include "src/model/params.h"
+
+namespace moe {
+
+struct ModelState {
+  ParamTable table;
+  std::vector<float> params, grads;
+  ModelParams p, g;  // views into params / grads
+
+  explicit ModelState(const Config& c)
+      : table(build_param_table(c)),
+        params(size_t(table.total()), 0.0f),
+        grads(size_t(table.total()), 0.0f),
+        p(bind_params(c, table, params.data())),
+        g(bind_params(c, table, grads.data())) {}
+  ModelState(const ModelState&) = delete;
+  ModelState& operator=(const ModelState&) = delete;
+};
+
+}  // namespace moe

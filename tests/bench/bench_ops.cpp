@@ -1,0 +1,228 @@
+// Micro-benchmarks of the CPU ops at the bench_cpu shape: d_model 512, seq 256, 8 heads (8 kv heads),
+// batch 4, 8 experts with hidden 1024 and top-2 routing, vocab 512.
+//   build-*/tests/bench_ops [--benchmark_filter=Matmul]
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/ops.h"
+
+namespace {
+
+constexpr int64_t kB = 4, kT = 256, kD = 512, kH = 8, kKV = 8, kHd = kD / kH, kE = 8, kFe = 1024, kV = 512,
+                  kTopK = 2;
+constexpr int64_t kN = kB * kT;          // tokens
+constexpr int64_t kRouted = kN * kTopK;  // expert rows after dispatch
+
+std::vector<float> randn(int64_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+std::vector<int32_t> randint(int64_t n, uint64_t seed, int32_t hi) {
+  std::mt19937_64 gen(seed);
+  std::vector<int32_t> v(n);
+  for (auto& x : v) x = static_cast<int32_t>(gen() % static_cast<uint64_t>(hi));
+  return v;
+}
+
+void set_flops(benchmark::State& state, double flops_per_iter) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ---- GEMMs ----------------------------------------------------------------------------
+void BM_MatmulForward(benchmark::State& state) {
+  const int64_t N = kN, I = kD, O = state.range(0);
+  auto x = randn(N * I, 1), w = randn(O * I, 2, 0.02f);
+  std::vector<float> out(N * O);
+  for (auto _ : state) {
+    moe::ops::matmul_forward(out.data(), x.data(), w.data(), N, I, O);
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_flops(state, 2.0 * N * I * O);
+}
+BENCHMARK(BM_MatmulForward)->Arg(kD)->Arg(3 * kD)->Unit(benchmark::kMicrosecond);
+
+void BM_MatmulBackward(benchmark::State& state) {
+  const int64_t N = kN, I = kD, O = kD;
+  auto x = randn(N * I, 1), w = randn(O * I, 2, 0.02f), g = randn(N * O, 3);
+  std::vector<float> dx(N * I), dw(O * I);
+  for (auto _ : state) {
+    moe::ops::matmul_backward(dx.data(), dw.data(), g.data(), x.data(), w.data(), N, I, O);
+    benchmark::DoNotOptimize(dw.data());
+  }
+  set_flops(state, 4.0 * N * I * O);
+}
+BENCHMARK(BM_MatmulBackward)->Unit(benchmark::kMicrosecond);
+
+std::vector<int64_t> even_offsets() {
+  std::vector<int64_t> off(kE + 1);
+  for (int64_t e = 0; e <= kE; ++e) off[e] = e * kRouted / kE;
+  return off;
+}
+
+void BM_GroupedMatmulForward(benchmark::State& state) {  // the w1 GEMM of the experts
+  const auto off = even_offsets();
+  auto x = randn(kRouted * kD, 1), w = randn(kE * kFe * kD, 2, 0.02f);
+  std::vector<float> out(kRouted * kFe);
+  for (auto _ : state) {
+    moe::ops::grouped_matmul_forward(out.data(), x.data(), w.data(), off.data(), kE, kD, kFe);
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_flops(state, 2.0 * kRouted * kD * kFe);
+}
+BENCHMARK(BM_GroupedMatmulForward)->Unit(benchmark::kMicrosecond);
+
+void BM_GroupedMatmulBackward(benchmark::State& state) {
+  const auto off = even_offsets();
+  auto x = randn(kRouted * kD, 1), w = randn(kE * kFe * kD, 2, 0.02f), g = randn(kRouted * kFe, 3);
+  std::vector<float> dx(kRouted * kD), dw(kE * kFe * kD);
+  for (auto _ : state) {
+    moe::ops::grouped_matmul_backward(dx.data(), dw.data(), g.data(), x.data(), w.data(), off.data(), kE, kD, kFe);
+    benchmark::DoNotOptimize(dw.data());
+  }
+  set_flops(state, 4.0 * kRouted * kD * kFe);
+}
+BENCHMARK(BM_GroupedMatmulBackward)->Unit(benchmark::kMicrosecond);
+
+// ---- attention --------------------------------------------------------------------------
+struct AttentionData {
+  std::vector<float> q = randn(kN * kH * kHd, 1), k = randn(kN * kKV * kHd, 2), v = randn(kN * kKV * kHd, 3);
+  std::vector<float> out = std::vector<float>(kN * kH * kHd), att = std::vector<float>(kB * kH * kT * kT);
+};
+// Causal: about half of the T x T scores, two GEMM-like products each.
+constexpr double kAttentionFlops = 2.0 * 2.0 * kB * kH * (kT * (kT + 1) / 2) * kHd;
+
+void BM_AttentionForward(benchmark::State& state) {
+  AttentionData d;
+  for (auto _ : state) {
+    moe::ops::attention_forward(d.out.data(), d.att.data(), d.q.data(), d.k.data(), d.v.data(), kB, kT, kH, kKV, kHd);
+    benchmark::DoNotOptimize(d.out.data());
+  }
+  set_flops(state, kAttentionFlops);
+}
+BENCHMARK(BM_AttentionForward)->Unit(benchmark::kMicrosecond);
+
+void BM_AttentionBackward(benchmark::State& state) {
+  AttentionData d;
+  moe::ops::attention_forward(d.out.data(), d.att.data(), d.q.data(), d.k.data(), d.v.data(), kB, kT, kH, kKV, kHd);
+  auto g = randn(kN * kH * kHd, 4);
+  std::vector<float> dq(d.q.size()), dk(d.k.size()), dv(d.v.size());
+  for (auto _ : state) {
+    moe::ops::attention_backward(dq.data(), dk.data(), dv.data(), g.data(), d.att.data(), d.q.data(), d.k.data(),
+                                 d.v.data(), kB, kT, kH, kKV, kHd);
+    benchmark::DoNotOptimize(dq.data());
+  }
+  set_flops(state, 2.0 * kAttentionFlops);
+}
+BENCHMARK(BM_AttentionBackward)->Unit(benchmark::kMicrosecond);
+
+// ---- row-wise and elementwise ops -------------------------------------------------------
+void BM_Rmsnorm(benchmark::State& state) {  // forward + backward
+  auto x = randn(kN * kD, 1), w = randn(kD, 2), g = randn(kN * kD, 3);
+  std::vector<float> out(kN * kD), rstd(kN), dx(kN * kD), dw(kD);
+  for (auto _ : state) {
+    moe::ops::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), kN, kD, 1e-5f);
+    moe::ops::rmsnorm_backward(dx.data(), dw.data(), g.data(), x.data(), w.data(), rstd.data(), kN, kD);
+    benchmark::DoNotOptimize(dx.data());
+  }
+}
+BENCHMARK(BM_Rmsnorm)->Unit(benchmark::kMicrosecond);
+
+void BM_Rope(benchmark::State& state) {  // forward in place + backward, on q
+  auto x = randn(kN * kD, 1), g = randn(kN * kD, 2);
+  std::vector<float> dx(kN * kD);
+  for (auto _ : state) {
+    moe::ops::rope_forward(x.data(), x.data(), kB, kT, kH, kHd, 10000.0f);
+    moe::ops::rope_backward(dx.data(), g.data(), kB, kT, kH, kHd, 10000.0f);
+    benchmark::DoNotOptimize(dx.data());
+  }
+}
+BENCHMARK(BM_Rope)->Unit(benchmark::kMicrosecond);
+
+void BM_Swiglu(benchmark::State& state) {  // forward + backward over the routed expert activations
+  const int64_t n = kRouted * kFe;
+  auto a = randn(n, 1), b = randn(n, 2), g = randn(n, 3);
+  std::vector<float> out(n), da(n), db(n);
+  for (auto _ : state) {
+    moe::ops::swiglu_forward(out.data(), a.data(), b.data(), n);
+    moe::ops::swiglu_backward(da.data(), db.data(), g.data(), a.data(), b.data(), n);
+    benchmark::DoNotOptimize(da.data());
+  }
+  state.SetBytesProcessed(state.iterations() * n * 8 * static_cast<int64_t>(sizeof(float)));
+}
+BENCHMARK(BM_Swiglu)->Unit(benchmark::kMicrosecond);
+
+void BM_CrossEntropy(benchmark::State& state) {  // forward + backward
+  auto logits = randn(kN * kV, 1);
+  auto targets = randint(kN, 2, kV);
+  std::vector<float> losses(kN), lse(kN), dlosses(kN, 1.0f / kN), dlogits(kN * kV);
+  for (auto _ : state) {
+    moe::ops::cross_entropy_forward(losses.data(), lse.data(), logits.data(), targets.data(), kN, kV);
+    moe::ops::cross_entropy_backward(dlogits.data(), dlosses.data(), logits.data(), lse.data(), targets.data(), kN, kV);
+    benchmark::DoNotOptimize(dlogits.data());
+  }
+}
+BENCHMARK(BM_CrossEntropy)->Unit(benchmark::kMicrosecond);
+
+// ---- routing ----------------------------------------------------------------------------
+void BM_RouterSoftmaxTopk(benchmark::State& state) {
+  auto logits = randn(kN * kE, 1);
+  std::vector<float> probs(kN * kE), vals(kN * kTopK);
+  std::vector<int32_t> idx(kN * kTopK);
+  for (auto _ : state) {
+    moe::ops::softmax_forward(probs.data(), logits.data(), kN, kE);
+    moe::ops::topk_forward(idx.data(), vals.data(), probs.data(), kN, kE, kTopK);
+    benchmark::DoNotOptimize(idx.data());
+  }
+}
+BENCHMARK(BM_RouterSoftmaxTopk)->Unit(benchmark::kMicrosecond);
+
+void BM_GatherScatter(benchmark::State& state) {  // dispatch (gather) + weighted combine (scatter-add)
+  auto x = randn(kN * kD, 1), w = randn(kRouted, 2);
+  auto rows = randint(kRouted, 3, static_cast<int32_t>(kN));
+  std::vector<float> routed(kRouted * kD), out(kN * kD);
+  for (auto _ : state) {
+    moe::ops::gather_rows(routed.data(), x.data(), rows.data(), kRouted, kD);
+    moe::ops::scatter_add_rows(out.data(), routed.data(), rows.data(), w.data(), kRouted, kD);
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+BENCHMARK(BM_GatherScatter)->Unit(benchmark::kMicrosecond);
+
+void BM_Embedding(benchmark::State& state) {  // forward + backward
+  auto table = randn(kV * kD, 1), g = randn(kN * kD, 2);
+  auto tokens = randint(kN, 3, static_cast<int32_t>(kV));
+  std::vector<float> out(kN * kD), dtable(kV * kD);
+  for (auto _ : state) {
+    moe::ops::embedding_forward(out.data(), tokens.data(), table.data(), kN, kD);
+    moe::ops::embedding_backward(dtable.data(), g.data(), tokens.data(), kN, kD);
+    benchmark::DoNotOptimize(dtable.data());
+  }
+}
+BENCHMARK(BM_Embedding)->Unit(benchmark::kMicrosecond);
+
+// ---- optimizer --------------------------------------------------------------------------
+void BM_AdamwAndNorm(benchmark::State& state) {  // one MoE layer's expert weights: 3 x E x Fe x D
+  const int64_t n = 3 * kE * kFe * kD;
+  auto p = randn(n, 1, 0.02f), g = randn(n, 2, 1e-3f);
+  std::vector<float> m(n), v(n);
+  int64_t step = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(moe::ops::sum_squares(g.data(), n));
+    moe::ops::adamw_update(p.data(), g.data(), m.data(), v.data(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, ++step);
+    benchmark::DoNotOptimize(p.data());
+  }
+  state.SetBytesProcessed(state.iterations() * n * 9 * static_cast<int64_t>(sizeof(float)));
+}
+BENCHMARK(BM_AdamwAndNorm)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
