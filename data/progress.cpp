@@ -25,7 +25,7 @@ void Progress::update(int64_t bytes_done, int64_t tokens_done) {
 }
 
 void Progress::finish() {
-  if (enabled_) draw(true);
+  if (enabled_ && (tty_ || last_decile_ < 10)) draw(true);  // a pipe already has its 100% line
 }
 
 void Progress::draw(bool final_line) {
@@ -37,9 +37,10 @@ void Progress::draw(bool final_line) {
   for (int i = 0; i < kWidth; ++i) bar[i] = i < filled ? '#' : '.';
   bar[kWidth] = '\0';
   double mb = double(bytes_) / 1e6, rate = secs > 0 ? mb / secs : 0.0, tps = secs > 0 ? double(tokens_) / secs : 0.0;
-  std::fprintf(stderr, "%s%-8s [%s] %5.1f%% %9.1f / %.1f MB  %7.1f MB/s  %10.0f tokens/s%s", tty_ ? "\r" : "",
-               label_.c_str(), bar, 100.0 * frac, mb, double(total_) / 1e6, rate, tps,
-               (final_line || !tty_) ? "\n" : "");
+  char tokens[64] = "";
+  if (tokens_ > 0) std::snprintf(tokens, sizeof tokens, "  %.3g tokens/s", tps);
+  std::fprintf(stderr, "%s%-8s [%s] %5.1f%% %9.1f / %.1f MB  %7.1f MB/s%s%s", tty_ ? "\r" : "", label_.c_str(), bar,
+               100.0 * frac, mb, double(total_) / 1e6, rate, tokens, (final_line || !tty_) ? "\n" : "");
   std::fflush(stderr);
 }
 

@@ -123,7 +123,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     result.last_loss = loss;
     ++interval_steps;
 
-    const bool last = step + 1 == c.train.steps;
+    const bool exiting = opt.exit_after > 0 && step + 1 - start_step == opt.exit_after;
+    const bool last = step + 1 == c.train.steps || exiting;
     if ((step + 1) % c.train.log_every == 0 || last) {
       const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
       const double tps = double(interval_steps) * global_tokens / secs;
@@ -156,6 +157,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     }
     if ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last)
       save_training_state(c, ckpt_root, step + 1, model, optim, loader, world);
+    if (exiting) break;
   }
   return result;
 }

@@ -13,6 +13,7 @@ struct TrainOptions {
   std::string run_dir;       // RUN_DIR (created); metrics, config and checkpoints go there
   std::string init_from;     // finetune: a checkpoint to take the weights from ("" = fresh init)
   bool quiet = false;        // no progress line (tests)
+  int64_t exit_after = 0;    // stop (with a checkpoint) after this many steps of this run; 0 = run to the end
 };
 
 struct TrainResult {

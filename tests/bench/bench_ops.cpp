@@ -1,6 +1,6 @@
 // Micro-benchmarks of the CPU ops at the bench_cpu shape: d_model 512, seq 256, 8 heads (8 kv heads),
 // batch 4, 8 experts with hidden 1024 and top-2 routing, vocab 512.
-//   build-*/tests/bench_ops [--benchmark_filter=Matmul]
+//   build-*/tests/bench_ops [--benchmark_filter=Matmul]   (wall-clock times: the ops use threads)
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -47,7 +47,7 @@ void BM_MatmulForward(benchmark::State& state) {
   }
   set_flops(state, 2.0 * N * I * O);
 }
-BENCHMARK(BM_MatmulForward)->Arg(kD)->Arg(3 * kD)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MatmulForward)->Arg(kD)->Arg(3 * kD)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_MatmulBackward(benchmark::State& state) {
   const int64_t N = kN, I = kD, O = kD;
@@ -59,7 +59,7 @@ void BM_MatmulBackward(benchmark::State& state) {
   }
   set_flops(state, 4.0 * N * I * O);
 }
-BENCHMARK(BM_MatmulBackward)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MatmulBackward)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 std::vector<int64_t> even_offsets() {
   std::vector<int64_t> off(kE + 1);
@@ -77,7 +77,7 @@ void BM_GroupedMatmulForward(benchmark::State& state) {  // the w1 GEMM of the e
   }
   set_flops(state, 2.0 * kRouted * kD * kFe);
 }
-BENCHMARK(BM_GroupedMatmulForward)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GroupedMatmulForward)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_GroupedMatmulBackward(benchmark::State& state) {
   const auto off = even_offsets();
@@ -89,7 +89,7 @@ void BM_GroupedMatmulBackward(benchmark::State& state) {
   }
   set_flops(state, 4.0 * kRouted * kD * kFe);
 }
-BENCHMARK(BM_GroupedMatmulBackward)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GroupedMatmulBackward)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // ---- attention --------------------------------------------------------------------------
 struct AttentionData {
@@ -107,7 +107,7 @@ void BM_AttentionForward(benchmark::State& state) {
   }
   set_flops(state, kAttentionFlops);
 }
-BENCHMARK(BM_AttentionForward)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AttentionForward)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_AttentionBackward(benchmark::State& state) {
   AttentionData d;
@@ -121,7 +121,7 @@ void BM_AttentionBackward(benchmark::State& state) {
   }
   set_flops(state, 2.0 * kAttentionFlops);
 }
-BENCHMARK(BM_AttentionBackward)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AttentionBackward)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // ---- row-wise and elementwise ops -------------------------------------------------------
 void BM_Rmsnorm(benchmark::State& state) {  // forward + backward
@@ -133,7 +133,7 @@ void BM_Rmsnorm(benchmark::State& state) {  // forward + backward
     benchmark::DoNotOptimize(dx.data());
   }
 }
-BENCHMARK(BM_Rmsnorm)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Rmsnorm)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_Rope(benchmark::State& state) {  // forward in place + backward, on q
   auto x = randn(kN * kD, 1), g = randn(kN * kD, 2);
@@ -144,7 +144,7 @@ void BM_Rope(benchmark::State& state) {  // forward in place + backward, on q
     benchmark::DoNotOptimize(dx.data());
   }
 }
-BENCHMARK(BM_Rope)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Rope)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_Swiglu(benchmark::State& state) {  // forward + backward over the routed expert activations
   const int64_t n = kRouted * kFe;
@@ -157,7 +157,7 @@ void BM_Swiglu(benchmark::State& state) {  // forward + backward over the routed
   }
   state.SetBytesProcessed(state.iterations() * n * 8 * static_cast<int64_t>(sizeof(float)));
 }
-BENCHMARK(BM_Swiglu)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Swiglu)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_CrossEntropy(benchmark::State& state) {  // forward + backward
   auto logits = randn(kN * kV, 1);
@@ -169,7 +169,7 @@ void BM_CrossEntropy(benchmark::State& state) {  // forward + backward
     benchmark::DoNotOptimize(dlogits.data());
   }
 }
-BENCHMARK(BM_CrossEntropy)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_CrossEntropy)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // ---- routing ----------------------------------------------------------------------------
 void BM_RouterSoftmaxTopk(benchmark::State& state) {
@@ -182,7 +182,7 @@ void BM_RouterSoftmaxTopk(benchmark::State& state) {
     benchmark::DoNotOptimize(idx.data());
   }
 }
-BENCHMARK(BM_RouterSoftmaxTopk)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RouterSoftmaxTopk)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_GatherScatter(benchmark::State& state) {  // dispatch (gather) + weighted combine (scatter-add)
   auto x = randn(kN * kD, 1), w = randn(kRouted, 2);
@@ -194,7 +194,7 @@ void BM_GatherScatter(benchmark::State& state) {  // dispatch (gather) + weighte
     benchmark::DoNotOptimize(out.data());
   }
 }
-BENCHMARK(BM_GatherScatter)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GatherScatter)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_Embedding(benchmark::State& state) {  // forward + backward
   auto table = randn(kV * kD, 1), g = randn(kN * kD, 2);
@@ -206,7 +206,7 @@ void BM_Embedding(benchmark::State& state) {  // forward + backward
     benchmark::DoNotOptimize(dtable.data());
   }
 }
-BENCHMARK(BM_Embedding)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Embedding)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // ---- optimizer --------------------------------------------------------------------------
 void BM_AdamwAndNorm(benchmark::State& state) {  // one MoE layer's expert weights: 3 x E x Fe x D
@@ -221,7 +221,7 @@ void BM_AdamwAndNorm(benchmark::State& state) {  // one MoE layer's expert weigh
   }
   state.SetBytesProcessed(state.iterations() * n * 9 * static_cast<int64_t>(sizeof(float)));
 }
-BENCHMARK(BM_AdamwAndNorm)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AdamwAndNorm)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

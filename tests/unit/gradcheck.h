@@ -8,8 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -78,7 +76,6 @@ inline GradCheckResult grad_check(const std::function<double()>& loss, float* x,
     const double err = std::fabs(a - numeric) / denom;
     if (err > r.max_rel_error || r.worst_index < 0) r = {err, i, a, numeric};
   }
-  if (getenv("GC_DEBUG")) fprintf(stderr, "GC err %.3g idx %ld a %.4g n %.4g scale %.3g\n", r.max_rel_error, (long)r.worst_index, r.analytic, r.numeric, scale);
   loss();  // leave the outputs as computed at the unperturbed x
   return r;
 }

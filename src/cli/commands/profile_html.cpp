@@ -165,7 +165,7 @@ std::string a2a_matrix(const profile::ProfileSummary& s) {
   std::vector<std::vector<double>> cells(ep, std::vector<double>(ep, 0.0));
   std::vector<std::string> labels, tips;
   for (size_t i = 0; i < ep; ++i) {
-    labels.push_back("from " + std::to_string(i));
+    labels.push_back(fmt("from %zu", i));
     for (size_t j = 0; j < ep; ++j) {
       const double b = double(s.a2a_total_bytes[i * ep + j]);
       cells[i][j] = even > 0 ? b / even : 0.0;
@@ -208,7 +208,7 @@ std::string load_balance_sections(const profile::RunProfile& rp) {
     const auto cells = profile::load_heatmap(lb, int64_t(l), kMaxHeatColumns, &steps);
     std::vector<std::string> labels, tips;
     for (size_t e = 0; e < cells.size(); ++e) {
-      labels.push_back("e" + std::to_string(e));
+      labels.push_back(fmt("e%zu", e));
       for (size_t c = 0; c < cells[e].size(); ++c)
         tips.push_back(fmt("expert %zu, steps up to %lld: %.2fx even share", e, (long long)steps[c], cells[e][c]));
     }

@@ -23,6 +23,7 @@ struct TrainArgs {
   std::string config, run_dir;
   std::vector<std::string> sets;
   bool quiet = false;
+  int64_t exit_after = 0;
 };
 
 struct EvalArgs {
@@ -55,6 +56,7 @@ int run_train(const TrainArgs& a) {
     opt.run_dir = a.run_dir.empty() ? (std::filesystem::path("runs") / std::filesystem::path(a.config).stem()).string()
                                     : a.run_dir;
     opt.quiet = a.quiet;
+    opt.exit_after = a.exit_after;
     TrainResult r = train(c, opt, world);
     if (world.rank() == 0 && !a.quiet)
       std::printf("done: %lld steps, final loss %.4f, run directory %s\n", (long long)r.steps_done, r.last_loss,
@@ -90,6 +92,8 @@ void add_train_commands(CLI::App& app, int& exit_code) {
   train->add_option("--set", targs->sets, "Override a config key: key.path=value (repeatable)");
   train->add_option("--run-dir", targs->run_dir, "Run directory (default runs/<config name>)");
   train->add_flag("--quiet", targs->quiet, "No progress line");
+  train->add_option("--exit-after", targs->exit_after,
+                    "Stop after N steps of this run, writing a checkpoint (resume later with checkpoint.resume=auto)");
   train->callback([targs, &exit_code] { exit_code = run_train(*targs); });
 
   auto eargs = std::make_shared<EvalArgs>();
