@@ -7,6 +7,8 @@ cd "$root"
 bash scripts/install_deps.sh
 bash scripts/build.sh
 bash scripts/prepare_default_corpus.sh
+# Idle OpenMP threads sleep instead of spinning, so a busy machine does not stall the step.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 run=runs/quickstart
 rm -rf "$run"
 build/moe train --config configs/tiny.yaml --run-dir "$run"
