@@ -1,6 +1,7 @@
 // Causal grouped-query attention, one (batch, head) at a time; att keeps the probabilities.
-// K and V of the head are first transposed to [hd, T], so that a row of scores is a sum of
-// contiguous axpys over keys instead of T short dot products (which do not vectorise).
+// K (forward) and V (backward) of a head are first transposed to [hd, T], so that a row of scores
+// is a sum of contiguous axpys over keys instead of T short dot products (which vectorise badly).
+// Backward also keeps three T x T scratch matrices per task (ds rows, ds and p transposed).
 // Softmax: max subtraction, float sum. Backward runs one task per (batch, kv head), which owns
 // dk/dv of that kv head and dq of its query heads: no two threads write the same element.
 #include <cmath>

@@ -273,13 +273,16 @@ void LoadBalanceRecorder::record(int64_t step, const std::vector<const LayerLoad
   const size_t L = m.layers.size(), E = size_t(m.E);
   MOE_CHECK(layers.size() == L, "recorder expects " + std::to_string(L) + " MoE layers, got " +
                                     std::to_string(layers.size()));
+  for (const LayerLoadStats* s : layers) {  // before any column grows, so rows stay aligned
+    MOE_CHECK(s->tokens_per_expert.size() == E, "tokens_per_expert has the wrong length");
+    MOE_CHECK(s->bias.empty() || s->bias.size() == E, "bias has the wrong length");
+  }
   m.ensure_a2a(a2a_bytes.size());
 
   m.cols[0].append(&step);
   m.i64_row.resize(L * E);
   for (size_t l = 0; l < L; ++l) {
     const LayerLoadStats& s = *layers[l];
-    MOE_CHECK(s.tokens_per_expert.size() == E, "tokens_per_expert has the wrong length");
     std::copy(s.tokens_per_expert.begin(), s.tokens_per_expert.end(), m.i64_row.begin() + long(l * E));
   }
   m.cols[1].append(m.i64_row.data());
@@ -303,7 +306,6 @@ void LoadBalanceRecorder::record(int64_t step, const std::vector<const LayerLoad
   m.f32_row.assign(L * E, std::nanf(""));
   for (size_t l = 0; l < L; ++l) {
     const std::vector<float>& b = layers[l]->bias;
-    MOE_CHECK(b.empty() || b.size() == E, "bias has the wrong length");
     std::copy(b.begin(), b.end(), m.f32_row.begin() + long(l * E));
   }
   m.cols[8].append(m.f32_row.data());

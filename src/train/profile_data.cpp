@@ -48,7 +48,10 @@ LoadBalanceData read_load_balance(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw DataError(path + ": no such file");
   LoadBalanceData r;
   r.path = path;
-  H5Handle file(h5_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), path, "not a readable HDF5 file (damaged?)"),
+  // No file lock, so a running trainer's file can be read between its flushes.
+  H5Handle fapl(h5_id(H5Pcreate(H5P_FILE_ACCESS), path, "cannot set up file access"), H5Pclose);
+  h5_ok(H5Pset_file_locking(fapl.get(), false, true), path, "cannot set up file access");
+  H5Handle file(h5_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), path, "not a readable HDF5 file (damaged?)"),
                 H5Fclose);
   const hid_t f = file.get();
   r.version = scalar_attr(f, "version", path);
