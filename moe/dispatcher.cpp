@@ -4,12 +4,14 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "moe/dispatch_capacity.h"
 #include "src/core/error.h"
 
 namespace moe {
 
 void plan_dispatch(DispatchPlan& plan, const int32_t* topk_idx, const float* topk_score, int64_t N, int64_t K,
-                   int64_t E, double capacity_factor, int64_t global_tokens, const std::string& drop_policy) {
+                   int64_t E, double capacity_factor, int64_t global_tokens, const std::string& drop_policy,
+                   comm::Communicator* batch_group) {
   const int64_t A = N * K;
   plan.tokens_per_expert.assign(size_t(E), 0);
   for (int64_t a = 0; a < A; ++a) plan.tokens_per_expert[size_t(topk_idx[a])]++;
@@ -23,26 +25,26 @@ void plan_dispatch(DispatchPlan& plan, const int32_t* topk_idx, const float* top
   std::vector<int64_t> fill(start.begin(), start.end() - 1);
   for (int64_t a = 0; a < A; ++a) by_expert[size_t(fill[size_t(topk_idx[a])]++)] = int32_t(a);
 
+  std::vector<int64_t> keep(plan.tokens_per_expert);
+  if (plan.capacity >= 0) {
+    CapacityInput in{by_expert.data(), start.data(), topk_score, N, K, E, plan.capacity};
+    if (drop_policy == "probs") {
+      keep_highest_scores(in, batch_group, by_expert.data(), keep.data());
+    } else {
+      MOE_CHECK(drop_policy == "position", "drop policy " + drop_policy);
+      keep_earliest(in, batch_group, keep.data());
+    }
+  }
+
   plan.rows.clear();
   plan.slots.clear();
   plan.offsets.assign(size_t(E + 1), 0);
   plan.dropped = 0;
-  std::vector<int32_t> kept;
   for (int64_t e = 0; e < E; ++e) {
-    kept.assign(by_expert.begin() + start[size_t(e)], by_expert.begin() + start[size_t(e + 1)]);
-    if (plan.capacity >= 0 && int64_t(kept.size()) > plan.capacity) {
-      if (drop_policy == "probs") {
-        // Highest scores survive; stable sort keeps the earlier token first among equals.
-        std::stable_sort(kept.begin(), kept.end(),
-                         [&](int32_t x, int32_t y) { return topk_score[x] > topk_score[y]; });
-      } else {
-        MOE_CHECK(drop_policy == "position", "drop policy " + drop_policy);
-      }
-      plan.dropped += int64_t(kept.size()) - plan.capacity;
-      kept.resize(size_t(plan.capacity));
-      std::sort(kept.begin(), kept.end());  // back to token order
-    }
-    for (int32_t a : kept) {
+    // The kept assignments are the first keep[e] of the expert's list, in token order.
+    plan.dropped += plan.tokens_per_expert[size_t(e)] - keep[size_t(e)];
+    for (int64_t i = start[size_t(e)]; i < start[size_t(e)] + keep[size_t(e)]; ++i) {
+      const int32_t a = by_expert[size_t(i)];
       plan.slots.push_back(a);
       plan.rows.push_back(int32_t(a / K));
     }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "src/core/error.h"
+
 namespace moe {
 
 void MoeLayerState::resize(const Dims& d) {
@@ -13,37 +15,62 @@ void MoeLayerState::resize(const Dims& d) {
   }
 }
 
-static void reduce_router_stats(RouterStats& global, const RouterStats& local, int64_t E,
-                                const SumReducer& reduce_sum) {
+namespace {
+
+void reduce_router_stats(RouterStats& global, const RouterStats& local, int64_t E, const SumReducer& reduce_sum) {
   // One collective per layer: counts, prob sums, then the scalars.
   std::vector<double> buf;
-  buf.reserve(size_t(2 * E + 3));
+  buf.reserve(size_t(2 * E + 4));
   buf.insert(buf.end(), local.counts.begin(), local.counts.end());
   buf.insert(buf.end(), local.prob_sum.begin(), local.prob_sum.end());
   buf.push_back(local.lse_sq_sum);
   buf.push_back(local.entropy_sum);
+  buf.push_back(local.seq_aux_sum);
   buf.push_back(local.tokens);
   if (reduce_sum) reduce_sum(buf);
   global.counts.assign(buf.begin(), buf.begin() + E);
   global.prob_sum.assign(buf.begin() + E, buf.begin() + 2 * E);
   global.lse_sq_sum = buf[size_t(2 * E)];
   global.entropy_sum = buf[size_t(2 * E + 1)];
-  global.tokens = buf[size_t(2 * E + 2)];
+  global.seq_aux_sum = buf[size_t(2 * E + 2)];
+  global.tokens = buf[size_t(2 * E + 3)];
 }
+
+// Expert choice routes by its own map: permuted rows grouped by expert, slot = permuted row
+// (the router's weights are stored per permuted row).
+void expert_choice_plan(DispatchPlan& plan, const RouterState& r, int64_t E) {
+  plan.rows = r.ec_rows;
+  plan.slots.resize(r.ec_rows.size());
+  for (size_t i = 0; i < plan.slots.size(); ++i) plan.slots[i] = int32_t(i);
+  plan.offsets = r.ec_offsets;
+  plan.tokens_per_expert.resize(size_t(E));
+  for (int64_t e = 0; e < E; ++e) plan.tokens_per_expert[size_t(e)] = r.ec_offsets[size_t(e + 1)] - r.ec_offsets[size_t(e)];
+  plan.capacity = r.ec_capacity;
+  plan.dropped = r.ec_unrouted;  // tokens that no expert took
+}
+
+}  // namespace
 
 void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const BlockParams& p, const Dims& d,
                        const MoeConfig& cfg, TokenDispatcher& dispatcher, const SumReducer& reduce_sum) {
-  router_forward(s.router, s.local, xn, p.router, p.router_bias, d, cfg);
+  router_forward(s.router, s.local, xn, p.router, p.router_bias, d, cfg, s.ctx, reduce_sum);
   reduce_router_stats(s.global, s.local, d.E, reduce_sum);
   s.losses = router_losses(s.global, d, cfg);
 
-  plan_dispatch(s.plan, s.router.topk_idx.data(), s.router.topk_sel.data(), d.N, d.K, d.E, cfg.capacity_factor,
-                int64_t(s.global.tokens), cfg.drop_policy);
+  if (cfg.router == "expert_choice") {
+    expert_choice_plan(s.plan, s.router, d.E);
+  } else {
+    // Capacity drops rank assignments by their combine weights (Megatron-Core "probs" policy).
+    dispatcher.plan(s.plan, s.router.topk_idx.data(), s.router.weights.data(), d.N, d.K, d.E, cfg.capacity_factor,
+                    int64_t(s.global.tokens), cfg.drop_policy);
+  }
   dispatcher.dispatch_preprocess(s.plan);
   dispatcher.dispatch(xn, d.D);
   dispatcher.dispatch_postprocess(s.expert_in, s.offsets);
-  experts_forward(s.experts, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2, s.offsets.data(), d.E,
-                  d.D, d.Fe);
+  // The experts this rank holds: all E here, E / ep under expert parallelism.
+  const int64_t local_experts = int64_t(s.offsets.size()) - 1;
+  experts_forward(s.experts, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2, s.offsets.data(),
+                  local_experts, d.D, d.Fe);
   dispatcher.combine_preprocess(s.experts.out.data(), s.router.weights.data());
   dispatcher.combine();
   dispatcher.combine_postprocess(out);
@@ -57,14 +84,19 @@ void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const Bloc
   s.stats.entropy = s.global.entropy_sum / s.global.tokens;
   s.stats.aux_loss = s.losses.aux;
   s.stats.z_loss = s.losses.z;
+  if (p.router_bias)
+    s.stats.bias = next_balancing_bias(p.router_bias, s.stats.tokens_per_expert, s.stats.assignments,
+                                       cfg.router == "expert_choice" ? 0.0 : cfg.bias_update_rate);
+  else
+    s.stats.bias.clear();
 }
 
 void moe_layer_backward(float* dxn, const float* dout, MoeLayerState& s, const float* xn, const BlockParams& p,
                         const BlockParams& g, const Dims& d, const MoeConfig& cfg, TokenDispatcher& dispatcher) {
-  const size_t M = s.plan.rows.size();
+  const size_t M = size_t(s.offsets.back());  // rows this rank's experts computed
   s.dexpert_out.assign(M * size_t(d.D), 0.0f);
   s.dexpert_in.assign(M * size_t(d.D), 0.0f);
-  std::fill(s.dweights.begin(), s.dweights.end(), 0.0f);
+  s.dweights.assign(s.router.weights.size(), 0.0f);
   if (d.Fs > 0)
     swiglu_mlp_backward(dxn, g.shared_w1, g.shared_w3, g.shared_w2, dout, s.shared, s.shared_scratch, xn, p.shared_w1,
                         p.shared_w3, p.shared_w2, d.N, d.D, d.Fs);
@@ -72,7 +104,7 @@ void moe_layer_backward(float* dxn, const float* dout, MoeLayerState& s, const f
                               s.router.weights.data());
   experts_backward(s.dexpert_in.data(), g.experts_w1, g.experts_w3, g.experts_w2, s.dexpert_out.data(), s.experts,
                    s.expert_scratch, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2, s.offsets.data(),
-                   d.E, d.D, d.Fe);
+                   int64_t(s.offsets.size()) - 1, d.D, d.Fe);
   dispatcher.dispatch_backward(dxn, s.dexpert_in.data());
   router_backward(dxn, g.router, s.router, s.dweights.data(), s.global, xn, p.router, d, cfg);
 }

@@ -15,10 +15,8 @@
 
 namespace moe {
 
-// Sums a vector over the data-parallel group in place (identity on one rank).
-using SumReducer = std::function<void(std::vector<double>&)>;
-
 struct MoeLayerState {
+  RoutingContext ctx;  // set by the owner before forward (layer at build, step each training step)
   RouterState router;
   RouterStats local, global;
   DispatchPlan plan;
@@ -35,7 +33,8 @@ struct MoeLayerState {
   void resize(const Dims& d);
 };
 
-// out (N, D) += MoE(xn). Fills s.stats and s.losses (global values).
+// out (N, D) += MoE(xn). Fills s.stats and s.losses (global values); s.stats.bias is the balancing
+// bias after this step's update (next_balancing_bias on the global counts).
 void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const BlockParams& p, const Dims& d,
                        const MoeConfig& cfg, TokenDispatcher& dispatcher, const SumReducer& reduce_sum);
 // dxn += dL/dxn given dout = dL/d(out); grads accumulate into g.

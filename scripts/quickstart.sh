@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: install, build, prepare the default corpus, train configs/tiny.yaml, then show
-# the loss curve and the load-balance profile across experts.
+# the loss curve and the load-balance profile across experts (moe profile).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -13,6 +13,7 @@ run=runs/quickstart
 rm -rf "$run"
 build/moe train --config configs/tiny.yaml --run-dir "$run"
 echo
-python3 scripts/loss_summary.py "$run/metrics.jsonl"
-echo
+# The loss curve summary and the load balance across experts, layers and time.
 build/moe profile "$run"
+echo
+echo "HTML report: build/moe profile $run --html $run/report.html"

@@ -1,6 +1,7 @@
-// CUDA backend entry: the build compiles kernels/cuda only when MOE_CUDA finds nvcc; the op twins
-// arrive with the CUDA issue. This file answers "is there a usable device" for tests/gpu and the CLI.
+// Is there a usable device: for tests/gpu (which skip without one) and the CLI.
 #include <cuda_runtime.h>
+
+#include "kernels/cuda/context.cuh"
 
 namespace moe::cuda {
 

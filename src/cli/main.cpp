@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   moe::cli::add_data_commands(app, exit_code);
   moe::cli::add_train_commands(app, exit_code);
   moe::cli::add_profile_commands(app, exit_code);
+  moe::cli::add_plan_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

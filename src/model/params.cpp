@@ -11,9 +11,28 @@ int ParamTable::add(const std::string& name, std::vector<int64_t> shape, InitKin
   for (int64_t d : shape) n *= d;
   // Align each view to 16 floats so vector loads never straddle two parameters.
   int64_t offset = (total_ + 15) / 16 * 16;
-  params_.push_back({name, std::move(shape), offset, n, init, weight_decay, trainable});
+  ShardSpec replicated;
+  replicated.global_shape = shape;
+  params_.push_back({name, std::move(shape), offset, n, init, weight_decay, trainable, std::move(replicated)});
   total_ = offset + n;
   return int(params_.size()) - 1;
+}
+
+int ParamTable::add_expert(const std::string& name, std::vector<int64_t> global_shape, InitKind init,
+                           const ExpertShard& es) {
+  MOE_CHECK(es.size >= 1 && global_shape[0] % es.size == 0, name + ": experts do not divide over the ep group");
+  std::vector<int64_t> local = global_shape;
+  local[0] = global_shape[0] / es.size;
+  const int i = add(name, local, init);
+  ShardSpec& sh = params_[size_t(i)].shard;
+  sh.global_shape = std::move(global_shape);
+  sh.expert = true;
+  if (es.size > 1) {
+    sh.split_dim = 0;
+    sh.group = "ep";
+    sh.offset = es.rank * local[0];
+  }
+  return i;
 }
 
 int ParamTable::index_of(const std::string& name) const {
@@ -22,7 +41,7 @@ int ParamTable::index_of(const std::string& name) const {
   return -1;
 }
 
-ParamTable build_param_table(const Config& c) {
+ParamTable build_param_table(const Config& c, const ExpertShard& es) {
   const auto& m = c.model;
   const auto& e = c.moe;
   const int64_t D = m.d_model, hd = m.head_dim(), V = m.vocab_size;
@@ -45,9 +64,9 @@ ParamTable build_param_table(const Config& c) {
     const int64_t E = e.num_experts, Fe = e.expert_hidden;
     t.add(p + "moe.router.weight", {E, D}, InitKind::normal);
     t.add(p + "moe.router.bias", {E}, InitKind::zeros, false, /*trainable=*/false);
-    t.add(p + "moe.experts.w1", {E, Fe, D}, InitKind::normal);
-    t.add(p + "moe.experts.w3", {E, Fe, D}, InitKind::normal);
-    t.add(p + "moe.experts.w2", {E, D, Fe}, InitKind::normal);
+    t.add_expert(p + "moe.experts.w1", {E, Fe, D}, InitKind::normal, es);
+    t.add_expert(p + "moe.experts.w3", {E, Fe, D}, InitKind::normal, es);
+    t.add_expert(p + "moe.experts.w2", {E, D, Fe}, InitKind::normal, es);
     if (e.num_shared_experts > 0) {
       const int64_t Fs = e.num_shared_experts * Fe;
       t.add(p + "moe.shared.w1.weight", {Fs, D}, InitKind::normal);
@@ -95,6 +114,21 @@ ModelParams bind_params(const Config& c, const ParamTable& table, float* base) {
   return mp;
 }
 
+namespace {
+
+// Index in the global tensor of element i of this rank's slice.
+int64_t global_index(const ParamInfo& p, int64_t i) {
+  const ShardSpec& sh = p.shard;
+  if (sh.split_dim < 0) return i;
+  int64_t inner = 1;
+  for (size_t d = size_t(sh.split_dim) + 1; d < p.shape.size(); ++d) inner *= p.shape[d];
+  const int64_t local_n = p.shape[size_t(sh.split_dim)], global_n = sh.global_shape[size_t(sh.split_dim)];
+  const int64_t outer = i / (local_n * inner), j = (i / inner) % local_n, r = i % inner;
+  return (outer * global_n + sh.offset + j) * inner + r;
+}
+
+}  // namespace
+
 void init_params(const ParamTable& table, float* data, uint64_t seed) {
   for (const auto& p : table.params()) {
     float* x = data + p.offset;
@@ -107,7 +141,7 @@ void init_params(const ParamTable& table, float* data, uint64_t seed) {
         break;
       case InitKind::normal: {
         const uint64_t key = rng_key(seed, p.name);
-        for (int64_t i = 0; i < p.numel; ++i) x[i] = 0.02f * philox_normal(key, uint64_t(i));
+        for (int64_t i = 0; i < p.numel; ++i) x[i] = 0.02f * philox_normal(key, uint64_t(global_index(p, i)));
         break;
       }
     }

@@ -12,20 +12,40 @@ namespace moe {
 
 enum class InitKind { normal, ones, zeros };
 
+// How a parameter is laid out over ranks. Replicated tensors (split_dim < 0) are identical on
+// every rank of their reduction group; a split tensor holds the slice
+// [offset, offset + shape[split_dim]) of global_shape along split_dim.
+struct ShardSpec {
+  int split_dim = -1;                 // -1: replicated
+  std::string group;                  // group the split runs over ("ep"); "" when replicated
+  int64_t offset = 0;                 // this rank's first index along split_dim
+  std::vector<int64_t> global_shape;  // the logical tensor
+  bool expert = false;                // routed-expert weights: gradients reduce over edp, not dp
+};
+
 struct ParamInfo {
   std::string name;            // logical name, e.g. layers.0.attention.wq.weight
-  std::vector<int64_t> shape;  // global shape
+  std::vector<int64_t> shape;  // this rank's shape (the global shape unless sharded)
   int64_t offset = 0;          // into the flat buffer
   int64_t numel = 0;
   InitKind init = InitKind::normal;
   bool weight_decay = true;    // norms are not decayed
   bool trainable = true;       // the balancing bias is updated by its own rule, not by AdamW
+  ShardSpec shard;             // global shape and slice (global_shape == shape when replicated)
+};
+
+// Expert parallelism: the E routed experts of each MoE layer are divided over `size` ranks;
+// rank `rank` holds experts [rank * E/size, (rank+1) * E/size).
+struct ExpertShard {
+  int64_t size = 1, rank = 0;
 };
 
 class ParamTable {
  public:
   int add(const std::string& name, std::vector<int64_t> shape, InitKind init, bool weight_decay = true,
           bool trainable = true);
+  // A tensor of `global_shape` split along dim 0 into `parts`; this rank holds part `index`.
+  int add_expert(const std::string& name, std::vector<int64_t> global_shape, InitKind init, const ExpertShard& es);
   const std::vector<ParamInfo>& params() const { return params_; }
   int64_t total() const { return total_; }
   int index_of(const std::string& name) const;  // -1 when absent
@@ -48,9 +68,9 @@ struct BlockParams {
   float* w2;              // (D, F)
   float* router;          // (E, D)
   float* router_bias;     // (E)      balancing bias, selection only
-  float* experts_w1;      // (E, Fe, D)
-  float* experts_w3;      // (E, Fe, D)
-  float* experts_w2;      // (E, D, Fe)
+  float* experts_w1;      // (E_local, Fe, D)  this rank's experts
+  float* experts_w3;      // (E_local, Fe, D)
+  float* experts_w2;      // (E_local, D, Fe)
   float* shared_w1;       // (S*Fe, D) shared experts fused into one SwiGLU
   float* shared_w3;       // (S*Fe, D)
   float* shared_w2;       // (D, S*Fe)
@@ -63,11 +83,13 @@ struct ModelParams {
   float* output;          // (V, D)
 };
 
-// The table of the whole model, in a fixed order (independent of the parallel layout).
-ParamTable build_param_table(const Config& c);
+// The table of the whole model, in a fixed order (independent of the parallel layout); expert
+// weights hold only this rank's experts under expert parallelism.
+ParamTable build_param_table(const Config& c, const ExpertShard& es = {});
 // Points the views into `base` (a buffer of table.total() floats: params, grads or state).
 ModelParams bind_params(const Config& c, const ParamTable& table, float* base);
 // Deterministic init from (seed, name): N(0, 0.02) weights, ones for norms, zeros for the bias.
+// Element i of a slice draws the number of its index in the global tensor (layout invariant).
 void init_params(const ParamTable& table, float* data, uint64_t seed);
 
 }  // namespace moe

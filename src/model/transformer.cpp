@@ -7,7 +7,8 @@
 
 namespace moe {
 
-Transformer::Transformer(const Config& c, int64_t batch) : c_(c), d_(make_dims(c, batch)) {
+Transformer::Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher)
+    : c_(c), d_(make_dims(c, batch)) {
   const size_t ND = size_t(d_.N * d_.D);
   inputs_.resize(size_t(d_.N));
   targets_.resize(size_t(d_.N));
@@ -23,7 +24,7 @@ Transformer::Transformer(const Config& c, int64_t batch) : c_(c), d_(make_dims(c
     f.rstd.resize(size_t(d_.N));
     if (c.model.is_moe_layer(i)) {
       f.moe.resize(d_);
-      dispatchers_[size_t(i)] = std::make_unique<LocalDispatcher>();
+      dispatchers_[size_t(i)] = make_dispatcher ? make_dispatcher(i) : std::make_unique<LocalDispatcher>();
     } else {
       f.dense.resize(d_.N, d_.F);
     }
@@ -73,7 +74,8 @@ StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, con
   return out;
 }
 
-void Transformer::backward(const ModelParams& p, const ModelParams& g, double global_tokens) {
+void Transformer::backward(const ModelParams& p, const ModelParams& g, double global_tokens,
+                           const GradsReadyFn& ready) {
   std::fill(dlosses_.begin(), dlosses_.end(), float(1.0 / global_tokens));
   std::fill(dlogits_.begin(), dlogits_.end(), 0.0f);
   std::fill(dxn_.begin(), dxn_.end(), 0.0f);
@@ -82,6 +84,7 @@ void Transformer::backward(const ModelParams& p, const ModelParams& g, double gl
                               d_.V);
   ops::matmul_backward(dxn_.data(), g.output, dlogits_.data(), xnf_.data(), p.output, d_.N, d_.D, d_.V);
   ops::rmsnorm_backward(dx_.data(), g.norm, dxn_.data(), xf_.data(), p.norm, rstdf_.data(), d_.N, d_.D);
+  if (ready) ready(d_.L);
   for (int64_t i = d_.L - 1; i >= 0; --i) {
     const BlockParams& bp = p.blocks[size_t(i)];
     const BlockParams& bg = g.blocks[size_t(i)];
@@ -96,8 +99,10 @@ void Transformer::backward(const ModelParams& p, const ModelParams& g, double gl
     ops::rmsnorm_backward(dx_.data(), bg.ffn_norm, dxn_.data(), f.x_in.data(), bp.ffn_norm, f.rstd.data(), d_.N,
                           d_.D);
     attention_layer_backward(dx_.data(), attn_[size_t(i)], bp, bg, attn_scratch_, d_);
+    if (ready) ready(i);
   }
   ops::embedding_backward(g.tok_embeddings, dx_.data(), inputs_.data(), d_.N, d_.D);
+  if (ready) ready(-1);
 }
 
 std::vector<const LayerLoadStats*> Transformer::load_stats() const {
@@ -115,7 +120,7 @@ int64_t Transformer::activation_bytes() const {
   for (const auto& f : ffn_) {
     n += f.x_in.size() + f.xn.size() + f.rstd.size() + f.dense.a.size() + f.dense.b.size() + f.dense.h.size();
     n += f.moe.expert_in.size() + f.moe.experts.a.size() + f.moe.experts.b.size() + f.moe.experts.h.size() +
-         f.moe.experts.out.size() + f.moe.router.logits.size() + f.moe.router.probs.size();
+         f.moe.experts.out.size() + f.moe.router.logits.size() + f.moe.router.scores.size();
   }
   return int64_t(n * sizeof(float));
 }

@@ -3,6 +3,7 @@
 // Loss scaling: the local loss is sum(CE over local tokens) / global_tokens + aux + z, so gradients
 // summed over the data-parallel group are the gradients of the global mean.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -28,15 +29,23 @@ struct StepLosses {
   double z = 0;       // global z-loss (sum over MoE layers)
 };
 
+// Makes the token dispatcher of one MoE layer (LocalDispatcher when unset; EpDispatcher under
+// expert parallelism, which also fixes the layer's local expert count).
+using DispatcherFactory = std::function<std::unique_ptr<TokenDispatcher>(int64_t layer)>;
+// Called during backward when a stage's parameter gradients are final: L for the final norm and
+// output head, then i = L-1 .. 0 for each block, then -1 for the token embeddings. Data
+// parallelism starts reducing a gradient bucket from here (src/parallel/grad_buckets.h).
+using GradsReadyFn = std::function<void(int64_t stage)>;
+
 class Transformer {
  public:
   // `batch` = local sequences per forward.
-  Transformer(const Config& c, int64_t batch);
+  Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher = {});
 
   // tokens (B, T+1): inputs are [:, :T], targets [:, 1:]. global_tokens scales the loss gradient.
   StepLosses forward(const int32_t* tokens, const ModelParams& p, const SumReducer& reduce_sum);
   // Accumulates into the gradient views g. Call after forward().
-  void backward(const ModelParams& p, const ModelParams& g, double global_tokens);
+  void backward(const ModelParams& p, const ModelParams& g, double global_tokens, const GradsReadyFn& ready = {});
 
   // Per-token losses of the last forward (N), for eval.
   const std::vector<float>& token_losses() const { return losses_; }

@@ -34,7 +34,13 @@ struct MoeConfig {
   double aux_loss_coeff = 0.01;
   double z_loss_coeff = 0.001;
   double bias_update_rate = 0.0;     // aux-loss-free balancing; 0 = off
-  std::string router = "softmax";    // softmax | sigmoid (more with the routing issue)
+  std::string router = "softmax";    // softmax | sigmoid | expert_choice (docs/routing.md)
+  std::string score_order = "softmax_then_topk";  // softmax router: softmax_then_topk | topk_then_softmax
+  double router_scale = 1.0;         // multiplies the combine weights (DeepSeek-V3 routed_scaling_factor)
+  double router_jitter = 0.0;        // training only: router input *= U[1-eps, 1+eps]; 0 = off
+  int64_t num_groups = 1;            // group-limited routing: experts in num_groups groups
+  int64_t topk_groups = 1;           // groups each token may route to (<= num_groups)
+  std::string aux_loss_type = "switch";  // switch (global batch) | seq (per sequence) | none
 };
 
 struct ParallelConfig {

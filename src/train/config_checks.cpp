@@ -17,6 +17,33 @@ void require_divisible(const std::string& key, int64_t value, const std::string&
        "make " + key + " a multiple of " + by_key);
 }
 
+// Routing variants (docs/routing.md): which keys combine.
+void check_moe_routing(const MoeConfig& m, const Origin& where) {
+  require_divisible("moe.num_experts", m.num_experts, "moe.num_groups", m.num_groups, where);
+  if (m.topk_groups > m.num_groups) {
+    fail("moe.topk_groups", str(m.topk_groups) + " is larger than moe.num_groups = " + str(m.num_groups), where,
+         "set topk_groups <= num_groups");
+  }
+  const int64_t reachable = m.topk_groups * (m.num_experts / m.num_groups);
+  if (m.top_k > reachable) {
+    fail("moe.top_k", str(m.top_k) + " is larger than the " + str(reachable) +
+                          " experts in moe.topk_groups groups of num_experts / num_groups",
+         where, "raise moe.topk_groups or lower moe.top_k");
+  }
+  if (m.router == "sigmoid" && m.score_order != "softmax_then_topk") {
+    fail("moe.score_order", m.score_order + " applies to the softmax router only", where,
+         "remove moe.score_order or use moe.router: softmax");
+  }
+  if (m.router == "expert_choice") {
+    if (m.num_groups != 1)
+      fail("moe.num_groups", "group-limited routing is a token-choice feature", where,
+           "set num_groups: 1 with router: expert_choice");
+    if (m.bias_update_rate > 0)
+      fail("moe.bias_update_rate", "expert choice is balanced by construction and has no selection bias", where,
+           "set bias_update_rate: 0 with router: expert_choice");
+  }
+}
+
 }  // namespace
 
 void check_layout_divisibility(const Config& c, const Origin& where) {
@@ -56,6 +83,7 @@ void check_consistency(const Config& c, const Origin& where) {
     fail("moe.top_k", str(c.moe.top_k) + " is larger than moe.num_experts = " + str(c.moe.num_experts), where,
          "set top_k <= num_experts");
   }
+  check_moe_routing(c.moe, where);
   if (c.optim.min_lr > c.optim.lr) {
     fail("optim.min_lr", format_real(c.optim.min_lr) + " is larger than optim.lr = " + format_real(c.optim.lr),
          where, "set min_lr <= lr");

@@ -1,4 +1,5 @@
-// Parameters and gradients of the whole model in two flat buffers with named views.
+// Parameters and gradients of the whole model in two flat buffers with named views. Under expert
+// parallelism the buffers hold only this rank's experts (ExpertShard).
 #pragma once
 #include <vector>
 
@@ -11,8 +12,8 @@ struct ModelState {
   std::vector<float> params, grads;
   ModelParams p, g;  // views into params / grads
 
-  explicit ModelState(const Config& c)
-      : table(build_param_table(c)),
+  explicit ModelState(const Config& c, const ExpertShard& es = {})
+      : table(build_param_table(c, es)),
         params(size_t(table.total()), 0.0f),
         grads(size_t(table.total()), 0.0f),
         p(bind_params(c, table, params.data())),

@@ -17,6 +17,13 @@ double AdamW::grad_sq_sum(const float* grad) const {
   return s;
 }
 
+AdamW::SqSums AdamW::grad_sq_sums(const float* grad) const {
+  SqSums s;
+  for (const auto& p : table_.params())
+    if (p.trainable) (p.shard.split_dim >= 0 ? s.sharded : s.replicated) += ops::sum_squares(grad + p.offset, p.numel);
+  return s;
+}
+
 void AdamW::step(float* params, const float* grad, double lr, double clip) {
   ++step_;
   for (const auto& p : table_.params()) {

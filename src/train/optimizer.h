@@ -15,6 +15,13 @@ class AdamW {
   AdamW(const ParamTable& table, const OptimConfig& cfg);
   // Sum of squares of the trainable gradients (the caller reduces it across ranks when sharded).
   double grad_sq_sum(const float* grad) const;
+  // The same sum split into replicated tensors and tensors split over a group (expert slices):
+  // the global squared norm is replicated + (sharded summed over the ep group), so replicated
+  // tensors count once.
+  struct SqSums {
+    double replicated = 0, sharded = 0;
+  };
+  SqSums grad_sq_sums(const float* grad) const;
   // One update with learning rate lr; grads are scaled by clip_scale first (1 = no clipping).
   void step(float* params, const float* grad, double lr, double clip_scale);
   int64_t steps_done() const { return step_; }

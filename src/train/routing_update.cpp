@@ -2,22 +2,21 @@
 
 #include <algorithm>
 
+#include "src/core/error.h"
+
 namespace moe {
 
+// The forward already computed the updated bias from the global counts (LayerLoadStats::bias,
+// next_balancing_bias), so every rank writes the same fp32 values; here they become the parameter.
 void update_balancing_bias(const Config& c, const Transformer& net, ModelState& model) {
   if (c.moe.bias_update_rate <= 0) return;
-  const float rate = float(c.moe.bias_update_rate);
   size_t moe_index = 0;
   auto stats = net.load_stats();
   for (int64_t i = 0; i < c.model.n_layers; ++i) {
     if (!c.model.is_moe_layer(i)) continue;
     const LayerLoadStats& s = *stats[moe_index++];
-    float* bias = model.p.blocks[size_t(i)].router_bias;
-    const double mean = double(s.assignments) / double(s.tokens_per_expert.size());
-    for (size_t e = 0; e < s.tokens_per_expert.size(); ++e) {
-      const double load = double(s.tokens_per_expert[e]);
-      bias[e] += load < mean ? rate : (load > mean ? -rate : 0.0f);
-    }
+    MOE_CHECK(int64_t(s.bias.size()) == c.moe.num_experts, "layer " + std::to_string(i) + " has no bias statistics");
+    std::copy(s.bias.begin(), s.bias.end(), model.p.blocks[size_t(i)].router_bias);
   }
 }
 

@@ -7,12 +7,17 @@
 #include <fstream>
 
 #include "data/loader.h"
+#include "moe/ep_dispatcher.h"
+#include "src/comm/process_grid.h"
 #include "src/core/error.h"
 #include "src/model/transformer.h"
+#include "src/parallel/grad_buckets.h"
+#include "src/parallel/safety.h"
 #include "src/train/checkpoint.h"
 #include "src/train/checkpoint_state.h"
 #include "src/train/evaluate.h"
 #include "src/train/flops.h"
+#include "src/train/load_balance_hook.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/metrics.h"
 #include "src/train/model_state.h"
@@ -36,7 +41,8 @@ void require_supported(const Config& c) {
   const auto& p = c.parallel;
   if (p.tp != 1) refuse("parallel.tp", "tensor parallelism is not available in this build; use 1");
   if (p.pp != 1) refuse("parallel.pp", "pipeline parallelism is not available in this build; use 1");
-  if (p.ep != 1) refuse("parallel.ep", "expert parallelism is not available in this build; use 1");
+  if (p.ep != 1 && c.train.eval_every > 0)
+    refuse("train.eval_every", "periodic evaluation does not support expert parallelism yet; use 0 with parallel.ep > 1");
   if (p.etp != 1) refuse("parallel.etp", "expert tensor parallelism is not available in this build; use 1");
   if (p.zero_stage != 0) refuse("parallel.zero_stage", "ZeRO sharding is not available in this build; use 0");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
@@ -53,9 +59,15 @@ std::string checkpoint_root(const Config& c, const std::string& run_dir) {
 }  // namespace
 
 TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& world) {
+  check_same_config(dump_config(c), c.source, world);  // before anything a rank could decide alone
   require_supported(c);
   validate_layout(c, world.size());
-  comm::Communicator& dp = world;  // data parallel is the only dimension so far
+  world.set_timeout(c.parallel.timeout_s);
+  const auto& pc = c.parallel;
+  const comm::ProcessGrid grid =
+      comm::make_process_grid(world, {int(pc.pp), int(pc.dp), int(pc.tp), int(pc.ep), int(pc.etp)});
+  comm::Communicator& dp = *grid.dp;
+  comm::Communicator& ep = *grid.ep;
   const bool lead = world.rank() == 0;
   configure_threads(world);
 
@@ -65,7 +77,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   }
   world.barrier();
 
-  ModelState model(c);
+  ModelState model(c, ExpertShard{pc.ep, grid.coord.ep});
   init_params(model.table, model.params.data(), c.train.seed);
   AdamW optim(model.table, c.optim);
 
@@ -85,18 +97,24 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   if (!opt.init_from.empty()) {
     load_weights(ckpt::resolve(opt.init_from), model);
   } else if (auto from = find_resume_checkpoint(c, ckpt_root)) {
-    start_step = load_training_state(*from, model, optim, loader);
+    start_step = load_training_state(*from, model, optim, loader, grid);
     if (lead) std::printf("resumed from %s at step %lld\n", from->c_str(), (long long)start_step);
   }
 
   const int64_t local_rows = c.train.batch_size / dp.size();
-  Transformer net(c, local_rows);
+  // Capacity is decided over the dp group (the whole micro-batch); tokens travel over ep.
+  Transformer net(c, local_rows, [&](int64_t) -> std::unique_ptr<TokenDispatcher> {
+    if (pc.ep > 1) return std::make_unique<EpDispatcher>(ep, &dp, c.moe.num_experts);
+    return std::make_unique<LocalDispatcher>(&dp);
+  });
+  GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp);
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
   const double flops_per_token = train_flops_per_token(c);
   const double peak = measure_sgemm_peak() * world.size();
   const SumReducer reduce = [&](std::vector<double>& v) { dp.allreduce_sum(v.data(), int64_t(v.size())); };
   std::vector<int32_t> tokens;
+  LoadBalanceHook load_balance(c, opt.run_dir, lead, start_step);
 
   TrainResult result;
   result.steps_done = start_step;
@@ -104,21 +122,34 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   auto run_start = interval_start;
   int64_t interval_steps = 0;
   for (int64_t step = start_step; step < c.train.steps; ++step) {
+    stall_for_test(world.rank(), step + 1);
+    const auto step_start = Clock::now();
     loader.next(tokens);
     std::fill(model.grads.begin(), model.grads.end(), 0.0f);
     StepLosses sl = net.forward(tokens.data(), model.p, reduce);
-    net.backward(model.p, model.g, global_tokens);
-    dp.allreduce_sum(model.grads.data(), int64_t(model.grads.size()));
+    net.backward(model.p, model.g, global_tokens,
+                 [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
+    buckets.finish(model.grads.data());
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
     if (!std::isfinite(loss))
       throw Error(kExitOther, "non-finite loss at step " + std::to_string(step + 1) +
                                   "; the last good checkpoint is kept. Lower optim.lr or check the data.");
-    const double gnorm = std::sqrt(optim.grad_sq_sum(model.grads.data()));
+    // Replicated tensors count once; expert slices differ over the ep group.
+    AdamW::SqSums sq = optim.grad_sq_sums(model.grads.data());
+    ep.allreduce_sum(&sq.sharded, 1);
+    const double gnorm = std::sqrt(sq.replicated + sq.sharded);
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
+    const auto optim_start = Clock::now();
     optim.step(model.params.data(), model.grads.data(), lr, clip_scale(gnorm, c.optim.grad_clip));
     update_balancing_bias(c, net, model);
+    if (load_balance.wants(step + 1)) {
+      PhaseTimes pt;
+      pt.optimizer = std::chrono::duration<double>(Clock::now() - optim_start).count();
+      pt.step = std::chrono::duration<double>(Clock::now() - step_start).count();
+      load_balance.record(step + 1, net, model, pt);
+    }
     result.steps_done = step + 1;
     result.last_loss = loss;
     ++interval_steps;
@@ -156,7 +187,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       interval_steps = 0;
     }
     if ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last)
-      save_training_state(c, ckpt_root, step + 1, model, optim, loader, world);
+      save_training_state(c, ckpt_root, step + 1, model, optim, loader, grid);
     if (exiting) break;
   }
   return result;

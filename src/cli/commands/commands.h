@@ -10,5 +10,6 @@ namespace moe::cli {
 void add_data_commands(CLI::App& app, int& exit_code);     // data prepare, data inspect
 void add_train_commands(CLI::App& app, int& exit_code);    // train, eval
 void add_profile_commands(CLI::App& app, int& exit_code);  // profile
+void add_plan_commands(CLI::App& app, int& exit_code);     // plan
 
 }  // namespace moe::cli

@@ -140,12 +140,16 @@ std::string phase_bars(const profile::ProfileSummary& s) {
     mx = std::max(mx, s.phase_mean_seconds[p]);
   }
   if (mx <= 0) return "<p>Phases were not timed in this run.</p>";
+  std::vector<size_t> timed;  // a phase at 0 was not timed by the trainer
+  for (size_t p = 0; p < s.phase_names.size(); ++p)
+    if (s.phase_mean_seconds[p] > 0) timed.push_back(p);
   const double l = 90, bw = 420, bh = 18, t = 28;
   std::string svg = fmt("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"%.0f\">",
-                        t + bh * double(s.phase_names.size()) + 10);
-  svg += "<text x=\"90\" y=\"18\" class=\"t\">Mean seconds per recorded step, by phase</text>";
-  for (size_t p = 0; p < s.phase_names.size(); ++p) {
-    const double v = s.phase_mean_seconds[p], y = t + bh * double(p);
+                        t + bh * double(timed.size()) + 10);
+  svg += "<text x=\"90\" y=\"18\" class=\"t\">Mean seconds per recorded step, by phase (timed phases)</text>";
+  for (size_t k = 0; k < timed.size(); ++k) {
+    const size_t p = timed[k];
+    const double v = s.phase_mean_seconds[p], y = t + bh * double(k);
     svg += fmt("<text x=\"%.0f\" y=\"%.1f\" class=\"a\" text-anchor=\"end\">%s</text>", l - 6, y + 13,
                escape(s.phase_names[p]).c_str());
     svg += fmt("<rect x=\"%.0f\" y=\"%.1f\" width=\"%.1f\" height=\"%.0f\" fill=\"%s\"/>", l, y + 2, bw * v / mx, bh - 4,

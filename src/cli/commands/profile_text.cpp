@@ -84,7 +84,7 @@ void phase_section(const profile::ProfileSummary& s, std::string& out) {
   }
   out += "phases    mean per recorded step:";
   for (size_t p = 0; p < s.phase_names.size(); ++p) {
-    if (s.phase_names[p] == "step") continue;
+    if (s.phase_names[p] == "step" || s.phase_mean_seconds[p] <= 0) continue;  // step last; 0 = not timed
     out += " " + s.phase_names[p] + " " + seconds_text(s.phase_mean_seconds[p]);
     if (step > 0) out += fmt(" (%.0f%%)", 100.0 * s.phase_mean_seconds[p] / step);
   }

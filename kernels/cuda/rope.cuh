@@ -1,0 +1,17 @@
+// RoPE twins of kernels/cpu/rope.cpp (rotate-half; position = row % T). Angles and their cos/sin
+// are computed in double on the device and cast to float, like the CPU table.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace moe::cuda {
+
+// out may alias inp.
+void rope_forward(float* out, const float* inp, int64_t B, int64_t T, int64_t n_heads, int64_t head_dim,
+                  float theta, cudaStream_t stream);
+// dinp += R^T dout
+void rope_backward(float* dinp, const float* dout, int64_t B, int64_t T, int64_t n_heads, int64_t head_dim,
+                   float theta, cudaStream_t stream);
+
+}  // namespace moe::cuda

@@ -1,0 +1,44 @@
+// Data-parallel gradient reduction in buckets. Parameters are grouped, in the reverse order of
+// their use in forward (the order backward finishes them), into buckets of about bucket_bytes;
+// dense parameters reduce over the dp group and routed-expert parameters over the edp group
+// (ranks holding the same experts), so a bucket never mixes the two. As backward reports each
+// stage final (Transformer::GradsReadyFn), every bucket whose parameters are all final starts a
+// non-blocking all-reduce; finish() starts the rest and waits for all before the optimizer.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "src/comm/communicator.h"
+#include "src/model/params.h"
+
+namespace moe {
+
+struct GradBucket {
+  int64_t begin = 0, end = 0;  // float range of the flat gradient buffer
+  bool expert = false;         // reduced over edp instead of dp
+  int64_t ready_stage = 0;     // final once backward has reported this stage
+};
+
+class GradBuckets {
+ public:
+  GradBuckets(const ParamTable& table, int64_t num_layers, comm::Communicator& dp, comm::Communicator& edp,
+              int64_t bucket_bytes = int64_t(4) << 20);
+  // Backward reached `stage` (L = head, L-1 .. 0 = blocks, -1 = embeddings); grads is the buffer.
+  void on_stage_ready(int64_t stage, float* grads);
+  // Starts the buckets not started yet, waits for every one; then resets for the next step.
+  void finish(float* grads);
+  const std::vector<GradBucket>& buckets() const { return buckets_; }
+
+ private:
+  void launch(size_t i, float* grads);
+  comm::Communicator& dp_;
+  comm::Communicator& edp_;
+  std::vector<GradBucket> buckets_;
+  std::vector<comm::RequestPtr> pending_;
+  size_t next_ = 0;
+};
+
+// Backward stage after which a parameter's gradient is final (see Transformer::GradsReadyFn).
+int64_t grad_stage_of(const std::string& name, int64_t num_layers);
+
+}  // namespace moe

@@ -1,0 +1,38 @@
+// A hardware profile for the planner (configs/hardware/*.yaml, docs/planner.md): one accelerator
+// (or CPU rank) and the links between them. Throughputs in FLOP/s and bytes/s, latencies in s.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace moe::plan {
+
+// One level of interconnect, for the alpha-beta model: time(bytes) = latency + bytes / bandwidth.
+struct Link {
+  double bandwidth = 0;  // bytes/s per rank, one direction
+  double latency = 0;    // s per message
+};
+
+struct Hardware {
+  std::string name;
+  std::string source;              // file it came from (messages)
+  int64_t devices_per_node = 1;    // ranks sharing the intra-node link
+  double matmul_flops = 0;         // dense bf16/fp16 GEMM peak per device
+  double fp32_matmul_flops = 0;    // dense fp32 GEMM peak per device (train.precision: fp32)
+  double matmul_efficiency = 1.0;  // fraction of the peak large GEMMs reach (1 when measured)
+  double memory_bytes = 0;         // device memory capacity per rank
+  double memory_bandwidth = 0;     // bytes/s per device
+  Link intra_node;                 // NVLink (GPU) / shared memory (CPU)
+  Link inter_node;                 // InfiniBand per device (GPU) / same as intra on one machine
+  bool stores_attention_scores = false;  // false: fused (flash) attention keeps only the row lse
+  double peak_flops(const std::string& precision) const {
+    return precision == "fp32" ? fp32_matmul_flops : matmul_flops;
+  }
+};
+
+// Reads a profile; ConfigError naming the file and key on a missing, unknown or invalid key.
+Hardware load_hardware(const std::string& file);
+Hardware parse_hardware(const std::string& yaml_text, const std::string& source);
+// The profile as YAML that parse_hardware reads back; `comment` goes on top as # lines.
+std::string dump_hardware(const Hardware& hw, const std::string& comment);
+
+}  // namespace moe::plan

@@ -1,0 +1,124 @@
+#include "src/plan/report.h"
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+
+#include "src/plan/param_count.h"
+
+namespace moe::plan {
+namespace {
+
+constexpr double kGiB = 1073741824.0;
+
+std::string fmt(const char* f, ...) {
+  char buf[512];
+  va_list args;
+  va_start(args, f);
+  std::vsnprintf(buf, sizeof(buf), f, args);
+  va_end(args);
+  return buf;
+}
+
+nlohmann::json layout_json(const Layout& l) {
+  return {{"dp", l.dp},
+          {"tp", l.tp},
+          {"pp", l.pp},
+          {"ep", l.ep},
+          {"etp", l.etp},
+          {"zero_stage", l.zero_stage},
+          {"microbatches", l.microbatches},
+          {"recompute", l.recompute}};
+}
+
+nlohmann::json memory_json(const MemoryBreakdown& m) {
+  return {{"stage", m.stage},     {"params", m.params},           {"grads", m.grads},
+          {"optimizer", m.optimizer}, {"activations", m.activations}, {"a2a_buffers", m.a2a_buffers},
+          {"total", m.total()}};
+}
+
+nlohmann::json time_json(const StepBreakdown& t) {
+  return {{"stage", t.stage},     {"compute", t.compute}, {"recompute", t.recompute}, {"imbalance", t.imbalance},
+          {"tp_comm", t.tp_comm}, {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm},     {"bubble", t.bubble},
+          {"dp_comm", t.dp_comm}, {"optimizer", t.optimizer}, {"total", t.total()}};
+}
+
+std::string header(const PlanInputs& in, const PlanResult& r) {
+  const Config& c = in.config;
+  const Hardware& hw = in.hardware;
+  const ParamCounts pc = count_params(c);
+  std::string s = fmt("moe plan: %s on %lld ranks of %s (%.1f GiB, %.1f TFLOP/s %s x %.2f, %lld per node)\n",
+                      c.source.c_str(), (long long)r.world, hw.name.c_str(), hw.memory_bytes / kGiB,
+                      hw.peak_flops(c.train.precision) / 1e12, c.train.precision.c_str(), hw.matmul_efficiency,
+                      (long long)hw.devices_per_node);
+  s += fmt("model: %.2fB parameters, %.2fB active; batch %lld x %lld tokens; expert imbalance %.2f (max/mean)\n",
+           double(pc.total()) / 1e9, double(pc.active(c.moe.top_k, c.moe.num_experts)) / 1e9,
+           (long long)c.train.batch_size, (long long)c.model.seq_len, in.imbalance);
+  return s;
+}
+
+}  // namespace
+
+nlohmann::json estimate_json(const LayoutEstimate& e) {
+  nlohmann::json j = {{"layout", layout_json(e.layout)},
+                      {"name", describe(e.layout)},
+                      {"memory_bytes", memory_json(e.memory)},
+                      {"step_s", time_json(e.time)},
+                      {"tokens_per_s", e.tokens_per_s},
+                      {"mfu", e.mfu},
+                      {"fits", e.fits}};
+  if (!e.fits) j["reason"] = e.reason;
+  return j;
+}
+
+nlohmann::json plan_json(const PlanInputs& in, const PlanResult& r, int64_t top) {
+  const ParamCounts pc = count_params(in.config);
+  nlohmann::json j = {{"config", in.config.source},
+                      {"hardware", in.hardware.name},
+                      {"world", r.world},
+                      {"memory_capacity_bytes", in.hardware.memory_bytes},
+                      {"total_params", pc.total()},
+                      {"active_params", pc.active(in.config.moe.top_k, in.config.moe.num_experts)},
+                      {"imbalance", in.imbalance},
+                      {"considered", r.considered},
+                      {"fitting_count", int64_t(r.fitting.size())},
+                      {"fitting", nlohmann::json::array()},
+                      {"not_fitting", nlohmann::json::array()}};
+  for (size_t i = 0; i < r.fitting.size() && int64_t(i) < top; ++i) j["fitting"].push_back(estimate_json(r.fitting[i]));
+  for (size_t i = 0; i < r.not_fitting.size() && int64_t(i) < top; ++i)
+    j["not_fitting"].push_back(estimate_json(r.not_fitting[i]));
+  return j;
+}
+
+std::string plan_table(const PlanInputs& in, const PlanResult& r, int64_t top) {
+  std::string s = header(in, r);
+  s += fmt("%lld layouts considered, %zu fit in memory", (long long)r.considered, r.fitting.size());
+  if (r.fitting.empty()) {
+    s += ".\n";
+  } else {
+    s += fmt("; the fastest %lld:\n\n", (long long)std::min<int64_t>(top, int64_t(r.fitting.size())));
+    s += fmt("%3s  %-38s %7s = %6s %6s %6s %6s %6s | %8s = %8s %8s %8s %8s %8s %8s %8s %8s | %10s %6s\n", "#",
+             "layout", "mem GiB", "wts", "grad", "opt", "act", "a2a", "step s", "compute", "recomp", "imbal", "tp",
+             "ep", "pp+bub", "dp", "optim", "tokens/s", "MFU");
+    for (size_t i = 0; i < r.fitting.size() && int64_t(i) < top; ++i) {
+      const LayoutEstimate& e = r.fitting[i];
+      const MemoryBreakdown& m = e.memory;
+      const StepBreakdown& t = e.time;
+      s += fmt("%3zu  %-38s %7.2f = %6.2f %6.2f %6.2f %6.2f %6.2f | %8.4g = %8.3g %8.3g %8.3g %8.3g %8.3g %8.3g %8.3g "
+               "%8.3g | %10.4g %5.1f%%\n",
+               i + 1, describe(e.layout).c_str(), m.total() / kGiB, m.params / kGiB, m.grads / kGiB,
+               m.optimizer / kGiB, m.activations / kGiB, m.a2a_buffers / kGiB, t.total(), t.compute, t.recompute,
+               t.imbalance, t.tp_comm, t.ep_comm, t.pp_comm + t.bubble, t.dp_comm, t.optimizer, e.tokens_per_s,
+               100.0 * e.mfu);
+    }
+  }
+  if (!r.not_fitting.empty()) {
+    s += fmt("\n%zu layouts do not fit; the closest %lld:\n", r.not_fitting.size(),
+             (long long)std::min<int64_t>(top, int64_t(r.not_fitting.size())));
+    for (size_t i = 0; i < r.not_fitting.size() && int64_t(i) < top; ++i)
+      s += fmt("     %-38s %s\n", describe(r.not_fitting[i].layout).c_str(), r.not_fitting[i].reason.c_str());
+  }
+  return s;
+}
+
+}  // namespace moe::plan

@@ -1,0 +1,123 @@
+// Planner memory model: ZeRO sharding, pipeline in-flight micro-batches, recomputation, and the
+// agreement of the activation count with the trainer's own accounting.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "src/model/transformer.h"
+#include "src/plan/layout.h"
+#include "src/plan/memory.h"
+#include "src/plan/param_count.h"
+#include "src/train/model_state.h"
+#include "tests/unit/plan_fixtures.h"
+
+namespace moe {
+namespace {
+
+plan::MemoryBreakdown memory_at(int64_t dp, int64_t zero, const std::string& precision = "bf16") {
+  Config c = test::plan_config();
+  c.train.precision = precision;
+  plan::Layout l;
+  l.dp = dp;
+  l.zero_stage = zero;
+  return plan::estimate_memory(plan::with_layout(c, l), test::plan_hardware(), 1.0);
+}
+
+TEST(PlanMemory, ZeroStagesShardAsOneOverDp) {
+  for (int64_t dp : {2, 4, 8}) {
+    const double r = double(dp);
+    for (int64_t z = 0; z <= 3; ++z) {
+      const plan::MemoryBreakdown one = memory_at(1, z), many = memory_at(dp, z);
+      // Optimizer state from stage 1, gradients from 2, weights from 3; the rest stays whole.
+      EXPECT_DOUBLE_EQ(many.optimizer, z >= 1 ? one.optimizer / r : one.optimizer) << "dp " << dp << " z " << z;
+      EXPECT_DOUBLE_EQ(many.grads, z >= 2 ? one.grads / r : one.grads) << "dp " << dp << " z " << z;
+      if (z < 3) EXPECT_DOUBLE_EQ(many.params, one.params);
+    }
+  }
+  // ZeRO-3 shards the weights but keeps a gather buffer of two layers, so it falls towards that.
+  const plan::MemoryBreakdown z3a = memory_at(2, 3), z3b = memory_at(8, 3);
+  EXPECT_LT(z3b.params, z3a.params);
+  EXPECT_GT(z3b.params, memory_at(1, 0).params / 8);
+}
+
+TEST(PlanMemory, MixedPrecisionKeepsFp32MasterWeights) {
+  const plan::MemoryBreakdown bf16 = memory_at(1, 0, "bf16"), fp32 = memory_at(1, 0, "fp32");
+  const double n = double(plan::count_params(test::plan_config()).total());
+  EXPECT_DOUBLE_EQ(bf16.params, 2 * n);
+  EXPECT_DOUBLE_EQ(bf16.optimizer, 12 * n);  // master + m + v
+  EXPECT_DOUBLE_EQ(fp32.params, 4 * n);
+  EXPECT_DOUBLE_EQ(fp32.optimizer, 8 * n);   // m + v
+}
+
+TEST(PlanMemory, PipelineKeepsInflightMicrobatches) {
+  EXPECT_EQ(plan::inflight_microbatches("1f1b", 4, 8, 0), 4);
+  EXPECT_EQ(plan::inflight_microbatches("1f1b", 4, 8, 3), 1);
+  EXPECT_EQ(plan::inflight_microbatches("1f1b", 4, 2, 0), 2);
+  EXPECT_EQ(plan::inflight_microbatches("gpipe", 4, 8, 3), 8);
+  Config c = test::plan_config();
+  c.model.moe_every = 1;  // identical layers, so stages differ only in what they keep
+  c.model.vocab_size = 8;  // negligible head
+  plan::Layout l;
+  l.pp = 4;
+  l.dp = 2;
+  l.microbatches = 8;
+  const Config cc = plan::with_layout(c, l);
+  const plan::Hardware hw = test::plan_hardware();
+  const double first = plan::stage_memory(cc, hw, 1.0, 0).activations;
+  const double second = plan::stage_memory(cc, hw, 1.0, 1).activations;
+  const double third = plan::stage_memory(cc, hw, 1.0, 2).activations;
+  // Stage s keeps pp - s micro-batches: 4, 3, 2 (plus one residual stream each).
+  EXPECT_NEAR((first - second) / (second - third), 1.0, 1e-9);
+  EXPECT_GT(first, second);
+}
+
+TEST(PlanMemory, RecomputationStoresLess) {
+  Config c = test::plan_config();
+  const plan::Hardware hw = test::plan_hardware();
+  auto act = [&](const std::string& rc) {
+    plan::Layout l;
+    l.recompute = rc;
+    return plan::estimate_memory(plan::with_layout(c, l), hw, 1.0).activations;
+  };
+  EXPECT_LT(act("block"), act("attention"));
+  EXPECT_LT(act("attention"), act("none"));
+  EXPECT_LT(act("moe"), act("none"));
+}
+
+TEST(PlanMemory, AllToAllBuffersFollowTheCapacityFactor) {
+  Config c = test::plan_config();
+  plan::Layout l;
+  l.dp = 4;
+  l.ep = 4;
+  const plan::Hardware hw = test::plan_hardware();
+  const Config cc = plan::with_layout(c, l);
+  EXPECT_EQ(plan::estimate_memory(plan::with_layout(c, plan::Layout{}), hw, 1.0).a2a_buffers, 0.0);
+  const double even = plan::estimate_memory(cc, hw, 1.0).a2a_buffers;
+  const double cap2 = plan::estimate_memory(cc, hw, 2.0).a2a_buffers;
+  EXPECT_GT(even, 0.0);
+  EXPECT_DOUBLE_EQ(cap2 / even, 1.5);  // send (1) + receive (factor)
+}
+
+TEST(PlanMemory, ActivationsMatchTheTrainersAccounting) {
+  // The CPU kernels keep attention scores; stage 0 of pp 1 holds everything the trainer holds,
+  // plus the logits' gradient (N x V fp32) that the trainer's figure leaves out.
+  Config c = test::plan_config();
+  c.train.precision = "fp32";
+  c.train.batch_size = 2;
+  c.model.seq_len = 16;
+  c.moe.num_shared_experts = 0;  // the trainer's figure leaves shared experts out too
+  plan::Hardware hw = test::plan_hardware();
+  hw.stores_attention_scores = true;
+  ModelState m(c);
+  init_params(m.table, m.params.data(), 1);
+  Transformer net(c, c.train.batch_size);
+  std::vector<int32_t> tokens(size_t(c.train.batch_size * (c.model.seq_len + 1)));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 7) % size_t(c.model.vocab_size));
+  net.forward(tokens.data(), m.p, {});
+  const double planned = plan::estimate_memory(c, hw, 1.0).activations;
+  const double logits_grad = double(c.train.batch_size * c.model.seq_len * c.model.vocab_size) * 4.0;
+  EXPECT_NEAR((planned - logits_grad) / double(net.activation_bytes()), 1.0, 0.02);
+}
+
+}  // namespace
+}  // namespace moe
