@@ -58,7 +58,10 @@ std::vector<Layout> enumerate_layouts(const Config& c, int64_t world, const Enum
         for (int64_t etp : divisors(dp * tp / ep)) {
           Layout base{dp, tp, pp, ep, etp, 0, 1, "none"};
           if (!valid(c, base)) continue;  // shape divisibility does not depend on the rest
-          for (int64_t mb : o.microbatches) {
+          std::vector<int64_t> mbs = o.microbatches;
+          if (mbs.empty())
+            for (int64_t mb = 1; mb <= c.train.batch_size / dp; mb *= 2) mbs.push_back(mb);
+          for (int64_t mb : mbs) {
             // Only the rest of the layout varies below; the batch split is the one check left.
             if (c.train.batch_size % (dp * mb) != 0) continue;
             for (int64_t z : o.zero_stages) {

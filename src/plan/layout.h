@@ -24,7 +24,9 @@ Config with_layout(const Config& c, const Layout& l);
 std::string describe(const Layout& l);
 
 struct EnumerateOptions {
-  std::vector<int64_t> microbatches = {1, 2, 4, 8, 16, 32};
+  // Empty: every power of two that divides each replica's share of the batch (down to
+  // micro-batches of one sequence).
+  std::vector<int64_t> microbatches;
   std::vector<std::string> recompute = {"none", "attention", "moe", "block"};
   std::vector<int64_t> zero_stages = {0, 1, 2, 3};
 };

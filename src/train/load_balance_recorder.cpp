@@ -252,10 +252,26 @@ LoadBalanceRecorder::LoadBalanceRecorder(const std::string& path, std::vector<in
   m.every = every;
   m.make_columns();
   // A fresh run (resume_step 0) starts a new file even if an old one is there.
-  if (resume_step > 0 && std::filesystem::exists(path))
-    m.open_file(resume_step);
-  else
-    m.create_file();
+  if (resume_step > 0 && std::filesystem::exists(path)) {
+    try {
+      m.open_file(resume_step);
+      return;
+    } catch (const DataError& e) {
+      // A kill -9 can leave the profile half-written; training must resume all the same. The
+      // damaged file is kept beside the new one for inspection.
+      m.a2a.reset();
+      m.cols.clear();
+      m.file = H5Handle();
+      m.ep = 0;
+      m.make_columns();
+      const std::string aside = path + ".damaged";
+      std::error_code ec;
+      std::filesystem::rename(path, aside, ec);
+      std::fprintf(stderr, "moe: warning: %s; kept as %s, starting a new load-balance profile at step %lld\n",
+                   e.what(), aside.c_str(), (long long)resume_step + 1);
+    }
+  }
+  m.create_file();
 }
 
 LoadBalanceRecorder::~LoadBalanceRecorder() {

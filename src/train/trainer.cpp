@@ -49,7 +49,6 @@ void require_supported(const Config& c) {
   if (p.recompute != "none") refuse("parallel.recompute", "recomputation is not available in this build; use none");
   if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");
   if (c.train.device != "cpu") refuse("train.device", "the CUDA backend is not available in this build; use cpu");
-  if (c.moe.router != "softmax") refuse("moe.router", "only the softmax router is available in this build");
 }
 
 std::string checkpoint_root(const Config& c, const std::string& run_dir) {

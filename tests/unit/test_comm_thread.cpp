@@ -2,6 +2,7 @@
 // the watchdog's report.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -25,7 +26,7 @@ TEST(CommThread, AllToAllVUnevenAndEmpty) {
   // rank r sends (r + q) % 3 ints to rank q, each int = 100*r + q
   on_ranks(4, [](Communicator& c) {
     const int P = c.size(), me = c.rank();
-    std::vector<int64_t> sb(size_t(P)), rb(size_t(P));
+    std::vector<int64_t> sb(static_cast<size_t>(P)), rb(static_cast<size_t>(P));
     std::vector<int32_t> send;
     for (int q = 0; q < P; ++q) {
       const int n = (me + q) % 3;

@@ -31,7 +31,9 @@ TEST(PlanMemory, ZeroStagesShardAsOneOverDp) {
       // Optimizer state from stage 1, gradients from 2, weights from 3; the rest stays whole.
       EXPECT_DOUBLE_EQ(many.optimizer, z >= 1 ? one.optimizer / r : one.optimizer) << "dp " << dp << " z " << z;
       EXPECT_DOUBLE_EQ(many.grads, z >= 2 ? one.grads / r : one.grads) << "dp " << dp << " z " << z;
-      if (z < 3) EXPECT_DOUBLE_EQ(many.params, one.params);
+      if (z < 3) {
+        EXPECT_DOUBLE_EQ(many.params, one.params);
+      }
     }
   }
   // ZeRO-3 shards the weights but keeps a gather buffer of two layers, so it falls towards that.

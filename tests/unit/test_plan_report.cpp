@@ -39,6 +39,7 @@ TEST(PlanFit, MixtralOnOneNodeWithoutZeroDoesNotFit) {
   in.hardware = plan::load_hardware(MOE_SOURCE_DIR "/configs/hardware/h100_node.yaml");
   plan::Layout l;
   l.dp = 8;
+  l.microbatches = 64;  // one sequence per micro-batch: activations are small
   const plan::LayoutEstimate e = plan::estimate_layout(in, l);
   EXPECT_FALSE(e.fits);
   // 46.7B parameters x 12 bytes of fp32 master weights and moments dwarf the rest.

@@ -30,7 +30,9 @@ TEST(RoutingDispatch, PermuteUnpermuteIsIdentity) {
     for (int64_t e = 0; e < E; ++e)  // grouped by expert, token order inside
       for (int64_t i = offsets[size_t(e)]; i < offsets[size_t(e + 1)]; ++i) {
         EXPECT_EQ(idx[size_t(plan.slots[size_t(i)])], e);
-        if (i > offsets[size_t(e)]) EXPECT_LT(plan.rows[size_t(i - 1)], plan.rows[size_t(i)]);
+        if (i > offsets[size_t(e)]) {
+          EXPECT_LT(plan.rows[size_t(i - 1)], plan.rows[size_t(i)]);
+        }
       }
     disp.combine_preprocess(expert_in.data(), w.data());
     disp.combine();

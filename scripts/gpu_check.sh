@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One-shot check on a machine with a GPU, run from the repository root with the prebuilt bundle
+# (scripts/build_gpu_bundle.sh) in build-gpu/: prints nvidia-smi, runs every GPU-vs-CPU test and
+# the kernel benchmark. Writes the logs to $OUT when it is set. Exit status: that of the tests.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bundle=${GPU_BUNDLE_DIR:-$root/build-gpu}
+[ -x "$bundle/moe_gpu_tests" ] || bundle=$(cd "$(dirname "$0")" && pwd)  # run from inside the bundle
+out=${OUT:-}
+log() { if [ -n "$out" ]; then tee -a "$out/$1"; else cat; fi; }
+
+# cuBLAS is linked as a shared library: look for it in the toolkit and in pip's nvidia wheels.
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt.so.13'; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib \
+           $(find / -path /proc -prune -o -name 'libcublasLt.so.13' -printf '%h\n' 2>/dev/null | head -3); do
+    [ -e "$d/libcublasLt.so.13" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && break
+  done
+fi
+
+{
+  echo "== gpu_check $(date -u +%FT%TZ) on $(hostname)"
+  nvidia-smi || echo "nvidia-smi failed"
+  echo "== libraries"
+  ldd "$bundle/moe_gpu_tests"
+} 2>&1 | log gpu_check.log
+
+echo "== moe_gpu_tests" | log gpu_check.log
+timeout 150 "$bundle/moe_gpu_tests" --gtest_brief=0 2>&1 | log gpu_tests.log
+tests_rc=${PIPESTATUS[0]}
+
+echo "== bench_gpu_ops" | log gpu_check.log
+timeout 60 "$bundle/bench_gpu_ops" 2>&1 | log gpu_bench.log
+bench_rc=${PIPESTATUS[0]}
+
+echo "== gpu_check: tests exit $tests_rc, bench exit $bench_rc" | log gpu_check.log
+exit "$tests_rc"
