@@ -13,9 +13,9 @@
 namespace moe::plan {
 namespace {
 
-std::string gib(double bytes) {
+std::string gib(double bytes, int digits = 1) {
   char b[32];
-  std::snprintf(b, sizeof(b), "%.1f GiB", bytes / 1073741824.0);
+  std::snprintf(b, sizeof(b), "%.*f GiB", digits, bytes / 1073741824.0);
   return b;
 }
 
@@ -45,7 +45,10 @@ std::string fit_reason(const Layout& l, const MemoryBreakdown& m, double capacit
                                                   {"all-to-all buffers", m.a2a_buffers}};
   auto biggest = std::max_element(std::begin(parts), std::end(parts),
                                   [](const auto& a, const auto& b) { return a.second < b.second; });
-  return "needs " + gib(m.total()) + " > " + gib(capacity_bytes) + " memory: " + biggest->first + " " +
+  // Enough digits that "needs X > Y" never reads as X == Y.
+  int digits = 1;
+  while (digits < 4 && gib(m.total(), digits) == gib(capacity_bytes, digits)) ++digits;
+  return "needs " + gib(m.total(), digits) + " > " + gib(capacity_bytes, digits) + " memory: " + biggest->first + " " +
          gib(biggest->second) + "; " + hint_for(biggest->first, l);
 }
 
@@ -67,13 +70,22 @@ LayoutEstimate estimate_layout(const PlanInputs& in, const Layout& l) {
 PlanResult make_plan(const PlanInputs& in, int64_t world, const EnumerateOptions& o) {
   PlanResult r;
   r.world = world;
+  const Layout own = layout_of(in.config);
+  if (own.world() == world) {
+    r.has_configured = true;
+    r.configured = estimate_layout(in, own);
+  }
   for (const Layout& l : enumerate_layouts(in.config, world, o)) {
     LayoutEstimate e = estimate_layout(in, l);
     (e.fits ? r.fitting : r.not_fitting).push_back(std::move(e));
     ++r.considered;
   }
   std::stable_sort(r.fitting.begin(), r.fitting.end(),
-                   [](const auto& a, const auto& b) { return a.time.total() < b.time.total(); });
+                   [](const auto& a, const auto& b) {
+                     // Equal times (ZeRO 1 and 2 move the same bytes): the smaller footprint first.
+                     if (a.time.total() != b.time.total()) return a.time.total() < b.time.total();
+                     return a.memory.total() < b.memory.total();
+                   });
   std::stable_sort(r.not_fitting.begin(), r.not_fitting.end(),
                    [](const auto& a, const auto& b) { return a.memory.total() < b.memory.total(); });
   return r;

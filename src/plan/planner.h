@@ -43,6 +43,8 @@ struct PlanResult {
   int64_t considered = 0;
   std::vector<LayoutEstimate> fitting;      // fastest first
   std::vector<LayoutEstimate> not_fitting;  // smallest memory first
+  bool has_configured = false;              // the config's own parallel.* layout is valid here
+  LayoutEstimate configured;
 };
 
 PlanResult make_plan(const PlanInputs& in, int64_t world, const EnumerateOptions& o = {});

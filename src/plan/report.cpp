@@ -51,8 +51,11 @@ std::string header(const PlanInputs& in, const PlanResult& r) {
                       c.source.c_str(), (long long)r.world, hw.name.c_str(), hw.memory_bytes / kGiB,
                       hw.peak_flops(c.train.precision) / 1e12, c.train.precision.c_str(), hw.matmul_efficiency,
                       (long long)hw.devices_per_node);
-  s += fmt("model: %.2fB parameters, %.2fB active; batch %lld x %lld tokens; expert imbalance %.2f (max/mean)\n",
-           double(pc.total()) / 1e9, double(pc.active(c.moe.top_k, c.moe.num_experts)) / 1e9,
+  const bool billions = pc.total() >= 1000000000;
+  const double scale = billions ? 1e9 : 1e6;
+  const char* unit = billions ? "B" : "M";
+  s += fmt("model: %.2f%s parameters, %.2f%s active; batch %lld x %lld tokens; expert imbalance %.2f (max/mean)\n",
+           double(pc.total()) / scale, unit, double(pc.active(c.moe.top_k, c.moe.num_experts)) / scale, unit,
            (long long)c.train.batch_size, (long long)c.model.seq_len, in.imbalance);
   return s;
 }
@@ -84,6 +87,7 @@ nlohmann::json plan_json(const PlanInputs& in, const PlanResult& r, int64_t top)
                       {"fitting_count", int64_t(r.fitting.size())},
                       {"fitting", nlohmann::json::array()},
                       {"not_fitting", nlohmann::json::array()}};
+  if (r.has_configured) j["configured"] = estimate_json(r.configured);
   for (size_t i = 0; i < r.fitting.size() && int64_t(i) < top; ++i) j["fitting"].push_back(estimate_json(r.fitting[i]));
   for (size_t i = 0; i < r.not_fitting.size() && int64_t(i) < top; ++i)
     j["not_fitting"].push_back(estimate_json(r.not_fitting[i]));
@@ -92,13 +96,20 @@ nlohmann::json plan_json(const PlanInputs& in, const PlanResult& r, int64_t top)
 
 std::string plan_table(const PlanInputs& in, const PlanResult& r, int64_t top) {
   std::string s = header(in, r);
+  // GiB for real models, MiB for the small ones this machine trains.
+  double biggest = 0;
+  for (size_t i = 0; i < r.fitting.size() && int64_t(i) < top; ++i)
+    biggest = std::max(biggest, r.fitting[i].memory.total());
+  if (r.has_configured) biggest = std::max(biggest, r.configured.memory.total());
+  const double unit_bytes = biggest >= 1073741824.0 ? 1073741824.0 : 1048576.0;
+  const char* mem_unit = biggest >= 1073741824.0 ? "mem GiB" : "mem MiB";
   s += fmt("%lld layouts considered, %zu fit in memory", (long long)r.considered, r.fitting.size());
   if (r.fitting.empty()) {
     s += ".\n";
   } else {
     s += fmt("; the fastest %lld:\n\n", (long long)std::min<int64_t>(top, int64_t(r.fitting.size())));
     s += fmt("%3s  %-38s %7s = %6s %6s %6s %6s %6s | %8s = %8s %8s %8s %8s %8s %8s %8s %8s | %10s %6s\n", "#",
-             "layout", "mem GiB", "wts", "grad", "opt", "act", "a2a", "step s", "compute", "recomp", "imbal", "tp",
+             "layout", mem_unit, "wts", "grad", "opt", "act", "a2a", "step s", "compute", "recomp", "imbal", "tp",
              "ep", "pp+bub", "dp", "optim", "tokens/s", "MFU");
     for (size_t i = 0; i < r.fitting.size() && int64_t(i) < top; ++i) {
       const LayoutEstimate& e = r.fitting[i];
@@ -106,11 +117,17 @@ std::string plan_table(const PlanInputs& in, const PlanResult& r, int64_t top) {
       const StepBreakdown& t = e.time;
       s += fmt("%3zu  %-38s %7.2f = %6.2f %6.2f %6.2f %6.2f %6.2f | %8.4g = %8.3g %8.3g %8.3g %8.3g %8.3g %8.3g %8.3g "
                "%8.3g | %10.4g %5.1f%%\n",
-               i + 1, describe(e.layout).c_str(), m.total() / kGiB, m.params / kGiB, m.grads / kGiB,
-               m.optimizer / kGiB, m.activations / kGiB, m.a2a_buffers / kGiB, t.total(), t.compute, t.recompute,
+               i + 1, describe(e.layout).c_str(), m.total() / unit_bytes, m.params / unit_bytes, m.grads / unit_bytes,
+               m.optimizer / unit_bytes, m.activations / unit_bytes, m.a2a_buffers / unit_bytes, t.total(), t.compute, t.recompute,
                t.imbalance, t.tp_comm, t.ep_comm, t.pp_comm + t.bubble, t.dp_comm, t.optimizer, e.tokens_per_s,
                100.0 * e.mfu);
     }
+  }
+  if (r.has_configured) {
+    const LayoutEstimate& e = r.configured;
+    s += fmt("\nthe config's layout %s: %.2f %s per rank (%s), step %.4g s, %.4g tokens/s, MFU %.1f%%\n",
+             describe(e.layout).c_str(), e.memory.total() / unit_bytes, mem_unit + 4, e.fits ? "fits" : e.reason.c_str(), e.time.total(),
+             e.tokens_per_s, 100.0 * e.mfu);
   }
   if (!r.not_fitting.empty()) {
     s += fmt("\n%zu layouts do not fit; the closest %lld:\n", r.not_fitting.size(),

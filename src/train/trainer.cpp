@@ -42,7 +42,7 @@ void require_supported(const Config& c) {
   if (p.tp != 1) refuse("parallel.tp", "tensor parallelism is not available in this build; use 1");
   if (p.pp != 1) refuse("parallel.pp", "pipeline parallelism is not available in this build; use 1");
   if (p.ep != 1 && c.train.eval_every > 0)
-    refuse("train.eval_every", "periodic evaluation does not support expert parallelism yet; use 0 with parallel.ep > 1");
+    refuse("train.eval_every", "periodic evaluation does not support expert parallelism yet; use 0 with ep > 1");
   if (p.etp != 1) refuse("parallel.etp", "expert tensor parallelism is not available in this build; use 1");
   if (p.zero_stage != 0) refuse("parallel.zero_stage", "ZeRO sharding is not available in this build; use 0");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");

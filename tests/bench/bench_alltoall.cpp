@@ -127,7 +127,8 @@ void bench(moe::comm::Communicator& world, int64_t D, int iters) {
     r.out.resize(r.x.size());
     forward(d, r, rt, D);  // warm-up, and the byte counts for the baseline
     std::vector<int> sc(size_t(P), 0), rc(size_t(P), 0), sd(size_t(P), 0), rd(size_t(P), 0);
-    for (int64_t e = 0; e < E; ++e) sc[size_t(e / 4)] += int((r.plan.offsets[size_t(e + 1)] - r.plan.offsets[size_t(e)]) * D * 4);
+    for (int64_t e = 0; e < E; ++e)
+      sc[size_t(e / 4)] += int((r.plan.offsets[size_t(e + 1)] - r.plan.offsets[size_t(e)]) * D * 4);
     MPI_Alltoall(sc.data(), 1, MPI_INT, rc.data(), 1, MPI_INT, MPI_COMM_WORLD);
     for (int p = 1; p < P; ++p) {
       sd[size_t(p)] = sd[size_t(p - 1)] + sc[size_t(p - 1)];

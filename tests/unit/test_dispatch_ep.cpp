@@ -54,12 +54,14 @@ void fake_experts(std::vector<float>& out, const std::vector<float>& in, const s
                   int64_t first_expert, int64_t D) {
   out.resize(in.size());
   for (size_t j = 0; j + 1 < offsets.size(); ++j)
-    for (int64_t i = offsets[j] * D; i < offsets[j + 1] * D; ++i) out[size_t(i)] = in[size_t(i)] * float(2 + first_expert + int64_t(j));
+    for (int64_t i = offsets[j] * D; i < offsets[j + 1] * D; ++i)
+      out[size_t(i)] = in[size_t(i)] * float(2 + first_expert + int64_t(j));
 }
 
 struct Result {
   std::vector<float> expert_in, out, dexpert_out, dweights, dtokens;
   std::vector<int64_t> offsets;
+  int64_t dropped = 0;
 };
 
 // One forward and backward through a dispatcher (identity-derivative "experts": d(in) = d(out) * scale).
@@ -69,6 +71,7 @@ Result run(TokenDispatcher& d, const Batch& b, int r, int64_t N, int64_t first_e
   DispatchPlan plan;
   d.plan(plan, b.slice(b.idx, r, b.K), b.slice(b.score, r, b.K), N, b.K, b.E, cf, b.P * b.N, "probs");
   (void)group;
+  res.dropped = plan.dropped;
   d.dispatch_preprocess(plan);
   d.dispatch(b.slice(b.x, r, b.D), b.D);
   d.dispatch_postprocess(res.expert_in, res.offsets);
@@ -93,6 +96,9 @@ void expect_ep_matches_local(int P, double cf) {
   const Batch b(P, 12, 8);
   LocalDispatcher local;
   const Result ref = run(local, b, 0, b.P * b.N, 0, nullptr, cf);
+  if (cf > 0) {
+    ASSERT_GT(ref.dropped, 0) << "the capacity case must drop";
+  }
   const int64_t El = b.E / P;
   on_ranks(P, [&](comm::Communicator& c) {
     const int r = c.rank();
@@ -149,7 +155,8 @@ void expect_capacity_invariant(int P, const std::string& policy, double cf) {
   for (int64_t d : dropped) total += d;
   EXPECT_EQ(total, ref.dropped);
   for (int64_t e = 0; e < b.E; ++e) {
-    const std::set<int64_t> want(ref.slots.begin() + ref.offsets[size_t(e)], ref.slots.begin() + ref.offsets[size_t(e + 1)]);
+    const std::set<int64_t> want(ref.slots.begin() + ref.offsets[size_t(e)],
+                                 ref.slots.begin() + ref.offsets[size_t(e + 1)]);
     EXPECT_EQ(got[size_t(e)], want) << policy << " expert " << e;
   }
 }

@@ -7,7 +7,7 @@
 #include "src/plan/collectives.h"
 #include "src/plan/layout.h"
 #include "src/plan/step_time.h"
-#include "tests/unit/plan_fixtures.h"
+#include "tests/unit/test_plan_fixtures.h"
 
 namespace moe {
 namespace {

@@ -9,7 +9,7 @@
 #include "src/plan/memory.h"
 #include "src/plan/param_count.h"
 #include "src/train/model_state.h"
-#include "tests/unit/plan_fixtures.h"
+#include "tests/unit/test_plan_fixtures.h"
 
 namespace moe {
 namespace {

@@ -3,7 +3,7 @@
 
 #include "src/plan/param_count.h"
 #include "src/train/flops.h"
-#include "tests/unit/plan_fixtures.h"
+#include "tests/unit/test_plan_fixtures.h"
 
 namespace moe {
 namespace {

@@ -11,7 +11,7 @@
 #include "src/core/error.h"
 #include "src/plan/planner.h"
 #include "src/plan/report.h"
-#include "tests/unit/plan_fixtures.h"
+#include "tests/unit/test_plan_fixtures.h"
 
 namespace moe {
 namespace {
