@@ -105,6 +105,18 @@ void Transformer::backward(const ModelParams& p, const ModelParams& g, double gl
   if (ready) ready(-1);
 }
 
+void Transformer::set_routing_step(int64_t step, int64_t token_offset, bool training) {
+  for (int64_t i = 0; i < d_.L; ++i) {
+    if (!c_.model.is_moe_layer(i)) continue;
+    RoutingContext& ctx = ffn_[size_t(i)].moe.ctx;
+    ctx.seed = c_.train.seed;
+    ctx.layer = i;
+    ctx.step = step;
+    ctx.token_offset = token_offset;
+    ctx.training = training;
+  }
+}
+
 std::vector<const LayerLoadStats*> Transformer::load_stats() const {
   std::vector<const LayerLoadStats*> out;
   for (int64_t i = 0; i < d_.L; ++i)

@@ -47,6 +47,10 @@ class Transformer {
   // Accumulates into the gradient views g. Call after forward().
   void backward(const ModelParams& p, const ModelParams& g, double global_tokens, const GradsReadyFn& ready = {});
 
+  // Routing context of the next forward: the optimizer step, this rank's first global token and
+  // whether it is a training step (router jitter applies only then).
+  void set_routing_step(int64_t step, int64_t token_offset, bool training);
+
   // Per-token losses of the last forward (N), for eval.
   const std::vector<float>& token_losses() const { return losses_; }
   // Routing statistics of the last forward, one entry per MoE layer (layer order).

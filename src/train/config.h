@@ -19,8 +19,11 @@ struct ModelConfig {
   double norm_eps = 1e-5;
   double rope_theta = 10000.0;
   int64_t moe_every = 1;        // layer i is MoE when (i + 1) % moe_every == 0; 0 = no MoE layers
+  int64_t first_dense_layers = 0;  // the first layers stay dense whatever moe_every says (DeepSeek-V3: 3)
   int64_t head_dim() const { return d_model / n_heads; }
-  bool is_moe_layer(int64_t i) const { return moe_every > 0 && (i + 1) % moe_every == 0; }
+  bool is_moe_layer(int64_t i) const {
+    return moe_every > 0 && i >= first_dense_layers && (i + 1) % moe_every == 0;
+  }
 };
 
 struct MoeConfig {

@@ -177,6 +177,7 @@ std::vector<KeySpec> build_schema() {
       real_key("model", "norm_eps", &C::model, &M::norm_eps, positive),
       real_key("model", "rope_theta", &C::model, &M::rope_theta, positive),
       int_key("model", "moe_every", &C::model, &M::moe_every, 0),
+      int_key("model", "first_dense_layers", &C::model, &M::first_dense_layers, 0),
 
       int_key("moe", "num_experts", &C::moe, &E::num_experts, 1),
       int_key("moe", "top_k", &C::moe, &E::top_k, 1),

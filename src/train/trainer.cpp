@@ -23,6 +23,7 @@
 #include "src/train/model_state.h"
 #include "src/train/optimizer.h"
 #include "src/train/routing_update.h"
+#include "src/train/stop_signal.h"
 #include "src/train/threads.h"
 
 namespace moe {
@@ -62,6 +63,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   require_supported(c);
   validate_layout(c, world.size());
   world.set_timeout(c.parallel.timeout_s);
+  install_stop_handlers();
   const auto& pc = c.parallel;
   const comm::ProcessGrid grid =
       comm::make_process_grid(world, {int(pc.pp), int(pc.dp), int(pc.tp), int(pc.ep), int(pc.etp)});
@@ -125,6 +127,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     const auto step_start = Clock::now();
     loader.next(tokens);
     std::fill(model.grads.begin(), model.grads.end(), 0.0f);
+    net.set_routing_step(step, int64_t(dp.rank()) * local_rows * c.model.seq_len, /*training=*/true);
     StepLosses sl = net.forward(tokens.data(), model.p, reduce);
     net.backward(model.p, model.g, global_tokens,
                  [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
@@ -153,7 +156,13 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     result.last_loss = loss;
     ++interval_steps;
 
-    const bool exiting = opt.exit_after > 0 && step + 1 - start_step == opt.exit_after;
+    // A signal may reach the ranks at different steps: agree on it, so all stop after this one.
+    double signalled = stop_requested() ? 1.0 : 0.0;
+    world.allreduce_max(&signalled, 1);
+    const bool exiting = (opt.exit_after > 0 && step + 1 - start_step == opt.exit_after) || signalled > 0;
+    if (signalled > 0 && lead)
+      std::printf("stop requested (SIGTERM/SIGINT): writing a checkpoint at step %lld, then exiting\n",
+                  (long long)(step + 1));
     const bool last = step + 1 == c.train.steps || exiting;
     if ((step + 1) % c.train.log_every == 0 || last) {
       const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();

@@ -48,6 +48,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.model.norm_eps, b.model.norm_eps);
   EXPECT_EQ(a.model.rope_theta, b.model.rope_theta);
   EXPECT_EQ(a.model.moe_every, b.model.moe_every);
+  EXPECT_EQ(a.model.first_dense_layers, b.model.first_dense_layers);
   EXPECT_EQ(a.moe.num_experts, b.moe.num_experts);
   EXPECT_EQ(a.moe.top_k, b.moe.top_k);
   EXPECT_EQ(a.moe.expert_hidden, b.moe.expert_hidden);
@@ -98,7 +99,7 @@ void expect_same(const Config& a, const Config& b) {
 // Every field away from its default, consistent with all the cross-key checks.
 Config all_non_default() {
   Config c;
-  c.model = {300, 96, 4, 6, 3, 32, 192, 1e-6, 500000.0, 2};
+  c.model = {300, 96, 4, 6, 3, 32, 192, 1e-6, 500000.0, 2, 1};
   c.moe.num_experts = 6;
   c.moe.top_k = 3;
   c.moe.expert_hidden = 48;
