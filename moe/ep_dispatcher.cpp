@@ -4,6 +4,7 @@
 
 #include "kernels/ops.h"
 #include "src/core/error.h"
+#include "src/model/phase_timer.h"
 
 namespace moe {
 
@@ -20,6 +21,7 @@ void EpDispatcher::dispatch_preprocess(const DispatchPlan& plan) {
   // already destination-major.
   send_counts_.resize(size_t(E_));
   send_rows_.assign(size_t(P_), 0);
+  sent_bytes_.assign(size_t(P_), 0);
   for (int64_t e = 0; e < E_; ++e) {
     send_counts_[size_t(e)] = plan.offsets[size_t(e + 1)] - plan.offsets[size_t(e)];
     send_rows_[size_t(e / El_)] += send_counts_[size_t(e)];
@@ -32,14 +34,19 @@ void EpDispatcher::exchange(const float* send, const std::vector<int64_t>& send_
   for (int64_t r = 0; r < P_; ++r) {
     sb[size_t(r)] = send_rows[size_t(r)] * D_ * int64_t(sizeof(float));
     rb[size_t(r)] = recv_rows[size_t(r)] * D_ * int64_t(sizeof(float));
+    sent_bytes_[size_t(r)] += sb[size_t(r)];
   }
+  PhaseScope wait(Phase::comm_wait);
   ep_.alltoallv(send, sb.data(), recv, rb.data());
 }
 
 void EpDispatcher::dispatch(const float* tokens, int64_t D) {
   D_ = D;
   recv_counts_.resize(size_t(E_));
-  ep_.alltoall(send_counts_.data(), recv_counts_.data(), El_ * int64_t(sizeof(int64_t)));
+  {
+    PhaseScope wait(Phase::comm_wait);
+    ep_.alltoall(send_counts_.data(), recv_counts_.data(), El_ * int64_t(sizeof(int64_t)));
+  }
   recv_rows_.assign(size_t(P_), 0);
   for (int64_t i = 0; i < E_; ++i) recv_rows_[size_t(i / El_)] += recv_counts_[size_t(i)];
 

@@ -34,6 +34,10 @@ class EpDispatcher final : public TokenDispatcher {
   void dispatch_backward(float* dtokens, const float* dexpert_in) override;
 
   int64_t local_experts() const { return El_; }
+  // Bytes of token rows this rank sent to each ep rank (P entries, its own rank included) by the
+  // all-to-all-v of this step so far: dispatch, combine and their backward twins. The counts
+  // exchange is not included. Zeroed by dispatch_preprocess, i.e. at each forward.
+  const std::vector<int64_t>& sent_bytes() const { return sent_bytes_; }
 
  private:
   // rows (source-major) <-> local expert order
@@ -54,6 +58,7 @@ class EpDispatcher final : public TokenDispatcher {
   std::vector<float> send_buf_, recv_buf_;          // scratch for the exchanges
   std::vector<float> returned_;                     // (M, D) expert outputs back in plan order
   std::vector<float> row_weights_, drow_weights_;   // (M) combine weight per plan row
+  std::vector<int64_t> sent_bytes_;                 // (P) see sent_bytes()
 };
 
 }  // namespace moe

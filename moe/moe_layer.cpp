@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "src/core/error.h"
+#include "src/model/phase_timer.h"
 
 namespace moe {
 
@@ -27,7 +28,10 @@ void reduce_router_stats(RouterStats& global, const RouterStats& local, int64_t 
   buf.push_back(local.entropy_sum);
   buf.push_back(local.seq_aux_sum);
   buf.push_back(local.tokens);
-  if (reduce_sum) reduce_sum(buf);
+  if (reduce_sum) {
+    PhaseScope wait(Phase::comm_wait);
+    reduce_sum(buf);
+  }
   global.counts.assign(buf.begin(), buf.begin() + E);
   global.prob_sum.assign(buf.begin() + E, buf.begin() + 2 * E);
   global.lse_sq_sum = buf[size_t(2 * E)];
@@ -53,32 +57,49 @@ void expert_choice_plan(DispatchPlan& plan, const RouterState& r, int64_t E) {
 
 void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const BlockParams& p, const Dims& d,
                        const MoeConfig& cfg, TokenDispatcher& dispatcher, const SumReducer& reduce_sum) {
-  router_forward(s.router, s.local, xn, p.router, p.router_bias, d, cfg, s.ctx, reduce_sum);
-  reduce_router_stats(s.global, s.local, d.E, reduce_sum);
-  s.losses = router_losses(s.global, d, cfg);
-
-  if (cfg.router == "expert_choice") {
-    expert_choice_plan(s.plan, s.router, d.E);
-  } else {
-    // Capacity drops rank assignments by their combine weights (Megatron-Core "probs" policy).
-    dispatcher.plan(s.plan, s.router.topk_idx.data(), s.router.weights.data(), d.N, d.K, d.E, cfg.capacity_factor,
-                    int64_t(s.global.tokens), cfg.drop_policy);
+  {
+    PhaseScope timed(Phase::route);
+    router_forward(s.router, s.local, xn, p.router, p.router_bias, d, cfg, s.ctx, reduce_sum);
+    reduce_router_stats(s.global, s.local, d.E, reduce_sum);
+    s.losses = router_losses(s.global, d, cfg);
+    if (cfg.router == "expert_choice") {
+      expert_choice_plan(s.plan, s.router, d.E);
+    } else {
+      // Capacity drops rank assignments by their combine weights (Megatron-Core "probs" policy).
+      dispatcher.plan(s.plan, s.router.topk_idx.data(), s.router.weights.data(), d.N, d.K, d.E,
+                      cfg.capacity_factor, int64_t(s.global.tokens), cfg.drop_policy);
+    }
   }
-  dispatcher.dispatch_preprocess(s.plan);
-  dispatcher.dispatch(xn, d.D);
-  dispatcher.dispatch_postprocess(s.expert_in, s.offsets);
-  // The experts this rank holds: all E here, E / ep under expert parallelism.
-  const int64_t local_experts = int64_t(s.offsets.size()) - 1;
-  experts_forward(s.experts, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2, s.offsets.data(),
-                  local_experts, d.D, d.Fe);
-  dispatcher.combine_preprocess(s.experts.out.data(), s.router.weights.data());
-  dispatcher.combine();
-  dispatcher.combine_postprocess(out);
-  if (d.Fs > 0) swiglu_mlp_forward(out, s.shared, xn, p.shared_w1, p.shared_w3, p.shared_w2, d.N, d.D, d.Fs);
+  {
+    PhaseScope timed(Phase::dispatch);
+    dispatcher.dispatch_preprocess(s.plan);
+    dispatcher.dispatch(xn, d.D);
+    dispatcher.dispatch_postprocess(s.expert_in, s.offsets);
+  }
+  {
+    PhaseScope timed(Phase::experts);
+    // The experts this rank holds: all E here, E / ep under expert parallelism.
+    const int64_t local_experts = int64_t(s.offsets.size()) - 1;
+    experts_forward(s.experts, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2, s.offsets.data(),
+                    local_experts, d.D, d.Fe);
+  }
+  {
+    PhaseScope timed(Phase::combine);
+    dispatcher.combine_preprocess(s.experts.out.data(), s.router.weights.data());
+    dispatcher.combine();
+    dispatcher.combine_postprocess(out);
+  }
+  if (d.Fs > 0) {
+    PhaseScope timed(Phase::experts);
+    swiglu_mlp_forward(out, s.shared, xn, p.shared_w1, p.shared_w3, p.shared_w2, d.N, d.D, d.Fs);
+  }
 
   s.stats.tokens_per_expert.assign(s.global.counts.begin(), s.global.counts.end());
   std::vector<double> dropped{double(s.plan.dropped)};
-  if (reduce_sum) reduce_sum(dropped);
+  if (reduce_sum) {
+    PhaseScope wait(Phase::comm_wait);
+    reduce_sum(dropped);
+  }
   s.stats.dropped = int64_t(dropped[0]);
   s.stats.assignments = int64_t(s.global.tokens) * d.K;
   s.stats.entropy = s.global.entropy_sum / s.global.tokens;
@@ -97,15 +118,27 @@ void moe_layer_backward(float* dxn, const float* dout, MoeLayerState& s, const f
   s.dexpert_out.assign(M * size_t(d.D), 0.0f);
   s.dexpert_in.assign(M * size_t(d.D), 0.0f);
   s.dweights.assign(s.router.weights.size(), 0.0f);
-  if (d.Fs > 0)
+  if (d.Fs > 0) {
+    PhaseScope timed(Phase::experts);
     swiglu_mlp_backward(dxn, g.shared_w1, g.shared_w3, g.shared_w2, dout, s.shared, s.shared_scratch, xn, p.shared_w1,
                         p.shared_w3, p.shared_w2, d.N, d.D, d.Fs);
-  dispatcher.combine_backward(s.dexpert_out.data(), s.dweights.data(), dout, s.experts.out.data(),
-                              s.router.weights.data());
-  experts_backward(s.dexpert_in.data(), g.experts_w1, g.experts_w3, g.experts_w2, s.dexpert_out.data(), s.experts,
-                   s.expert_scratch, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2, s.offsets.data(),
-                   int64_t(s.offsets.size()) - 1, d.D, d.Fe);
-  dispatcher.dispatch_backward(dxn, s.dexpert_in.data());
+  }
+  {
+    PhaseScope timed(Phase::combine);
+    dispatcher.combine_backward(s.dexpert_out.data(), s.dweights.data(), dout, s.experts.out.data(),
+                                s.router.weights.data());
+  }
+  {
+    PhaseScope timed(Phase::experts);
+    experts_backward(s.dexpert_in.data(), g.experts_w1, g.experts_w3, g.experts_w2, s.dexpert_out.data(), s.experts,
+                     s.expert_scratch, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2,
+                     s.offsets.data(), int64_t(s.offsets.size()) - 1, d.D, d.Fe);
+  }
+  {
+    PhaseScope timed(Phase::dispatch);
+    dispatcher.dispatch_backward(dxn, s.dexpert_in.data());
+  }
+  PhaseScope timed(Phase::route);
   router_backward(dxn, g.router, s.router, s.dweights.data(), s.global, xn, p.router, d, cfg);
 }
 

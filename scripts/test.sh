@@ -5,6 +5,16 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/install_deps.sh
+# MOE_SANITIZE=1: only the unit tests, built with ASan + UBSan in build-asan/ (any report fails).
+if [ "${MOE_SANITIZE:-0}" = 1 ]; then
+  asan="$root/build-asan"
+  cmake -S "$root" -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_CUDA=OFF \
+        -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" >/dev/null
+  cmake --build "$asan" -j"${JOBS:-2}" --target moe_unit_tests
+  MOE_THREADS=1 MOE_SOURCE_DIR="$root" ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    "$asan/tests/moe_unit_tests"
+  exit
+fi
 bash scripts/build.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cd "${BUILD_DIR:-$root/build}"

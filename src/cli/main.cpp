@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   moe::cli::add_train_commands(app, exit_code);
   moe::cli::add_profile_commands(app, exit_code);
   moe::cli::add_plan_commands(app, exit_code);
+  moe::cli::add_finetune_commands(app, exit_code);
+  moe::cli::add_export_commands(app, exit_code);
+  moe::cli::add_generate_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

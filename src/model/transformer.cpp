@@ -54,7 +54,10 @@ StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, con
   StepLosses out;
   for (int64_t i = 0; i < d_.L; ++i) {
     const BlockParams& bp = p.blocks[size_t(i)];
-    attention_layer_forward(x_.data(), attn_[size_t(i)], bp, d_);
+    {
+      PhaseScope timed(Phase::attention);
+      attention_layer_forward(x_.data(), attn_[size_t(i)], bp, d_);
+    }
     FfnActs& f = ffn_[size_t(i)];
     std::memcpy(f.x_in.data(), x_.data(), sizeof(float) * x_.size());
     ops::rmsnorm_forward(f.xn.data(), f.rstd.data(), x_.data(), bp.ffn_norm, d_.N, d_.D, d_.eps);
@@ -98,7 +101,10 @@ void Transformer::backward(const ModelParams& p, const ModelParams& g, double gl
     }
     ops::rmsnorm_backward(dx_.data(), bg.ffn_norm, dxn_.data(), f.x_in.data(), bp.ffn_norm, f.rstd.data(), d_.N,
                           d_.D);
-    attention_layer_backward(dx_.data(), attn_[size_t(i)], bp, bg, attn_scratch_, d_);
+    {
+      PhaseScope timed(Phase::attention);
+      attention_layer_backward(dx_.data(), attn_[size_t(i)], bp, bg, attn_scratch_, d_);
+    }
     if (ready) ready(i);
   }
   ops::embedding_backward(g.tok_embeddings, dx_.data(), inputs_.data(), d_.N, d_.D);
@@ -121,6 +127,13 @@ std::vector<const LayerLoadStats*> Transformer::load_stats() const {
   std::vector<const LayerLoadStats*> out;
   for (int64_t i = 0; i < d_.L; ++i)
     if (c_.model.is_moe_layer(i)) out.push_back(&ffn_[size_t(i)].moe.stats);
+  return out;
+}
+
+std::vector<const TokenDispatcher*> Transformer::moe_dispatchers() const {
+  std::vector<const TokenDispatcher*> out;
+  for (const auto& d : dispatchers_)
+    if (d) out.push_back(d.get());
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "src/model/dims.h"
 #include "src/model/mlp.h"
 #include "src/model/params.h"
+#include "src/model/phase_timer.h"
 
 namespace moe {
 
@@ -58,6 +59,13 @@ class Transformer {
   const Dims& dims() const { return d_; }
   // Bytes held by activations (for metrics).
   int64_t activation_bytes() const;
+  // Phase times of the step (attention here, route/dispatch/experts/combine in the MoE layers,
+  // communication waits in the dispatchers and gradient buckets). The owner resets it each step
+  // and makes it the active timer (ActivePhaseTimer) while the step runs; unset, nothing is timed.
+  PhaseTimer& phase_timer() { return timer_; }
+  const PhaseTimer& phase_timer() const { return timer_; }
+  // The token dispatchers of the MoE layers (layer order), e.g. for their traffic counters.
+  std::vector<const TokenDispatcher*> moe_dispatchers() const;
 
  private:
   Config c_;
@@ -72,6 +80,7 @@ class Transformer {
   std::vector<float> dx_, dxn_, dlogits_, dlosses_;
   AttentionScratch attn_scratch_;
   SwigluScratch dense_scratch_;
+  PhaseTimer timer_;
 };
 
 }  // namespace moe

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "src/core/error.h"
+#include "src/model/phase_timer.h"
 
 namespace moe {
 
@@ -43,6 +44,7 @@ void GradBuckets::on_stage_ready(int64_t stage, float* grads) {
 
 void GradBuckets::finish(float* grads) {
   while (next_ < buckets_.size()) launch(next_++, grads);
+  PhaseScope wait(Phase::comm_wait);
   for (auto& r : pending_) r->wait();
   pending_.clear();
   next_ = 0;

@@ -1,4 +1,4 @@
-// Alpha-beta cost of collectives (docs/planner.md, "Communication"): a message of b bytes over a
+// Alpha-beta cost of collectives (docs/planning.md, "Communication"): a message of b bytes over a
 // link costs latency + b / bandwidth; ring algorithms move the classic fractions of the buffer.
 #pragma once
 #include <cstdint>

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -34,6 +35,16 @@ double positive(const YAML::Node& n) {
   return v;
 }
 
+double non_negative(const YAML::Node& n) {
+  try {
+    const double v = n.as<double>();
+    if (!(v >= 0)) throw BadValue{"must be a number >= 0"};
+    return v;
+  } catch (const YAML::Exception&) {
+    throw BadValue{"'" + (n.IsScalar() ? n.Scalar() : std::string("(not a scalar)")) + "' is not a number"};
+  }
+}
+
 using Setter = std::function<void(Hardware&, const YAML::Node&)>;
 
 Setter number(double Hardware::*field) {
@@ -60,11 +71,19 @@ const std::map<std::string, Setter>& setters() {
       {"inter_node_latency", link_field(&Hardware::inter_node, &Link::latency)},
       {"stores_attention_scores",
        [](Hardware& h, const YAML::Node& n) { h.stores_attention_scores = n.as<bool>(); }},
+      {"attention_flops", number(&Hardware::attention_flops)},
+      {"op_overhead", [](Hardware& h, const YAML::Node& n) { h.op_overhead = non_negative(n); }},
+      {"sync_overhead", [](Hardware& h, const YAML::Node& n) { h.sync_overhead = non_negative(n); }},
+      {"cores", [](Hardware& h, const YAML::Node& n) { h.cores = int64_t(positive(n)); }},
+      {"thread_efficiency", number(&Hardware::thread_efficiency)},
+      {"background_load", [](Hardware& h, const YAML::Node& n) { h.background_load = non_negative(n); }},
   };
   return s;
 }
 
-const char* kOptional[] = {"name", "matmul_efficiency", "stores_attention_scores"};
+const char* kOptional[] = {"name",        "matmul_efficiency", "stores_attention_scores", "attention_flops",
+                           "op_overhead", "sync_overhead",     "cores",                   "thread_efficiency",
+                           "background_load"};
 
 }  // namespace
 
@@ -75,31 +94,50 @@ Hardware parse_hardware(const std::string& yaml_text, const std::string& source)
   } catch (const YAML::Exception& e) {
     throw ConfigError("hardware profile " + source + ": YAML syntax error: " + e.what());
   }
-  if (!root.IsMap()) throw ConfigError("hardware profile " + source + ": expected a mapping of keys (see docs/planner.md)");
+  if (!root.IsMap()) throw ConfigError("hardware profile " + source + ": expected a mapping of keys (see docs/planning.md)");
   Hardware h;
   h.source = source;
   std::map<std::string, bool> seen;
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     auto it = setters().find(key);
-    if (it == setters().end()) fail(source, key, "unknown key", "see docs/planner.md for the keys of a profile");
+    if (it == setters().end()) fail(source, key, "unknown key", "see docs/planning.md for the keys of a profile");
     try {
       it->second(h, kv.second);
     } catch (const BadValue& e) {
-      fail(source, key, e.problem, "fix the value (docs/planner.md)");
+      fail(source, key, e.problem, "fix the value (docs/planning.md)");
     } catch (const YAML::Exception&) {
-      fail(source, key, "invalid value", "see docs/planner.md for its type");
+      fail(source, key, "invalid value", "see docs/planning.md for its type");
     }
     seen[key] = true;
   }
   for (const auto& [key, set] : setters()) {
     bool optional = false;
     for (const char* o : kOptional) optional = optional || key == o;
-    if (!optional && !seen.count(key)) fail(source, key, "is missing", "add it (docs/planner.md lists every key)");
+    if (!optional && !seen.count(key)) fail(source, key, "is missing", "add it (docs/planning.md lists every key)");
   }
   if (h.matmul_efficiency > 1) fail(source, "matmul_efficiency", "must be <= 1", "write a fraction of the peak");
+  if (h.thread_efficiency > 1) fail(source, "thread_efficiency", "must be <= 1", "write a fraction of linear speed-up");
   if (h.name.empty()) h.name = source;
   return h;
+}
+
+double core_share(const Hardware& hw, int64_t ranks, int64_t threads) {
+  if (hw.cores <= 0) return 1.0;
+  const double busy = double(ranks) * double(std::max<int64_t>(threads, 1)) + hw.background_load;
+  // Fair share: each runnable thread gets cores / busy of a core once the cores are oversubscribed.
+  return std::min(1.0, double(hw.cores) / busy);
+}
+
+double rank_speed(const Hardware& hw, int64_t ranks, int64_t threads) {
+  if (hw.cores <= 0) return 1.0;
+  const double t = double(std::max<int64_t>(threads, 1));
+  return (1.0 + (t - 1.0) * hw.thread_efficiency) * core_share(hw, ranks, threads);
+}
+
+int64_t default_threads(const Hardware& hw, int64_t ranks) {
+  if (hw.cores <= 0) return 1;
+  return std::max<int64_t>(1, hw.cores / std::max<int64_t>(ranks, 1));
 }
 
 Hardware load_hardware(const std::string& file) {
@@ -131,6 +169,13 @@ std::string dump_hardware(const Hardware& h, const std::string& comment) {
     << "inter_node_bandwidth: " << num(h.inter_node.bandwidth) << "\n"
     << "inter_node_latency: " << num(h.inter_node.latency) << "\n"
     << "stores_attention_scores: " << (h.stores_attention_scores ? "true" : "false") << "\n";
+  if (h.attention_flops > 0) o << "attention_flops: " << num(h.attention_flops) << "\n";
+  if (h.op_overhead > 0) o << "op_overhead: " << num(h.op_overhead) << "\n";
+  if (h.sync_overhead > 0) o << "sync_overhead: " << num(h.sync_overhead) << "\n";
+  if (h.cores > 0)
+    o << "cores: " << h.cores << "\n"
+      << "thread_efficiency: " << num(h.thread_efficiency) << "\n"
+      << "background_load: " << num(h.background_load) << "\n";
   return o.str();
 }
 

@@ -1,4 +1,4 @@
-// A hardware profile for the planner (configs/hardware/*.yaml, docs/planner.md): one accelerator
+// A hardware profile for the planner (configs/hardware/*.yaml, docs/planning.md): one accelerator
 // (or CPU rank) and the links between them. Throughputs in FLOP/s and bytes/s, latencies in s.
 #pragma once
 #include <cstdint>
@@ -24,10 +24,28 @@ struct Hardware {
   Link intra_node;                 // NVLink (GPU) / shared memory (CPU)
   Link inter_node;                 // InfiniBand per device (GPU) / same as intra on one machine
   bool stores_attention_scores = false;  // false: fused (flash) attention keeps only the row lse
+  // Measured per-op-class figures (CPU profiles; GPU profiles leave them out):
+  double attention_flops = 0;      // attention kernel FLOP/s per device (0: the GEMM rate)
+  double op_overhead = 0;          // s per kernel call (dispatch, threading, small-op floor)
+  double sync_overhead = 0;        // s per collective call beyond alpha-beta (0: none)
+  // CPU ranks share a machine's cores: 0 for accelerators, which do not share. A CPU profile's
+  // rates are those of one thread on a core of its own; ranks x threads (+ background_load,
+  // other processes' runnable threads) above `cores` slow every rank proportionally.
+  int64_t cores = 0;
+  double thread_efficiency = 1.0;  // speed-up of t threads in one rank = 1 + (t - 1) x this
+  double background_load = 0;
   double peak_flops(const std::string& precision) const {
     return precision == "fp32" ? fp32_matmul_flops : matmul_flops;
   }
 };
+
+// CPU profiles: the fraction of a core each runnable thread gets when `ranks` ranks of `threads`
+// threads share the machine with background_load others (1 for profiles without `cores`).
+double core_share(const Hardware& hw, int64_t ranks, int64_t threads);
+// How fast one rank computes relative to one thread alone on a core: threads x share.
+double rank_speed(const Hardware& hw, int64_t ranks, int64_t threads);
+// Threads per rank the trainer picks when MOE_THREADS is unset: cores / ranks, at least 1.
+int64_t default_threads(const Hardware& hw, int64_t ranks);
 
 // Reads a profile; ConfigError naming the file and key on a missing, unknown or invalid key.
 Hardware load_hardware(const std::string& file);

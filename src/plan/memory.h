@@ -1,4 +1,4 @@
-// Per-rank memory of a layout (docs/planner.md, "Memory"): weights, gradients, optimizer state,
+// Per-rank memory of a layout (docs/planning.md, "Memory"): weights, gradients, optimizer state,
 // stored activations of the in-flight micro-batches, and all-to-all buffers, in bytes.
 #pragma once
 #include <cstdint>

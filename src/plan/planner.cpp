@@ -57,7 +57,7 @@ LayoutEstimate estimate_layout(const PlanInputs& in, const Layout& l) {
   LayoutEstimate e;
   e.layout = l;
   e.memory = estimate_memory(c, in.hardware, a2a_buffer_factor(c, in.imbalance));
-  e.time = estimate_step(c, in.hardware, in.imbalance);
+  e.time = estimate_step(c, in.hardware, in.imbalance, in.threads);
   const double tokens = double(c.train.batch_size * c.model.seq_len);
   e.tokens_per_s = tokens / e.time.total();
   e.mfu = e.tokens_per_s * train_flops_per_token(c) /

@@ -1,5 +1,5 @@
 // `moe plan`: every valid layout of a config on N ranks, with its memory per rank and step time,
-// the ones that fit ranked by step time, and why the others do not fit (docs/planner.md).
+// the ones that fit ranked by step time, and why the others do not fit (docs/planning.md).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -17,6 +17,7 @@ struct PlanInputs {
   Config config;
   Hardware hardware;
   double imbalance = 1.0;  // max / mean tokens per expert rank
+  int64_t threads = 0;     // threads per CPU rank (0: cores / ranks, as the trainer picks)
 };
 
 struct LayoutEstimate {

@@ -57,6 +57,12 @@ std::string header(const PlanInputs& in, const PlanResult& r) {
   s += fmt("model: %.2f%s parameters, %.2f%s active; batch %lld x %lld tokens; expert imbalance %.2f (max/mean)\n",
            double(pc.total()) / scale, unit, double(pc.active(c.moe.top_k, c.moe.num_experts)) / scale, unit,
            (long long)c.train.batch_size, (long long)c.model.seq_len, in.imbalance);
+  if (hw.cores > 0) {
+    const int64_t t = in.threads > 0 ? in.threads : default_threads(hw, r.world);
+    s += fmt("cpu: %lld ranks x %lld threads on %lld cores (+%.1f background): each thread gets %.2f of a core\n",
+             (long long)r.world, (long long)t, (long long)hw.cores, hw.background_load,
+             core_share(hw, r.world, t));
+  }
   return s;
 }
 
@@ -83,6 +89,7 @@ nlohmann::json plan_json(const PlanInputs& in, const PlanResult& r, int64_t top)
                       {"total_params", pc.total()},
                       {"active_params", pc.active(in.config.moe.top_k, in.config.moe.num_experts)},
                       {"imbalance", in.imbalance},
+                      {"threads_per_rank", in.threads > 0 ? in.threads : default_threads(in.hardware, r.world)},
                       {"considered", r.considered},
                       {"fitting_count", int64_t(r.fitting.size())},
                       {"fitting", nlohmann::json::array()},

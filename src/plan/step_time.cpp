@@ -50,14 +50,26 @@ ForwardGroups train_groups(const Config& c, const Hardware& hw, int64_t stage, d
   g.attn_proj = roof(3 * 2 * tokens * proj_w, 3 * proj_w * pb, hw, prec);
   g.ffn = roof(3 * 2 * tokens * ffn_w, 3 * ffn_w * pb, hw, prec);
   g.experts = roof(3 * 2 * tokens * expert_active, 3 * expert_w * pb, hw, prec);
-  g.attn_core = roof(3 * tokens * core_flops, tokens * score_bytes, hw, prec);
+  if (hw.attention_flops > 0) {
+    // A measured attention kernel: its rate already includes its traffic over the scores.
+    g.attn_core = 3 * tokens * core_flops / hw.attention_flops;
+    act_bytes -= double(per_stage) * (hw.stores_attention_scores ? H / tp * T * pb : 0.0);
+  } else {
+    g.attn_core = roof(3 * tokens * core_flops, tokens * score_bytes, hw, prec);
+  }
   // Norms, SwiGLU, RoPE, softmax and routing: each stored activation is written in forward and
   // read in backward, and its gradient written and read: about 4 passes over memory.
   g.elementwise = 4 * tokens * act_bytes / hw.memory_bandwidth;
   return g;
 }
 
-StepBreakdown stage_step(const Config& c, const Hardware& hw, double imbalance, int64_t stage) {
+// Scales of a CPU rank sharing the machine (both 1 on accelerators): `speed` divides compute,
+// `share` divides communication and per-call costs (one thread of the rank does those).
+struct Sharing {
+  double speed = 1, share = 1;
+};
+
+StepBreakdown stage_step(const Config& c, const Hardware& hw, double imbalance, int64_t stage, Sharing sh) {
   const auto& p = c.parallel;
   const auto& m = c.model;
   const double pb = double(dtype_bytes(c.train.precision));
@@ -65,7 +77,9 @@ StepBreakdown stage_step(const Config& c, const Hardware& hw, double imbalance, 
   const double tokens = double(c.train.batch_size / (p.dp * p.microbatches) * m.seq_len);
   const double D = double(m.d_model);
   const StageParams sp = stage_params(c, stage);
-  const ForwardGroups g = train_groups(c, hw, stage, tokens);
+  ForwardGroups g = train_groups(c, hw, stage, tokens);
+  for (double* part : {&g.attn_proj, &g.attn_core, &g.ffn, &g.experts, &g.elementwise}) *part /= sh.speed;
+  g.elementwise += kernel_calls(c, stage) * hw.op_overhead / sh.share;  // per call, more threads do not help
 
   StepBreakdown s;
   s.stage = stage;
@@ -82,7 +96,7 @@ StepBreakdown stage_step(const Config& c, const Hardware& hw, double imbalance, 
   double tp_ops = 2.0 * double(sp.layers) + 2.0 * double(sp.dense_ffn_layers);
   if (p.recompute == "block") tp_ops += double(sp.layers + sp.dense_ffn_layers);
   if (p.recompute == "attention") tp_ops += double(sp.layers);
-  const double tp_comm = tp_ops * allreduce_time(act, p.tp, tp_link);
+  const double tp_comm = tp_ops * allreduce_time(act, p.tp, tp_link) / sh.share;
 
   // Expert parallel: dispatch and combine in forward and backward; the busiest rank waits.
   const double rows = tokens * double(c.moe.top_k) * double(p.etp) / double(p.tp) * imbalance;
@@ -95,8 +109,11 @@ StepBreakdown stage_step(const Config& c, const Hardware& hw, double imbalance, 
               reduce_scatter_time(rows * D * pb, p.etp, link_for_span(hw, p.etp)));
 
   // Pipeline: an activation forward and its gradient backward per micro-batch.
-  const double pp_comm = p.pp > 1 ? 2.0 * p2p_time(act, link_for_span(hw, 2 * p.dp * p.tp)) : 0.0;
+  const double pp_comm = p.pp > 1 ? 2.0 * p2p_time(act, link_for_span(hw, 2 * p.dp * p.tp)) / sh.share : 0.0;
 
+  // Collectives beyond alpha-beta: on a shared CPU each waits for every rank to be scheduled.
+  const double ep_syncs = p.ep > 1 ? 5.0 * double(sp.moe_layers) : 0.0;
+  ep_comm = (ep_comm + ep_syncs * hw.sync_overhead) / sh.share;
   const double per_mb = per_mb_compute + recompute + imbalance_extra + tp_comm + ep_comm + pp_comm;
   s.compute = mbs * per_mb_compute;
   s.recompute = mbs * recompute;
@@ -118,26 +135,60 @@ StepBreakdown stage_step(const Config& c, const Hardware& hw, double imbalance, 
     return mbs * (2 * allgather_time(bytes, n, dp_link) + reduce_scatter_time(bytes, n, dp_link));
   };
   s.dp_comm = sync(dense_b, p.dp) + sync(expert_b, edp);
+  const double ep_sync_calls = p.ep > 1 ? 5.0 * double(sp.moe_layers) * mbs : 0.0;
+  s.dp_comm = (s.dp_comm + (collective_calls(c, stage) - ep_sync_calls) * hw.sync_overhead) / sh.share;
 
-  // AdamW touches about 28 bytes per parameter it owns (weights, master or grad, m, v: read+write).
+  // AdamW touches about 28 bytes per parameter it owns (weights, master or grad, m, v: read+write),
+  // and the step zeroes the gradients and sums their squares first (8 more).
   const double owned = p.zero_stage >= 1 ? double(sp.dense) / double(p.dp) + double(sp.expert) / double(edp)
                                          : double(sp.dense + sp.expert);
-  s.optimizer = owned * 28.0 / hw.memory_bandwidth;
+  s.optimizer = owned * 36.0 / hw.memory_bandwidth / sh.speed;
   return s;
 }
 
 }  // namespace
 
+double kernel_calls(const Config& c, int64_t stage) {
+  const StageParams sp = stage_params(c, stage);
+  // attention: norm, q/k/v, 2 rope, attention, wo, residual add; backward one fewer.
+  double calls = 17.0 * double(sp.layers) + 11.0 * double(sp.dense_ffn_layers);
+  // MoE: norm, router, softmax, top-k, gather, 3 grouped GEMMs, SwiGLU, combine, add (+ backward).
+  calls += 21.0 * double(sp.moe_layers);
+  if (stage == 0) calls += 2;                        // embedding forward, backward
+  if (stage == c.parallel.pp - 1) calls += 8;        // final norm, head, cross-entropy, both passes
+  return calls;
+}
+
+double collective_calls(const Config& c, int64_t stage) {
+  const auto& p = c.parallel;
+  const StageParams sp = stage_params(c, stage);
+  const double mbs = double(p.microbatches), edp = double(p.dp * p.tp / (p.ep * p.etp));
+  double calls = 0;
+  // Router statistics and dropped counts are summed over the batch group in every MoE forward.
+  if (p.dp > 1) calls += 2.0 * double(sp.moe_layers) * mbs;
+  // EP: token counts, dispatch and combine forward, and both again backward.
+  if (p.ep > 1) calls += 5.0 * double(sp.moe_layers) * mbs;
+  // Gradient buckets: one per layer plus the head and the embedding, experts separately over edp.
+  if (p.dp > 1) calls += double(sp.layers + 2);
+  if (edp > 1 && sp.moe_layers > 0 && p.ep > 1) calls += double(sp.layers);
+  // Loss, gradient norm and the stop flag, once per step.
+  if (p.dp * p.tp * p.pp > 1) calls += 3;
+  return calls;
+}
+
 double bubble_fraction(int64_t pp, int64_t microbatches) {
   return double(pp - 1) / double(microbatches + pp - 1);
 }
 
-StepBreakdown estimate_step(const Config& c, const Hardware& hw, double imbalance) {
+StepBreakdown estimate_step(const Config& c, const Hardware& hw, double imbalance, int64_t threads) {
+  const int64_t ranks = c.parallel.dp * c.parallel.tp * c.parallel.pp;
+  if (threads <= 0) threads = default_threads(hw, ranks);
+  const Sharing sh{rank_speed(hw, ranks, threads), core_share(hw, ranks, threads)};
   // The pipeline runs at the pace of its slowest stage; data-parallel work is per stage too.
   StepBreakdown slowest;
   double slowest_mb = -1, worst_tail = 0;
   for (int64_t s = 0; s < c.parallel.pp; ++s) {
-    StepBreakdown b = stage_step(c, hw, imbalance, s);
+    StepBreakdown b = stage_step(c, hw, imbalance, s, sh);
     const double mb = b.compute + b.recompute + b.imbalance + b.tp_comm + b.ep_comm + b.pp_comm;
     worst_tail = std::max(worst_tail, b.dp_comm + b.optimizer);
     if (mb > slowest_mb) {

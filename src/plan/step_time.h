@@ -1,4 +1,4 @@
-// Estimated time of one training step for the config's layout (docs/planner.md, "Step time"):
+// Estimated time of one training step for the config's layout (docs/planning.md, "Step time"):
 // a roofline per group of ops, alpha-beta collectives, the pipeline bubble and expert imbalance.
 #pragma once
 #include <cstdint>
@@ -27,7 +27,14 @@ struct StepBreakdown {
 // The fraction of pipeline time lost to the bubble: (pp - 1) / (m + pp - 1).
 double bubble_fraction(int64_t pp, int64_t microbatches);
 
-// `imbalance`: max over mean tokens per expert rank (1 = perfectly even).
-StepBreakdown estimate_step(const Config& c, const Hardware& hw, double imbalance);
+// Kernel calls of one micro-batch's forward + backward (the trainer's op sequence in
+// src/model/attention.cpp, src/model/mlp.cpp, moe/moe_layer.cpp), charged op_overhead each.
+double kernel_calls(const Config& c, int64_t stage);
+// Blocking collectives of one step on a rank of `stage` (each charged sync_overhead).
+double collective_calls(const Config& c, int64_t stage);
+
+// `imbalance`: max over mean tokens per expert rank (1 = perfectly even). `threads`: threads per
+// rank on CPU profiles (0: what the trainer picks, cores / ranks); ignored without `cores`.
+StepBreakdown estimate_step(const Config& c, const Hardware& hw, double imbalance, int64_t threads = 0);
 
 }  // namespace moe::plan

@@ -2,6 +2,8 @@
 
 #include "src/core/error.h"
 #include "src/train/checkpoint.h"
+#include "src/train/export.h"
+#include "src/train/reshard.h"
 
 namespace moe {
 
@@ -11,13 +13,31 @@ enum class Part { all, replicated, experts };
 
 std::vector<ckpt::TensorRef> state_tensors(ModelState& model, AdamW* optim, Part part = Part::all) {
   std::vector<ckpt::TensorRef> out;
-  for (const auto& p : model.table.params()) {
+  const auto& ps = model.table.params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const ParamInfo& p = ps[i];
     if ((part == Part::replicated && p.shard.split_dim >= 0) || (part == Part::experts && p.shard.split_dim < 0))
       continue;
     out.push_back({"param/" + p.name, p.shape, model.params.data() + p.offset});
-    if (optim && p.trainable) {
-      out.push_back({"adam_m/" + p.name, p.shape, optim->m().data() + p.offset});
-      out.push_back({"adam_v/" + p.name, p.shape, optim->v().data() + p.offset});
+    if (optim && optim->updates(i)) {  // frozen tensors have no optimizer state
+      out.push_back({"adam_m/" + p.name, p.shape, optim->m_of(i)});
+      out.push_back({"adam_v/" + p.name, p.shape, optim->v_of(i)});
+    }
+  }
+  return out;
+}
+
+// The same tensors as boxes of their logical tensors, for loading from any layout.
+std::vector<WantedTensor> wanted_tensors(ModelState& model, AdamW* optim) {
+  std::vector<WantedTensor> out;
+  const auto& ps = model.table.params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const ParamInfo& p = ps[i];
+    const Box box = shard_box(p);
+    out.push_back({"param/" + p.name, p.shard.global_shape, box, model.params.data() + p.offset});
+    if (optim && optim->updates(i)) {
+      out.push_back({"adam_m/" + p.name, p.shard.global_shape, box, optim->m_of(i)});
+      out.push_back({"adam_v/" + p.name, p.shard.global_shape, box, optim->v_of(i)});
     }
   }
   return out;
@@ -26,15 +46,19 @@ std::vector<ckpt::TensorRef> state_tensors(ModelState& model, AdamW* optim, Part
 // The world rank that writes expert slice j: edp index 0, ep index j (first stage, etp 0).
 int expert_writer(const comm::GridShape& s, int j) { return j * s.etp; }
 
-nlohmann::json layout_of(const Config& c, const comm::GridShape& s) {
+nlohmann::json layout_of(const Config& c, const comm::GridShape& s, const ParamTable& table) {
   const auto& p = c.parallel;
   nlohmann::json slices = nlohmann::json::array();
+  std::vector<int> writers;
   const int64_t per = c.moe.num_experts / p.ep;
-  for (int j = 0; j < s.ep; ++j)
+  for (int j = 0; j < s.ep; ++j) {
     slices.push_back({{"ep_rank", j}, {"rank", expert_writer(s, j)}, {"split_dim", 0}, {"offset", j * per},
                       {"count", per}});
+    writers.push_back(expert_writer(s, j));
+  }
+  // tensor_slices (per tensor, a box per piece) is what loading reads; expert_slices stays for tools.
   return {{"dp", p.dp},   {"tp", p.tp},   {"pp", p.pp}, {"ep", p.ep}, {"etp", p.etp}, {"zero_stage", p.zero_stage},
-          {"expert_slices", slices}};
+          {"expert_slices", slices}, {"tensor_slices", tensor_slices(table, writers)}};
 }
 
 }  // namespace
@@ -54,7 +78,7 @@ void save_training_state(const Config& c, const std::string& root, int64_t step,
   req.step = step;
   req.rank = world.rank();
   req.world = world.size();
-  req.layout = layout_of(c, grid.shape);
+  req.layout = layout_of(c, grid.shape, model.table);
   req.meta = {{"config", dump_config(c)}, {"optimizer_step", optim.steps_done()}, {"loader", loader.state()}};
   req.keep = c.checkpoint.keep;
   if (world.rank() == 0) req.tensors = state_tensors(model, &optim, Part::replicated);  // written once
@@ -68,35 +92,27 @@ void save_training_state(const Config& c, const std::string& root, int64_t step,
       [&](const std::string& s) { return world.allgather_string(s); });
 }
 
-int64_t load_training_state(const std::string& dir, ModelState& model, AdamW& optim, data::ShardedLoader& loader,
-                            const comm::ProcessGrid& grid) {
-  const nlohmann::json manifest = ckpt::read_manifest(dir);
-  const int world = manifest.value("world", 1);
-  const int64_t saved_ep = manifest.contains("layout") ? manifest["layout"].value("ep", int64_t(1)) : 1;
-  if (saved_ep != grid.shape.ep)
-    throw DataError("checkpoint " + dir + " was written with parallel.ep=" + std::to_string(saved_ep) +
-                    " and this run has parallel.ep=" + std::to_string(grid.shape.ep) +
-                    "; resume with the same parallel.ep (expert slices are not resharded)");
-  // Replicated state sits in rank 0's file whatever the world size was; expert slice j in the
-  // file of the rank the manifest names for it.
-  std::vector<ckpt::TensorRef> tensors = state_tensors(model, &optim, Part::replicated);
-  ckpt::Loaded l = ckpt::load(dir, 0, world, tensors);
-  std::vector<ckpt::TensorRef> experts = state_tensors(model, &optim, Part::experts);
-  if (!experts.empty()) {
-    int writer = expert_writer(grid.shape, grid.coord.ep);
-    for (const auto& sl : manifest["layout"].value("expert_slices", nlohmann::json::array()))
-      if (sl.value("ep_rank", -1) == grid.coord.ep) writer = sl.value("rank", writer);
-    ckpt::load(dir, writer, world, experts);
-  }
-  optim.set_steps_done(l.meta.at("optimizer_step").get<int64_t>());
-  loader.restore(l.meta.at("loader"));
-  return l.step;
+nlohmann::json load_state_tensors(const std::string& dir, ModelState& model, AdamW* optim) {
+  CheckpointIndex index(dir);
+  std::vector<WantedTensor> wanted = wanted_tensors(model, optim);
+  return read_resharded(index, wanted);
 }
 
-void load_weights(const std::string& dir, ModelState& model) {
-  std::vector<ckpt::TensorRef> tensors = state_tensors(model, nullptr);
-  const nlohmann::json manifest = ckpt::read_manifest(dir);
-  ckpt::load(dir, 0, manifest.value("world", 1), tensors);
+int64_t load_training_state(const std::string& dir, ModelState& model, AdamW& optim, data::ShardedLoader& loader,
+                            const comm::ProcessGrid& grid) {
+  (void)grid;  // any saved (dp, ep) layout loads into this grid's shards
+  const nlohmann::json meta = load_state_tensors(dir, model, &optim);
+  optim.set_steps_done(meta.at("optimizer_step").get<int64_t>());
+  loader.restore(meta.at("loader"));  // the loader's state is a step count: layout independent
+  return ckpt::read_manifest(dir).at("step").get<int64_t>();
+}
+
+void load_weights(const std::string& path, ModelState& model) {
+  if (is_exported_file(path)) {
+    import_weights(path, model);
+    return;
+  }
+  load_state_tensors(ckpt::resolve(path), model, nullptr);
 }
 
 }  // namespace moe

@@ -21,11 +21,15 @@ std::optional<std::string> find_resume_checkpoint(const Config& c, const std::st
 
 void save_training_state(const Config& c, const std::string& root, int64_t step, ModelState& model, AdamW& optim,
                          const data::ShardedLoader& loader, const comm::ProcessGrid& grid);
-// Returns the step to continue from. The checkpoint's expert layout must match the grid's
-// (DataError naming the folder otherwise).
+// Returns the step to continue from. The checkpoint may come from any (dp, ep) layout: every
+// tensor, AdamW moments included, is resharded into this rank's slices (src/train/reshard.h).
 int64_t load_training_state(const std::string& dir, ModelState& model, AdamW& optim, data::ShardedLoader& loader,
                             const comm::ProcessGrid& grid);
-// Parameters only (eval, finetune).
-void load_weights(const std::string& dir, ModelState& model);
+// Parameters only (eval, finetune, export, generate), from a checkpoint of any layout (folder, run
+// directory or checkpoints root) or an exported .safetensors / .h5 file.
+void load_weights(const std::string& path, ModelState& model);
+// Parameters, and AdamW moments of the tensors `optim` updates when optim is given, from the
+// checkpoint folder `dir` of any layout; returns the manifest's meta.
+nlohmann::json load_state_tensors(const std::string& dir, ModelState& model, AdamW* optim);
 
 }  // namespace moe

@@ -88,6 +88,15 @@ struct CheckpointConfig {
 struct ProfileConfig {
   bool load_balance = true;
   int64_t every = 1;
+  std::string trace = "";                  // Chrome trace of the phases: FILE.rankN.json per rank; "" = off
+  int64_t trace_first = 1, trace_last = 3;  // trace_steps "A-B": completed steps A..B (1-based)
+};
+
+// `moe finetune` (and `moe train`): parameter groups that training leaves untouched
+// (docs/finetune.md lists the groups and the tensors each one names).
+struct FinetuneConfig {
+  std::vector<std::string> freeze;  // embeddings attention router shared_experts experts dense_ffn norms output
+                                    // all_but_experts
 };
 
 struct Config {
@@ -99,6 +108,7 @@ struct Config {
   DataConfig data;
   CheckpointConfig checkpoint;
   ProfileConfig profile;
+  FinetuneConfig finetune;
   std::string source;  // file the config came from (for messages)
 };
 

@@ -156,6 +156,63 @@ KeySpec string_key(const char* sec, const char* key, S Config::*s, std::string S
   return k;
 }
 
+// A list of names from `choices` (a YAML sequence, or one name); written back as a flow sequence.
+template <class S>
+KeySpec name_list_key(const char* sec, const char* key, S Config::*s, std::vector<std::string> S::*f,
+                      std::vector<std::string> choices) {
+  KeySpec k{sec, key, nullptr, nullptr};
+  std::string path = k.path();
+  k.set = [=](Config& c, const YAML::Node& n, const Origin& where) {
+    std::string expected = "a list of names from:";
+    for (const auto& ch : choices) expected += " " + ch;
+    std::vector<YAML::Node> items;
+    if (n.IsSequence()) {
+      for (const auto& item : n) items.push_back(item);
+    } else if (!n.IsNull()) {
+      items.push_back(n);
+    }
+    std::vector<std::string> out;
+    for (const auto& item : items) {
+      std::string text = scalar_of(item, path, expected, where);
+      bool known = false;
+      for (const auto& ch : choices) known = known || ch == text;
+      if (!known) fail(path, "\"" + text + "\" is not a valid choice", where, "expected " + expected);
+      for (const auto& seen : out)
+        if (seen == text) fail(path, "\"" + text + "\" is listed twice", where, "list each name once");
+      out.push_back(text);
+    }
+    c.*s.*f = out;
+  };
+  k.get = [=](const Config& c) {
+    std::string t = "[";
+    for (const auto& v : c.*s.*f) t += (t.size() > 1 ? ", " : "") + v;
+    return t + "]";
+  };
+  return k;
+}
+
+// profile.trace_steps: "A-B" (completed steps A..B) or "N" (one step), 1 <= A <= B.
+KeySpec trace_steps_key() {
+  KeySpec k{"profile", "trace_steps", nullptr, nullptr};
+  const std::string path = k.path();
+  k.set = [=](Config& c, const YAML::Node& n, const Origin& where) {
+    const std::string expected = "a step range \"A-B\" or one step \"N\" (1 <= A <= B)";
+    const std::string text = scalar_of(n, path, expected, where);
+    const size_t dash = text.find('-');
+    int64_t a = 0, b = 0;
+    const bool ok = dash == std::string::npos
+                        ? parse_number(text, a) && (b = a, true)
+                        : parse_number(text.substr(0, dash), a) && parse_number(text.substr(dash + 1), b);
+    if (!ok || a < 1 || b < a) fail(path, "\"" + text + "\" is not a step range", where, "expected " + expected);
+    c.profile.trace_first = a;
+    c.profile.trace_last = b;
+  };
+  k.get = [](const Config& c) {
+    return "\"" + std::to_string(c.profile.trace_first) + "-" + std::to_string(c.profile.trace_last) + "\"";
+  };
+  return k;
+}
+
 std::vector<KeySpec> build_schema() {
   using C = Config;
   using M = ModelConfig;
@@ -237,6 +294,12 @@ std::vector<KeySpec> build_schema() {
 
       bool_key("profile", "load_balance", &C::profile, &ProfileConfig::load_balance),
       int_key("profile", "every", &C::profile, &ProfileConfig::every, 1),
+      string_key("profile", "trace", &C::profile, &ProfileConfig::trace, {}, true),
+      trace_steps_key(),
+
+      name_list_key("finetune", "freeze", &C::finetune, &FinetuneConfig::freeze,
+                    {"embeddings", "attention", "router", "shared_experts", "experts", "dense_ffn", "norms", "output",
+                     "all_but_experts"}),
   };
 }
 

@@ -4,39 +4,63 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "src/core/error.h"
 
 namespace moe {
 
-AdamW::AdamW(const ParamTable& table, const OptimConfig& cfg)
-    : table_(table), cfg_(cfg), m_(size_t(table.total()), 0.0f), v_(size_t(table.total()), 0.0f) {}
+AdamW::AdamW(const ParamTable& table, const OptimConfig& cfg, std::vector<bool> frozen)
+    : table_(table), cfg_(cfg) {
+  const auto& ps = table.params();
+  MOE_CHECK(frozen.empty() || frozen.size() == ps.size(), "AdamW: one frozen flag per parameter");
+  int64_t n = 0;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const bool updated = ps[i].trainable && (frozen.empty() || !frozen[i]);
+    state_offset_.push_back(updated ? n : -1);
+    if (updated) n += (ps[i].numel + 15) / 16 * 16;  // 16-float alignment, as in the parameter buffer
+  }
+  m_.assign(size_t(n), 0.0f);
+  v_.assign(size_t(n), 0.0f);
+}
 
 double AdamW::grad_sq_sum(const float* grad) const {
   double s = 0;
-  for (const auto& p : table_.params())
-    if (p.trainable) s += ops::sum_squares(grad + p.offset, p.numel);
+  const auto& ps = table_.params();
+  for (size_t i = 0; i < ps.size(); ++i)
+    if (updates(i)) s += ops::sum_squares(grad + ps[i].offset, ps[i].numel);
   return s;
 }
 
 AdamW::SqSums AdamW::grad_sq_sums(const float* grad) const {
   SqSums s;
-  for (const auto& p : table_.params())
-    if (p.trainable) (p.shard.split_dim >= 0 ? s.sharded : s.replicated) += ops::sum_squares(grad + p.offset, p.numel);
+  const auto& ps = table_.params();
+  for (size_t i = 0; i < ps.size(); ++i)
+    if (updates(i))
+      (ps[i].shard.split_dim >= 0 ? s.sharded : s.replicated) += ops::sum_squares(grad + ps[i].offset, ps[i].numel);
   return s;
 }
 
 void AdamW::step(float* params, const float* grad, double lr, double clip) {
   ++step_;
-  for (const auto& p : table_.params()) {
-    if (!p.trainable) continue;
+  const auto& ps = table_.params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    if (!updates(i)) continue;
+    const ParamInfo& p = ps[i];
     const float* g = grad + p.offset;
-    if (clip != 1.0) {
-      scaled_.assign(g, g + p.numel);
-      ops::scale_inplace(scaled_.data(), float(clip), p.numel);
-      g = scaled_.data();
+    // Clipped gradients go through a cache-sized scratch chunk, not a copy of the whole tensor
+    // (expert tensors are tens of MB: a full copy is two extra passes over memory).
+    constexpr int64_t kChunk = 1 << 16;
+    for (int64_t c0 = 0; c0 < p.numel; c0 += kChunk) {
+      const int64_t n = std::min(kChunk, p.numel - c0);
+      const float* gc = g + c0;
+      if (clip != 1.0) {
+        scaled_.assign(gc, gc + n);
+        ops::scale_inplace(scaled_.data(), float(clip), n);
+        gc = scaled_.data();
+      }
+      ops::adamw_update(params + p.offset + c0, gc, m_of(i) + c0, v_of(i) + c0, n, float(lr), float(cfg_.beta1),
+                        float(cfg_.beta2), float(cfg_.eps), p.weight_decay ? float(cfg_.weight_decay) : 0.0f,
+                        step_);
     }
-    ops::adamw_update(params + p.offset, g, m_.data() + p.offset, v_.data() + p.offset, p.numel, float(lr),
-                      float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps),
-                      p.weight_decay ? float(cfg_.weight_decay) : 0.0f, step_);
   }
 }
 

@@ -1,6 +1,6 @@
 // AdamW over the flat parameter buffer: decoupled weight decay (not on norms), global-norm
-// clipping. State (m, v) uses the parameter table's offsets, so checkpoints and sharding see
-// the same named views.
+// clipping. State (m, v) exists only for the tensors it updates (trainable and not frozen by
+// finetune.freeze), packed in table order; m_of/v_of give a tensor's view (null when it has none).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -12,8 +12,15 @@ namespace moe {
 
 class AdamW {
  public:
-  AdamW(const ParamTable& table, const OptimConfig& cfg);
-  // Sum of squares of the trainable gradients (the caller reduces it across ranks when sharded).
+  // frozen[i] (one entry per table parameter, or empty) excludes parameter i from updates, from
+  // the gradient norm and from the optimizer state.
+  AdamW(const ParamTable& table, const OptimConfig& cfg, std::vector<bool> frozen = {});
+  // True when parameter i of the table is updated (and so has m and v).
+  bool updates(size_t i) const { return state_offset_[i] >= 0; }
+  float* m_of(size_t i) { return updates(i) ? m_.data() + state_offset_[i] : nullptr; }
+  float* v_of(size_t i) { return updates(i) ? v_.data() + state_offset_[i] : nullptr; }
+  int64_t state_floats() const { return int64_t(m_.size()); }
+  // Sum of squares of the updated gradients (the caller reduces it across ranks when sharded).
   double grad_sq_sum(const float* grad) const;
   // The same sum split into replicated tensors and tensors split over a group (expert slices):
   // the global squared norm is replicated + (sharded summed over the ep group), so replicated
@@ -26,12 +33,11 @@ class AdamW {
   void step(float* params, const float* grad, double lr, double clip_scale);
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t s) { step_ = s; }
-  std::vector<float>& m() { return m_; }
-  std::vector<float>& v() { return v_; }
 
  private:
   const ParamTable& table_;
   OptimConfig cfg_;
+  std::vector<int64_t> state_offset_;  // per parameter: offset into m_/v_, -1 when not updated
   std::vector<float> m_, v_, scaled_;
   int64_t step_ = 0;
 };

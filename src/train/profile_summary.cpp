@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <yaml-cpp/yaml.h>
+
 #include "src/core/error.h"
 #include "src/train/profile_schema.h"
 
@@ -54,29 +56,21 @@ BalanceFigures figures(const LoadBalanceData& lb, int64_t l, int64_t begin, int6
   return f;
 }
 
-std::string fmt(const char* format, double a, double b = 0, double c = 0) {
-  char buf[256];
-  std::snprintf(buf, sizeof(buf), format, a, b, c);
-  return buf;
+// moe.capacity_factor and moe.bias_update_rate of RUN_DIR/config.yaml, to word the advice; the
+// report does without them (NaN) when the file is missing or unreadable.
+void read_run_config(const std::string& run_dir, ProfileSummary& s) {
+  const std::filesystem::path p = std::filesystem::path(run_dir) / "config.yaml";
+  if (!std::filesystem::exists(p)) return;
+  try {
+    const YAML::Node moe = YAML::LoadFile(p.string())["moe"];
+    if (moe && moe["capacity_factor"]) s.capacity_factor = moe["capacity_factor"].as<double>();
+    if (moe && moe["bias_update_rate"]) s.bias_update_rate = moe["bias_update_rate"].as<double>();
+  } catch (const YAML::Exception&) {
+    s.capacity_factor = s.bias_update_rate = kNaN;
+  }
 }
 
-void add_advice(LayerSummary& ls) {
-  const double even = 1.0 / double(ls.shares.size());
-  if (ls.last_quarter.max_over_mean > kBadMaxOverMean)
-    ls.advice.push_back(fmt("max/mean %.2f > %.1f: raise moe.aux_loss_coeff or try moe.bias_update_rate 1e-3",
-                            ls.last_quarter.max_over_mean, kBadMaxOverMean));
-  if (ls.run.drop_frac > kBadDropFrac)
-    ls.advice.push_back(fmt("%.1f%% of assignments dropped > %.0f%%: raise moe.capacity_factor, or set it to 0 "
-                            "(dropless)",
-                            100.0 * ls.run.drop_frac, 100.0 * kBadDropFrac));
-  if (ls.coldest.share < kColdShareRatio * even)
-    ls.advice.push_back("expert " + std::to_string(ls.coldest.expert) +
-                        fmt(" is nearly unused (%.1f%% of tokens, even share %.1f%%): raise moe.aux_loss_coeff or try "
-                            "moe.bias_update_rate 1e-3",
-                            100.0 * ls.coldest.share, 100.0 * even));
-}
-
-LayerSummary summarize_layer(const LoadBalanceData& lb, int64_t l) {
+LayerSummary summarize_layer(const LoadBalanceData& lb, int64_t l, const ProfileSummary& sum) {
   const int64_t S = lb.rows(), L = lb.layers(), E = lb.num_experts;
   LayerSummary ls;
   ls.layer = lb.moe_layers[size_t(l)];
@@ -105,7 +99,7 @@ LayerSummary summarize_layer(const LoadBalanceData& lb, int64_t l) {
   // Against the excess over perfect balance (1.0), so small wobbles near 1 read as steady.
   const double excess_a = a - 1.0, excess_b = b - 1.0;
   ls.trend = excess_b < 0.8 * excess_a - 0.02 ? "improving" : (excess_b > 1.25 * excess_a + 0.02 ? "worsening" : "steady");
-  add_advice(ls);
+  add_layer_advice(ls, lb, l, sum);
   return ls;
 }
 
@@ -116,6 +110,7 @@ ProfileSummary summarize(const std::string& run_dir, const std::vector<MetricsRo
   ProfileSummary s;
   s.run_dir = run_dir;
   s.loss = summarize_loss(metrics);
+  read_run_config(run_dir, s);
   if (!lb) return s;
   s.profiled = true;
   s.rows = lb->rows();
@@ -124,7 +119,7 @@ ProfileSummary summarize(const std::string& run_dir, const std::vector<MetricsRo
   if (s.rows == 0) return s;
   s.first_step = lb->step.front();
   s.last_step = lb->step.back();
-  for (int64_t l = 0; l < lb->layers(); ++l) s.layers.push_back(summarize_layer(*lb, l));
+  for (int64_t l = 0; l < lb->layers(); ++l) s.layers.push_back(summarize_layer(*lb, l, s));
   const size_t P = lb->phase_names.size();
   s.phase_names = lb->phase_names;
   s.phase_mean_seconds.assign(P, 0.0);

@@ -2,6 +2,7 @@
 // HTML reports (src/cli/commands/profile_*.cpp) only format them.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -9,10 +10,16 @@
 
 namespace moe::profile {
 
+inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
 // Advice thresholds (docs/profile-format.md).
 inline constexpr double kBadMaxOverMean = 1.5;   // last-quarter max/mean above this
 inline constexpr double kBadDropFrac = 0.05;     // dropped / assignments over the run
 inline constexpr double kColdShareRatio = 0.25;  // an expert below this x the even share is "nearly unused"
+inline constexpr double kHotShareRatio = 1.5;    // an expert above this x the even share is "hot"
+inline constexpr double kTargetDropFrac = 0.01;  // the capacity factor advice: drop under this fraction
+inline constexpr double kBiasImbalance = 1.2;    // last-quarter max/mean above this with a one-way bias ...
+inline constexpr double kBiasOneWay = 0.9;       // ... moving the same way in this fraction of steps: rate too small
 
 struct LossSummary {
   int64_t points = 0;  // logged steps; 0 when metrics.jsonl has none
@@ -26,6 +33,18 @@ struct LossSummary {
 struct ExpertShare {
   int64_t expert = 0;
   double share = 0;  // fraction of all assignments of the layer over the run
+};
+
+// The aux-loss-free balancing bias of the layer's most loaded expert (last quarter) over the last
+// half of the rows: how far it moved and how steadily in one direction (docs/profile-format.md).
+struct BiasFigures {
+  bool recorded = false;       // finite and moving in the file (moe.bias_update_rate > 0)
+  int64_t expert = 0;          // the most loaded expert of the last quarter
+  int64_t steps = 0;           // steps spanned by the rows compared
+  double moved = 0;            // its bias change over those steps (negative: pushed down)
+  double per_step = 0;         // |moved| / steps
+  double one_way = 0;          // fraction of row-to-row changes that lowered its bias
+  bool too_small = false;      // one_way >= kBiasOneWay while max/mean stays above kBiasImbalance
 };
 
 struct BalanceFigures {
@@ -42,6 +61,13 @@ struct LayerSummary {
   ExpertShare hottest, coldest;
   BalanceFigures first_quarter, last_quarter;
   std::string trend;              // "improving", "worsening" or "steady" (last vs first quarter max/mean)
+  std::vector<ExpertShare> hot;   // share > kHotShareRatio x even share, hottest first
+  std::vector<ExpertShare> cold;  // share < kColdShareRatio x even share, coldest first
+  std::vector<int64_t> dead;      // experts with no assignment in the last quarter of the rows
+  // Smallest capacity factor that would have dropped < kTargetDropFrac of the assignments, from
+  // the recorded counts (over the run, and over the last quarter of the rows).
+  double capacity_factor_1pct = 0, capacity_factor_1pct_last_quarter = 0;
+  BiasFigures bias;
   std::vector<std::string> advice;
 };
 
@@ -55,7 +81,20 @@ struct ProfileSummary {
   std::vector<double> phase_mean_seconds;  // (P) mean over recorded steps
   int64_t ep = 0;
   std::vector<int64_t> a2a_total_bytes;    // (ep, ep) summed over recorded steps
+  // From RUN_DIR/config.yaml when readable (NaN otherwise), to word the advice.
+  double capacity_factor = kNaN, bias_update_rate = kNaN;
 };
+
+// Smallest capacity factor cf (to 0.01) such that, with capacity ceil(cf * A / E) per expert and
+// A = the row's assignments, sum over rows and experts of max(0, count - capacity) is below
+// max_drop_frac x the assignments. counts: rows x E, row-major. 0 when there are no assignments.
+double min_capacity_factor(const std::vector<int64_t>& counts, int64_t E, double max_drop_frac);
+// Assignments over capacity for one cf (the figure min_capacity_factor bounds).
+int64_t dropped_at(const std::vector<int64_t>& counts, int64_t E, double capacity_factor);
+
+// The advice figures of layer `l` (hot, cold, dead, capacity factors, bias) and its advice lines;
+// `s` is the summary being built (for the config values).
+void add_layer_advice(LayerSummary& ls, const LoadBalanceData& lb, int64_t l, const ProfileSummary& s);
 
 // lb may be null (profiling was off).
 ProfileSummary summarize(const std::string& run_dir, const std::vector<MetricsRow>& metrics,

@@ -16,12 +16,16 @@
 #include "src/train/checkpoint.h"
 #include "src/train/checkpoint_state.h"
 #include "src/train/evaluate.h"
+#include "src/train/fault_injection.h"
+#include "src/train/finetune.h"
 #include "src/train/flops.h"
 #include "src/train/load_balance_hook.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/metrics.h"
 #include "src/train/model_state.h"
+#include "src/train/nonfinite.h"
 #include "src/train/optimizer.h"
+#include "src/train/profile_trace.h"
 #include "src/train/routing_update.h"
 #include "src/train/stop_signal.h"
 #include "src/train/threads.h"
@@ -56,6 +60,18 @@ std::string checkpoint_root(const Config& c, const std::string& run_dir) {
   return c.checkpoint.dir.empty() ? (fs::path(run_dir) / "checkpoints").string() : c.checkpoint.dir;
 }
 
+// A full or unwritable run directory is a data error (exit 3) naming the path, not a crash.
+void write_run_config(const std::string& run_dir, const std::string& text) {
+  const fs::path path = fs::path(run_dir) / "config.yaml";
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  if (ec) throw DataError("cannot create the run directory " + run_dir + " (" + ec.message() + "); pass a writable --run-dir");
+  std::ofstream out(path);
+  out << text;
+  out.flush();
+  if (!out) throw DataError("cannot write " + path.string() + ": is the disk full or the run directory unwritable?");
+}
+
 }  // namespace
 
 TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& world) {
@@ -72,15 +88,12 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   const bool lead = world.rank() == 0;
   configure_threads(world);
 
-  if (lead) {
-    fs::create_directories(opt.run_dir);
-    std::ofstream(fs::path(opt.run_dir) / "config.yaml") << dump_config(c);
-  }
+  if (lead) write_run_config(opt.run_dir, dump_config(c));
   world.barrier();
 
   ModelState model(c, ExpertShard{pc.ep, grid.coord.ep});
   init_params(model.table, model.params.data(), c.train.seed);
-  AdamW optim(model.table, c.optim);
+  AdamW optim(model.table, c.optim, frozen_params(c, model.table));  // finetune.freeze: no update, no state
 
   data::LoaderOptions lo;
   lo.path = c.data.path;
@@ -94,20 +107,15 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   data::ShardedLoader loader(lo);
 
   const std::string ckpt_root = checkpoint_root(c, opt.run_dir);
-  int64_t start_step = 0;
-  if (!opt.init_from.empty()) {
-    load_weights(ckpt::resolve(opt.init_from), model);
-  } else if (auto from = find_resume_checkpoint(c, ckpt_root)) {
-    start_step = load_training_state(*from, model, optim, loader, grid);
-    if (lead) std::printf("resumed from %s at step %lld\n", from->c_str(), (long long)start_step);
-  }
+  const int64_t start_step = restore_or_init(c, opt, ckpt_root, model, optim, loader, grid);
 
   const int64_t local_rows = c.train.batch_size / dp.size();
   // Capacity is decided over the dp group (the whole micro-batch); tokens travel over ep.
-  Transformer net(c, local_rows, [&](int64_t) -> std::unique_ptr<TokenDispatcher> {
+  const DispatcherFactory make_dispatcher = [&](int64_t) -> std::unique_ptr<TokenDispatcher> {
     if (pc.ep > 1) return std::make_unique<EpDispatcher>(ep, &dp, c.moe.num_experts);
     return std::make_unique<LocalDispatcher>(&dp);
-  });
+  };
+  Transformer net(c, local_rows, make_dispatcher);
   GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp);
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
@@ -116,6 +124,10 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   const SumReducer reduce = [&](std::vector<double>& v) { dp.allreduce_sum(v.data(), int64_t(v.size())); };
   std::vector<int32_t> tokens;
   LoadBalanceHook load_balance(c, opt.run_dir, lead, start_step);
+  PhaseTrace trace(c, opt.run_dir, world.rank());
+  // Phases are timed only when something records or traces them (src/model/phase_timer.h).
+  PhaseTimer& timer = net.phase_timer();
+  const ActivePhaseTimer timing(c.profile.load_balance || trace.enabled() ? &timer : nullptr);
 
   TrainResult result;
   result.steps_done = start_step;
@@ -125,9 +137,13 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   for (int64_t step = start_step; step < c.train.steps; ++step) {
     stall_for_test(world.rank(), step + 1);
     const auto step_start = Clock::now();
+    timer.reset();
+    timer.set_tracing(trace.wants(step + 1));
     loader.next(tokens);
     std::fill(model.grads.begin(), model.grads.end(), 0.0f);
-    net.set_routing_step(step, int64_t(dp.rank()) * local_rows * c.model.seq_len, /*training=*/true);
+    inject_nan_for_test(step + 1, model.table, model.params.data());
+    const int64_t token_offset = int64_t(dp.rank()) * local_rows * c.model.seq_len;
+    net.set_routing_step(step, token_offset, /*training=*/true);
     StepLosses sl = net.forward(tokens.data(), model.p, reduce);
     net.backward(model.p, model.g, global_tokens,
                  [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
@@ -135,23 +151,24 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
-    if (!std::isfinite(loss))
-      throw Error(kExitOther, "non-finite loss at step " + std::to_string(step + 1) +
-                                  "; the last good checkpoint is kept. Lower optim.lr or check the data.");
     // Replicated tensors count once; expert slices differ over the ep group.
     AdamW::SqSums sq = optim.grad_sq_sums(model.grads.data());
     ep.allreduce_sum(&sq.sharded, 1);
     const double gnorm = std::sqrt(sq.replicated + sq.sharded);
+    // Both are global values, so every rank takes this branch together (the scan is collective).
+    if (!std::isfinite(loss) || !std::isfinite(gnorm))
+      throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
+                                                 model, make_dispatcher, reduce, world));
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
-    const auto optim_start = Clock::now();
-    optim.step(model.params.data(), model.grads.data(), lr, clip_scale(gnorm, c.optim.grad_clip));
-    update_balancing_bias(c, net, model);
-    if (load_balance.wants(step + 1)) {
-      PhaseTimes pt;
-      pt.optimizer = std::chrono::duration<double>(Clock::now() - optim_start).count();
-      pt.step = std::chrono::duration<double>(Clock::now() - step_start).count();
-      load_balance.record(step + 1, net, model, pt);
+    {
+      PhaseScope timed(Phase::optimizer);
+      optim.step(model.params.data(), model.grads.data(), lr, clip_scale(gnorm, c.optim.grad_clip));
+      update_balancing_bias(c, net, model);
     }
+    const auto step_end = Clock::now();
+    if (load_balance.wants(step + 1))
+      load_balance.record(step + 1, net, model, std::chrono::duration<double>(step_end - step_start).count(), ep);
+    trace.add_step(step + 1, step_start, step_end, timer.spans());
     result.steps_done = step + 1;
     result.last_loss = loss;
     ++interval_steps;

@@ -11,7 +11,8 @@ namespace moe {
 
 struct TrainOptions {
   std::string run_dir;       // RUN_DIR (created); metrics, config and checkpoints go there
-  std::string init_from;     // finetune: a checkpoint to take the weights from ("" = fresh init)
+  std::string init_from;     // finetune: a checkpoint or exported file to take the weights from ("" = fresh init)
+  bool keep_optimizer = false;  // finetune: also take AdamW's moments and step count from init_from
   bool quiet = false;        // no progress line (tests)
   int64_t exit_after = 0;    // stop (with a checkpoint) after this many steps of this run; 0 = run to the end
 };

@@ -19,7 +19,7 @@ TEST(PlanParams, MixtralMatchesPublishedTotals) {
 TEST(PlanParams, DeepseekLikeCountIsTheDocumentedApproximation) {
   const Config c = load_config(MOE_SOURCE_DIR "/configs/models/deepseek_v3_like.yaml", {});
   const plan::ParamCounts p = plan::count_params(c);
-  // docs/planner.md: 672.1B total against the published 671B (3 dense layers, MHA in place of MLA).
+  // docs/planning.md: 672.1B total against the published 671B (3 dense layers, MHA in place of MLA).
   EXPECT_NEAR(double(p.total()) / 671e9, 1.0, 0.01);
   const double active = double(p.active(c.moe.top_k, c.moe.num_experts)) / 1e9;
   std::printf("deepseek-v3-like: %.2fB total, %.2fB active\n", double(p.total()) / 1e9, active);

@@ -72,10 +72,19 @@ TEST_F(ProfileSummary, FiguresOfAHandBuiltRun) {
   EXPECT_NEAR(b.entropy, 1.2, 1e-12);
   EXPECT_EQ(b.hottest.expert, 3);
   EXPECT_NEAR(b.hottest.share, 380.0 / 800.0, 1e-12);
-  ASSERT_EQ(b.advice.size(), 2u);
+  ASSERT_EQ(b.advice.size(), 3u);
   EXPECT_NE(b.advice[0].find("max/mean 2.80 > 1.5"), std::string::npos) << b.advice[0];
   EXPECT_NE(b.advice[0].find("moe.aux_loss_coeff"), std::string::npos);
-  EXPECT_NE(b.advice[1].find("moe.capacity_factor"), std::string::npos) << b.advice[1];
+  EXPECT_NE(b.advice[1].find("moe.capacity_factor to 2.73"), std::string::npos) << b.advice[1];
+  EXPECT_NE(b.advice[2].find("expert 3 is hot: 47.5% of tokens, 1.9x"), std::string::npos) << b.advice[2];
+  // Skewed rows {10,10,10,70} of 100: no more than 7 of 800 assignments over capacity needs a
+  // capacity of 69 = ceil(2.73 * 25); over the last quarter (2 rows) 70 = ceil(2.77 * 25).
+  EXPECT_DOUBLE_EQ(b.capacity_factor_1pct, 2.73);
+  EXPECT_DOUBLE_EQ(b.capacity_factor_1pct_last_quarter, 2.77);
+  ASSERT_EQ(b.hot.size(), 1u);
+  EXPECT_EQ(b.hot[0].expert, 3);
+  EXPECT_TRUE(b.dead.empty() && b.cold.empty());
+  EXPECT_FALSE(b.bias.recorded) << "no bias in these rows";
 
   EXPECT_NEAR(s.phase_mean_seconds[3], 0.005, 1e-15);
   EXPECT_EQ(s.phase_names[3], "experts");

@@ -1,4 +1,4 @@
-// `moe plan`: memory per rank and step time of every valid parallel layout (docs/planner.md).
+// `moe plan`: memory per rank and step time of every valid parallel layout (docs/planning.md).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -16,7 +16,7 @@ namespace {
 struct PlanArgs {
   std::string config, hardware = "configs/hardware/h100_node.yaml", profile;
   std::vector<std::string> sets;
-  int64_t world = 0, top = 10;
+  int64_t world = 0, top = 10, threads = 0;
   double imbalance = 0;
   bool json = false;
 };
@@ -26,6 +26,7 @@ int run_plan(const PlanArgs& a) {
   in.config = load_config(a.config, a.sets);
   in.hardware = plan::load_hardware(a.hardware);
   in.imbalance = a.imbalance > 0 ? a.imbalance : 1.0;
+  in.threads = a.threads;
   if (!a.profile.empty()) in.imbalance = plan::imbalance_from_run(a.profile);
   const auto& p = in.config.parallel;
   const int64_t world = a.world > 0 ? a.world : p.dp * p.tp * p.pp;
@@ -52,6 +53,9 @@ void add_plan_commands(CLI::App& app, int& exit_code) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--hardware", args->hardware, "Hardware profile (configs/hardware/*.yaml)")
       ->capture_default_str();
+  cmd->add_option("--threads", args->threads,
+                  "CPU profiles: threads per rank, as MOE_THREADS (default: the profile's cores / ranks)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", args->json, "Print the plan as one JSON object");
   cmd->add_option("--top", args->top, "How many layouts to list (fitting, and not fitting)")
       ->capture_default_str()

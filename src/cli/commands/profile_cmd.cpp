@@ -1,4 +1,4 @@
-// `moe profile RUN_DIR [--json] [--html FILE]`: routing balance and loss of a run, from
+// `moe profile RUN_DIR [--json] [--html FILE] [--compare RUN_B]`: routing balance and loss of a run, from
 // RUN_DIR/load_balance.h5 and RUN_DIR/metrics.jsonl (docs/profile-format.md).
 #include <CLI/CLI.hpp>
 
@@ -17,11 +17,24 @@ namespace moe::cli {
 namespace {
 
 struct ProfileArgs {
-  std::string run_dir, html;
+  std::string run_dir, html, compare;
   bool json = false;
 };
 
+int run_compare(const ProfileArgs& a) {
+  if (!a.html.empty())
+    throw ConfigError("--html: not available with --compare; run `moe profile RUN --html FILE` for each run");
+  const profile::RunProfile ra = profile::load_run_profile(a.run_dir);
+  const profile::RunProfile rb = profile::load_run_profile(a.compare);
+  if (a.json)
+    std::printf("%s\n", profile_compare_json(ra, rb).dump(2).c_str());
+  else
+    std::fputs(profile_compare_text(ra, rb).c_str(), stdout);
+  return kExitOk;
+}
+
 int run_profile(const ProfileArgs& a) {
+  if (!a.compare.empty()) return run_compare(a);
   const profile::RunProfile rp = profile::load_run_profile(a.run_dir);
   if (!a.html.empty()) {
     std::ofstream out(a.html, std::ios::binary | std::ios::trunc);
@@ -46,6 +59,8 @@ void add_profile_commands(CLI::App& app, int& exit_code) {
       ->required();
   cmd->add_flag("--json", args->json, "Print the figures as one JSON object instead of the text report");
   cmd->add_option("--html", args->html, "Also write a self-contained HTML report (inline SVG) to FILE");
+  cmd->add_option("--compare", args->compare, "A second run directory: print both runs side by side")
+      ->option_text("RUN_B");
   cmd->callback([args, &exit_code] { exit_code = run_profile(*args); });
 }
 

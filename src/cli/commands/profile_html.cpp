@@ -17,13 +17,18 @@ constexpr int64_t kMaxHeatColumns = 200;
 const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
 std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
+// Any length: a polyline's points run to kilobytes.
 std::string fmt(const char* format, ...) {
-  char buf[512];
-  va_list args;
+  va_list args, again;
   va_start(args, format);
-  std::vsnprintf(buf, sizeof(buf), format, args);
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, format, args);
   va_end(args);
-  return buf;
+  std::string out(size_t(std::max(n, 0)) + 1, '\0');
+  std::vsnprintf(out.data(), out.size(), format, again);
+  va_end(again);
+  out.resize(size_t(std::max(n, 0)));
+  return out;
 }
 
 std::string escape(const std::string& s) {
@@ -220,6 +225,9 @@ std::string load_balance_sections(const profile::RunProfile& rp) {
          heatmap(fmt("Layer %lld: max/mean %.2f, cv %.3f, drop %.2f%%, trend %s", (long long)ls.layer,
                      ls.run.max_over_mean, ls.run.cv, 100.0 * ls.run.drop_frac, ls.trend.c_str()),
                  cells, labels, fmt("steps %lld .. %lld", (long long)s.first_step, (long long)s.last_step), tips);
+    h += fmt("<p>Capacity factor that would have dropped &lt; 1%% of the assignments: %.2f over the run, %.2f over "
+             "the last quarter.</p>",
+             ls.capacity_factor_1pct, ls.capacity_factor_1pct_last_quarter);
     for (const std::string& a : ls.advice) h += "<p class=\"advice\">" + escape(a) + "</p>";
     h += "</div>";
   }

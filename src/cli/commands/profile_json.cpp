@@ -1,4 +1,6 @@
 // `moe profile --json`: the figures of the text report as one JSON object (docs/profile-format.md).
+#include <cmath>
+
 #include "src/cli/commands/profile_report.h"
 
 namespace moe::cli {
@@ -9,8 +11,29 @@ nlohmann::json figures_json(const profile::BalanceFigures& f) {
   return {{"max_over_mean", f.max_over_mean}, {"cv", f.cv}, {"drop_frac", f.drop_frac}};
 }
 
+nlohmann::json shares_json(const std::vector<profile::ExpertShare>& v) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& x : v) out.push_back({{"expert", x.expert}, {"share", x.share}});
+  return out;
+}
+
+nlohmann::json bias_json(const profile::BiasFigures& b) {
+  if (!b.recorded) return nullptr;
+  return {{"expert", b.expert},   {"steps", b.steps},     {"moved", b.moved},
+          {"per_step", b.per_step}, {"one_way", b.one_way}, {"too_small", b.too_small}};
+}
+
+// NaN (not known) as null.
+nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
 nlohmann::json layer_json(const profile::LayerSummary& s) {
   return {{"layer", s.layer},
+          {"hot", shares_json(s.hot)},
+          {"cold", shares_json(s.cold)},
+          {"dead", s.dead},
+          {"capacity_factor_1pct", s.capacity_factor_1pct},
+          {"capacity_factor_1pct_last_quarter", s.capacity_factor_1pct_last_quarter},
+          {"bias", bias_json(s.bias)},
           {"max_over_mean", s.run.max_over_mean},
           {"max_over_mean_peak", s.max_over_mean_peak},
           {"cv", s.run.cv},
@@ -38,6 +61,8 @@ nlohmann::json profile_json(const profile::RunProfile& rp) {
                {"min", l.min},               {"min_step", l.min_step},   {"last", l.last},
                {"last_step", l.last_step},   {"tokens_per_s", l.tokens_per_s}};
   j["profiling"] = s.profiled;
+  j["config"] = {{"capacity_factor", number_or_null(s.capacity_factor)},
+                 {"bias_update_rate", number_or_null(s.bias_update_rate)}};
   if (!s.profiled) {
     j["load_balance"] = nullptr;
     return j;

@@ -19,5 +19,8 @@ const char* shade(double ratio);
 std::string profile_text(const profile::RunProfile& rp);
 nlohmann::json profile_json(const profile::RunProfile& rp);
 std::string profile_html(const profile::RunProfile& rp);
+// `--compare`: run A and run B side by side (loss; per MoE layer imbalance, drops, entropy).
+std::string profile_compare_text(const profile::RunProfile& a, const profile::RunProfile& b);
+nlohmann::json profile_compare_json(const profile::RunProfile& a, const profile::RunProfile& b);
 
 }  // namespace moe::cli

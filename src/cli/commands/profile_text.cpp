@@ -66,6 +66,12 @@ void layer_section(const profile::LayerSummary& s, const profile::RunProfile& rp
   out += fmt("          trend: max/mean %.2f -> %.2f, cv %.3f -> %.3f (first vs last quarter): %s\n",
              s.first_quarter.max_over_mean, s.last_quarter.max_over_mean, s.first_quarter.cv, s.last_quarter.cv,
              s.trend.c_str());
+  out += fmt("          capacity factor that would have dropped < 1%%: %.2f over the run, %.2f over the last quarter\n",
+             s.capacity_factor_1pct, s.capacity_factor_1pct_last_quarter);
+  if (s.bias.recorded)
+    out += fmt("          bias of expert %lld: %+.3g over the last %lld steps (%.3g per step), lowered in %.0f%% of "
+               "updates\n",
+               (long long)s.bias.expert, s.bias.moved, (long long)s.bias.steps, s.bias.per_step, 100.0 * s.bias.one_way);
   heatmap_section(rp.load_balance, index, out);
   for (const std::string& a : s.advice) out += "          advice: " + a + "\n";
 }

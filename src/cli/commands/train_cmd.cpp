@@ -33,6 +33,8 @@ struct EvalArgs {
   bool json = false;
 };
 
+}  // namespace
+
 // Runs `body` with MPI up. On several ranks an error on one rank must not leave the others
 // waiting in a collective: it aborts the whole job with the error's exit code.
 int with_runtime(const std::function<int(comm::Communicator&)>& body) {
@@ -48,6 +50,8 @@ int with_runtime(const std::function<int(comm::Communicator&)>& body) {
     comm::abort_job("error on rank " + std::to_string(world->rank()) + ": " + e.what(), kExitOther);
   }
 }
+
+namespace {
 
 int run_train(const TrainArgs& a) {
   Config c = load_config(a.config, a.sets);
@@ -71,7 +75,7 @@ int run_eval(const EvalArgs& a) {
     validate_layout(c, world.size());
     configure_threads(world);
     ModelState model(c);
-    load_weights(ckpt::resolve(a.from), model);
+    load_weights(a.from, model);  // a checkpoint of any layout, or an exported file
     EvalResult r = evaluate(c, model.p, a.batches, world);
     if (world.rank() == 0) {
       if (a.json)
@@ -99,7 +103,8 @@ void add_train_commands(CLI::App& app, int& exit_code) {
   auto eargs = std::make_shared<EvalArgs>();
   CLI::App* eval = app.add_subcommand("eval", "Validation loss and perplexity of a checkpoint");
   eval->add_option("--config", eargs->config, "YAML config file")->required();
-  eval->add_option("--from", eargs->from, "Checkpoint folder, run directory or checkpoints root")->required();
+  eval->add_option("--from", eargs->from, "Checkpoint folder, run directory, checkpoints root or exported file")
+      ->required();
   eval->add_option("--set", eargs->sets, "Override a config key: key.path=value (repeatable)");
   eval->add_option("--batches", eargs->batches, "Evaluate the first N batches (default: all)");
   eval->add_flag("--json", eargs->json, "Print one JSON object: loss, ppl, tokens");
