@@ -2,7 +2,8 @@
 # Validates `moe plan` against `moe train` on this machine (docs/planning.md, "Validation"):
 # calibrates the cpu_local profile, then for each layout of configs/bench_cpu.yaml (threads per
 # rank x ranks x ep) trains a few steps under mpirun and compares the measured step time (median
-# after the warm-up steps) and rank 0's mem_bytes with the planner's estimate of that layout.
+# after the warm-up steps) and rank 0's mem_bytes with the planner's estimate of that layout, given
+# the background load sampled during the run (/proc/stat procs_running, other processes' threads).
 # Prints one table; exits 1 when a step time is off by more than 25% or a memory by more than 10%.
 # Usage: scripts/bench_plan.sh [BUILD_DIR]
 #   BENCH_LAYOUTS="threads:ranks:ep ..."  (default: 1:1:1 2:1:1 1:2:1 1:2:2 1:4:1 1:4:2 1:4:4)
@@ -38,8 +39,6 @@ for spec in $layouts; do
   IFS=: read -r threads ranks ep <<<"$spec"
   sets=(--set parallel.dp="$ranks" --set parallel.ep="$ep" --set train.steps="$steps" --set train.batch_size="$batch"
         --set profile.load_balance=false --set train.log_every=1)
-  "$build/moe" plan --config "$config" "${sets[@]}" --world "$ranks" --threads "$threads" --hardware "$profile" \
-    --json --top 1 >"$tmp/plan_$spec.json"
   run=$tmp/run_${threads}_${ranks}_$ep
   sample_load >"$tmp/load_$spec.txt" &
   sampler=$!
@@ -47,6 +46,12 @@ for spec in $layouts; do
     --run-dir "$run" >"$tmp/train_$spec.log" 2>&1 || { kill "$sampler"; cat "$tmp/train_$spec.log"; exit 1; }
   kill "$sampler"
   cp "$run/metrics.jsonl" "$tmp/metrics_$spec.jsonl"
+  # The machine is shared: other processes' runnable threads during the run (minus our ranks'
+  # threads and the sampler) are an input of the estimate, like the expert imbalance.
+  other=$(awk -v own=$((ranks * threads + 1)) '{s += $1; n++} END {x = n ? s / n - own : 0; print (x > 0 ? x : 0)}' \
+    "$tmp/load_$spec.txt")
+  "$build/moe" plan --config "$config" "${sets[@]}" --world "$ranks" --threads "$threads" --hardware "$profile" \
+    --background-load "$other" --json --top 1 >"$tmp/plan_$spec.json"
 done
 
 "$py" - "$tmp" "$warmup" $layouts <<'PY'

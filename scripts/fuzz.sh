@@ -45,7 +45,7 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$OUT/corpus/$t"
   log="$OUT/fuzz_$t.log"
   set +e
-  (cd "$OUT" && LSAN_OPTIONS=suppressions="$ROOT/tests/fuzz/lsan.supp" HDF5_USE_FILE_LOCKING=FALSE ./fuzz_$t "corpus/$t" "$ROOT/tests/fuzz/corpus/$t" -max_total_time="$SECS" \
+  (cd "$OUT" && ASAN_OPTIONS=allocator_may_return_null=1 LSAN_OPTIONS=suppressions="$ROOT/tests/fuzz/lsan.supp" HDF5_USE_FILE_LOCKING=FALSE ./fuzz_$t "corpus/$t" "$ROOT/tests/fuzz/corpus/$t" -max_total_time="$SECS" \
      -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="crash-$t-" >"$log" 2>&1)
   rc=$?
   set -e

@@ -1,6 +1,10 @@
 // The MPI implementation of Communicator on CPU buffers. Every call is watched by the process's
 // Watchdog (parallel.timeout_s); non-blocking calls are watched while their wait() blocks.
 #include <mpi.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <climits>
 #include <cstdio>
@@ -204,6 +208,12 @@ class MpiCommunicator final : public Communicator {
 }  // namespace
 
 Runtime::Runtime(int* argc, char*** argv) {
+  // Under mpirun, a rank must not outlive its launcher: if mpirun is killed (kill -9, a lost
+  // node's daemon), the ranks die with it instead of training on as orphans.
+  if (std::getenv("OMPI_COMM_WORLD_SIZE")) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1) std::_Exit(kExitOther);  // the launcher died before the call above
+  }
   int initialized = 0;
   MPI_Initialized(&initialized);
   // The watchdog thread may call MPI_Abort while the main thread is inside a collective.

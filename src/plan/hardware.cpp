@@ -132,7 +132,10 @@ double core_share(const Hardware& hw, int64_t ranks, int64_t threads) {
 double rank_speed(const Hardware& hw, int64_t ranks, int64_t threads) {
   if (hw.cores <= 0) return 1.0;
   const double t = double(std::max<int64_t>(threads, 1));
-  return (1.0 + (t - 1.0) * hw.thread_efficiency) * core_share(hw, ranks, threads);
+  const double share = core_share(hw, ranks, threads);
+  // A rank's threads meet at every kernel's end: the extra threads help only while they hold a
+  // core together, about `share` of the time on a busy machine.
+  return (1.0 + (t - 1.0) * hw.thread_efficiency * share) * share;
 }
 
 int64_t default_threads(const Hardware& hw, int64_t ranks) {

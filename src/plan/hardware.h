@@ -42,7 +42,8 @@ struct Hardware {
 // CPU profiles: the fraction of a core each runnable thread gets when `ranks` ranks of `threads`
 // threads share the machine with background_load others (1 for profiles without `cores`).
 double core_share(const Hardware& hw, int64_t ranks, int64_t threads);
-// How fast one rank computes relative to one thread alone on a core: threads x share.
+// How fast one rank computes relative to one thread alone on a core:
+// (1 + (threads - 1) x thread_efficiency x share) x share.
 double rank_speed(const Hardware& hw, int64_t ranks, int64_t threads);
 // Threads per rank the trainer picks when MOE_THREADS is unset: cores / ranks, at least 1.
 int64_t default_threads(const Hardware& hw, int64_t ranks);

@@ -65,7 +65,7 @@ const std::vector<float>& Decoder::feed(int32_t token) {
     ops::matmul_forward(k, xn_.data(), bp.wk, 1, D, kvd);
     ops::matmul_forward(v, xn_.data(), bp.wv, 1, D, kvd);
     rope_at_position(q_.data(), pos, d_.H, d_.hd, d_.theta);
-    rope_at_position(k, 0, d_.KV, d_.hd, d_.theta);
+    rope_at_position(k, pos, d_.KV, d_.hd, d_.theta);
     cached_attention(y_.data(), q_.data(), cache_.k(i, 0), cache_.v(i, 0), pos + 1, d_.H, d_.KV, d_.hd, scores_);
     ops::matmul_forward(x_.data(), y_.data(), bp.wo, 1, qd, D, /*accumulate=*/true);
     ops::rmsnorm_forward(xn_.data(), rstd_.data(), x_.data(), bp.ffn_norm, 1, D, d_.eps);

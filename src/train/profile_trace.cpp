@@ -69,11 +69,13 @@ PhaseTrace::~PhaseTrace() {
 void PhaseTrace::add_step(int64_t step, Clock::time_point begin, Clock::time_point end,
                           const std::vector<PhaseSpan>& spans) {
   if (!wants(step)) return;
-  events_ += "," + complete_event("step", "step", rank_, kComputeLane, begin, end, step);
+  events_ += ',';
+  events_ += complete_event("step", "step", rank_, kComputeLane, begin, end, step);
   for (const PhaseSpan& s : spans) {
     const bool comm = s.phase == Phase::comm_wait;
-    events_ += "," + complete_event(profile::kPhaseNames[size_t(s.phase)], comm ? "communication" : "compute", rank_,
-                                    comm ? kCommLane : kComputeLane, s.begin, s.end, step);
+    events_ += ',';
+    events_ += complete_event(profile::kPhaseNames[size_t(s.phase)], comm ? "communication" : "compute", rank_,
+                              comm ? kCommLane : kComputeLane, s.begin, s.end, step);
   }
   if (step == last_) write();
 }

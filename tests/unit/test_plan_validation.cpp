@@ -78,6 +78,7 @@ TEST(PlanValidation, OversubscribedCoresSlowEveryRank) {
   EXPECT_DOUBLE_EQ(plan::core_share(hw, 2, 1), 1.0);
   EXPECT_DOUBLE_EQ(plan::core_share(hw, 4, 1), 0.5);
   EXPECT_DOUBLE_EQ(plan::rank_speed(hw, 1, 2), 1.8);
+  EXPECT_DOUBLE_EQ(plan::rank_speed(hw, 2, 2), 0.5 * (1 + 0.8 * 0.5));  // 4 threads on 2 cores
   EXPECT_EQ(plan::default_threads(hw, 1), 2);
   EXPECT_EQ(plan::default_threads(hw, 4), 1);
   hw.background_load = 2;

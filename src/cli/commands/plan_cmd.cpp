@@ -17,7 +17,7 @@ struct PlanArgs {
   std::string config, hardware = "configs/hardware/h100_node.yaml", profile;
   std::vector<std::string> sets;
   int64_t world = 0, top = 10, threads = 0;
-  double imbalance = 0;
+  double imbalance = 0, background_load = -1;
   bool json = false;
 };
 
@@ -27,6 +27,11 @@ int run_plan(const PlanArgs& a) {
   in.hardware = plan::load_hardware(a.hardware);
   in.imbalance = a.imbalance > 0 ? a.imbalance : 1.0;
   in.threads = a.threads;
+  if (a.background_load >= 0) {
+    if (in.hardware.cores <= 0)
+      throw ConfigError("--background-load: " + a.hardware + " has no `cores` key (not a CPU profile); drop the flag");
+    in.hardware.background_load = a.background_load;
+  }
   if (!a.profile.empty()) in.imbalance = plan::imbalance_from_run(a.profile);
   const auto& p = in.config.parallel;
   const int64_t world = a.world > 0 ? a.world : p.dp * p.tp * p.pp;
@@ -56,6 +61,9 @@ void add_plan_commands(CLI::App& app, int& exit_code) {
   cmd->add_option("--threads", args->threads,
                   "CPU profiles: threads per rank, as MOE_THREADS (default: the profile's cores / ranks)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--background-load", args->background_load,
+                  "CPU profiles: other processes' runnable threads (default: the profile's, from calibration)")
+      ->check(CLI::Range(0.0, 1e6));
   cmd->add_flag("--json", args->json, "Print the plan as one JSON object");
   cmd->add_option("--top", args->top, "How many layouts to list (fitting, and not fitting)")
       ->capture_default_str()
