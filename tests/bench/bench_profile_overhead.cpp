@@ -93,14 +93,15 @@ int run(const moe::Config& c, const std::string& config, int steps, const fs::pa
   moe::PhaseTimer& timer = s.net.phase_timer();
   for (int i = 0; i < 5; ++i) s.run();  // warm-up
 
-  // Interleaved: off, on, off, on ... so load changes hit both alike.
+  // Interleaved, the order swapped every step, so load changes hit both alike.
   std::vector<double> off, on, work;
-  for (int i = 0; i < steps; ++i) {
-    auto t0 = Clock::now();
+  auto plain = [&] {
+    const auto t0 = Clock::now();
     s.run();
     off.push_back(seconds_since(t0));
-
-    t0 = Clock::now();
+  };
+  auto profiled = [&] {
+    const auto t0 = Clock::now();
     const moe::ActivePhaseTimer active(&timer);
     timer.reset();
     s.run();
@@ -108,6 +109,15 @@ int run(const moe::Config& c, const std::string& config, int steps, const fs::pa
     hook.record(s.n, s.net, s.model, seconds_since(t0), world);
     work.push_back(seconds_since(t_rec));  // the mean spreads the flush every 64 rows
     on.push_back(seconds_since(t0));
+  };
+  for (int i = 0; i < steps; ++i) {
+    if (i % 2) {
+      plain();
+      profiled();
+    } else {
+      profiled();
+      plain();
+    }
   }
   // The scopes' own cost: one enter/leave pair, times the pairs a step opens.
   moe::PhaseTimer probe;

@@ -24,7 +24,9 @@ assert not names[2] and not names[3], "edp replicas write nothing"
 PY
 run --set checkpoint.resume=auto --run-dir "$WORK/split"
 compare_losses "$WORK/straight/metrics.jsonl" "$WORK/split/metrics.jsonl" 0
-# A different expert layout is refused with a checkpoint error naming the folder.
-expect_exit 3 mpirun --oversubscribe -np 4 "$MOE_BIN" train "${args[@]/parallel.ep=2/parallel.ep=4}" \
+# A different number of experts cannot load: a checkpoint error naming the tensor and the file.
+# (Another expert layout of the same experts reshards: tests/dist/reshard_*.sh.)
+expect_exit 3 mpirun --oversubscribe -np 4 "$MOE_BIN" train "${args[@]}" --set moe.num_experts=8 \
   --set train.steps=7 --set checkpoint.resume=auto --run-dir "$WORK/split"
-grep -q "parallel.ep=2" "$WORK/stderr" || { cat "$WORK/stderr"; fail "no message about the ep layout"; }
+grep -q "layers.0.moe.router.weight" "$WORK/stderr" || { cat "$WORK/stderr"; fail "no message naming the tensor"; }
+grep -q "rank_0000" "$WORK/stderr" || { cat "$WORK/stderr"; fail "no message naming the rank file"; }

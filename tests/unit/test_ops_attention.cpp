@@ -85,6 +85,41 @@ TEST(OpsAttention, BackwardMatchesFiniteDifferencesWithGqa) {
   EXPECT_LT(rv.max_rel_error, 1e-2) << "dv " << test::describe(rv);
 }
 
+// T past the kernel's 64-row query blocks, the last one partial: the blocks' key ranges and the
+// zeroed triangle must join up.
+TEST(OpsAttention, ForwardAcrossQueryBlocks) {
+  const Shape s{2, 150, 2, 1, 8};
+  auto q = test::random_floats(s.q_size(), 21, -2.0f, 2.0f), k = test::random_floats(s.kv_size(), 22, -2.0f, 2.0f);
+  auto v = test::random_floats(s.kv_size(), 23);
+  std::vector<float> out(s.q_size()), att(s.att_size(), 7.0f);
+  ops::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), s.B, s.T, s.H, s.KV, s.hd);
+  const auto ref = attention_reference(s, q, k, v);
+  EXPECT_LT(test::max_abs_diff(out.data(), ref.data(), s.q_size()), 1e-5);
+  for (int64_t row = 0; row < s.B * s.H * s.T; ++row)
+    for (int64_t j = row % s.T + 1; j < s.T; ++j) ASSERT_EQ(att[row * s.T + j], 0.0f) << row << " " << j;
+}
+
+TEST(OpsAttention, BackwardAcrossQueryBlocks) {
+  const Shape s{1, 130, 4, 2, 4};
+  auto q = test::random_floats(s.q_size(), 24), k = test::random_floats(s.kv_size(), 25);
+  auto v = test::random_floats(s.kv_size(), 26), g = test::random_floats(s.q_size(), 27);
+  std::vector<float> out(s.q_size()), att(s.att_size());
+  std::vector<float> dq(s.q_size(), 0.0f), dk(s.kv_size(), 0.0f), dv(s.kv_size(), 0.0f);
+  auto loss = [&] {
+    ops::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), s.B, s.T, s.H, s.KV, s.hd);
+    return test::weighted_sum(out.data(), g.data(), s.q_size());
+  };
+  loss();
+  ops::attention_backward(dq.data(), dk.data(), dv.data(), g.data(), att.data(), q.data(), k.data(), v.data(), s.B,
+                          s.T, s.H, s.KV, s.hd);
+  auto rq = test::grad_check(loss, q.data(), dq.data(), s.q_size());
+  EXPECT_LT(rq.max_rel_error, 1e-2) << "dq " << test::describe(rq);
+  auto rk = test::grad_check(loss, k.data(), dk.data(), s.kv_size());
+  EXPECT_LT(rk.max_rel_error, 1e-2) << "dk " << test::describe(rk);
+  auto rv = test::grad_check(loss, v.data(), dv.data(), s.kv_size());
+  EXPECT_LT(rv.max_rel_error, 1e-2) << "dv " << test::describe(rv);
+}
+
 TEST(OpsAttention, BackwardAccumulatesAndSkipsNull) {
   const Shape s{1, 4, 2, 1, 4};
   auto q = test::random_floats(s.q_size(), 8), k = test::random_floats(s.kv_size(), 9);
