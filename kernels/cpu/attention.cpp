@@ -62,7 +62,7 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
   const int64_t group = H / KV, qC = H * hd, kvC = KV * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int threads = task_threads(B, T, H, hd);
-  cpu::BlasSingleThreaded one_blas_thread;
+  cpu::BlasSingleThreaded one_blas_thread(threads > 1);
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t bh = 0; bh < B * H; ++bh) {
     const int64_t b = bh / H, h = bh % H;
@@ -91,7 +91,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const int64_t group = H / KV, qC = H * hd, kvC = KV * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int threads = task_threads(B, T, H, hd);
-  cpu::BlasSingleThreaded one_blas_thread;
+  cpu::BlasSingleThreaded one_blas_thread(threads > 1);
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> ds(size_t(kBlock * T));  // one block of rows of dp, then ds

@@ -6,9 +6,11 @@
 
 namespace moe::ops::cpu {
 
+// `active` false (a region that runs on one thread anyway) leaves OpenBLAS's threads alone, so
+// the GEMMs of a serial loop still use them.
 class BlasSingleThreaded {
  public:
-  BlasSingleThreaded() : prev_(openblas_get_num_threads()) {
+  explicit BlasSingleThreaded(bool active) : prev_(active ? openblas_get_num_threads() : 1) {
     if (prev_ != 1) openblas_set_num_threads(1);
   }
   ~BlasSingleThreaded() {
