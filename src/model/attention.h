@@ -2,6 +2,7 @@
 #pragma once
 #include <vector>
 
+#include "src/comm/communicator.h"
 #include "src/model/dims.h"
 #include "src/model/params.h"
 
@@ -15,6 +16,7 @@ struct AttentionActs {
   std::vector<float> k, v;  // (N, KV*hd), k after RoPE
   std::vector<float> att;   // (B, H, T, T)
   std::vector<float> y;     // (N, H*hd) attention output before wo
+  std::vector<float> wo_partial;  // (N, D) this rank's wo product under tp > 1 (else unused)
   void resize(const Dims& d);
 };
 
@@ -24,9 +26,12 @@ struct AttentionScratch {
 };
 
 // x (N, D) is updated in place: x += attention branch.
-void attention_layer_forward(float* x, AttentionActs& a, const BlockParams& p, const Dims& d);
+// Tensor parallelism (tp non-null, d holds this rank's H and KV): p holds this rank's heads, q/k/v
+// are column-parallel and wo row-parallel (src/parallel/tensor_parallel.h); x stays replicated.
+void attention_layer_forward(float* x, AttentionActs& a, const BlockParams& p, const Dims& d,
+                             comm::Communicator* tp = nullptr);
 // dx (N, D) holds dL/d(output) on entry and dL/d(input) on return; parameter grads accumulate into g.
 void attention_layer_backward(float* dx, const AttentionActs& a, const BlockParams& p, const BlockParams& g,
-                              AttentionScratch& s, const Dims& d);
+                              AttentionScratch& s, const Dims& d, comm::Communicator* tp = nullptr);
 
 }  // namespace moe

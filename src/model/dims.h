@@ -9,14 +9,16 @@ namespace moe {
 struct Dims {
   int64_t B = 0, T = 0, N = 0;  // sequences, positions, tokens (N = B*T)
   int64_t D = 0, V = 0, L = 0;
-  int64_t H = 0, KV = 0, hd = 0;
-  int64_t F = 0;                // dense ffn hidden
+  int64_t H = 0, KV = 0, hd = 0; // this rank's heads (H/tp, KV/tp under tensor parallelism)
+  int64_t F = 0;                // dense ffn hidden units of this rank (ffn_hidden/tp)
+  int64_t tp = 1;               // tensor-parallel degree the sizes above are divided by
   int64_t E = 0, K = 0, Fe = 0; // experts, top-k, expert hidden
   int64_t Fs = 0;               // shared experts' fused hidden (0 = none)
   float eps = 1e-5f, theta = 10000.0f;
 };
 
-inline Dims make_dims(const Config& c, int64_t batch) {
+// tp > 1: the local sizes of one tensor-parallel rank (config validation checks divisibility).
+inline Dims make_dims(const Config& c, int64_t batch, int64_t tp = 1) {
   Dims d;
   d.B = batch;
   d.T = c.model.seq_len;
@@ -28,6 +30,10 @@ inline Dims make_dims(const Config& c, int64_t batch) {
   d.KV = c.model.n_kv_heads;
   d.hd = c.model.head_dim();
   d.F = c.model.ffn_hidden;
+  d.tp = tp;
+  d.H /= tp;
+  d.KV /= tp;
+  d.F /= tp;
   d.E = c.moe.num_experts;
   d.K = c.moe.top_k;
   d.Fe = c.moe.expert_hidden;

@@ -35,13 +35,31 @@ int ParamTable::add_expert(const std::string& name, std::vector<int64_t> global_
   return i;
 }
 
+int ParamTable::add_tp_split(const std::string& name, std::vector<int64_t> global_shape, int split_dim,
+                             InitKind init, const TensorShard& ts) {
+  const size_t dim = size_t(split_dim);
+  MOE_CHECK(ts.size >= 1 && dim < global_shape.size() && global_shape[dim] % ts.size == 0,
+            name + ": does not divide over the tp group");
+  std::vector<int64_t> local = global_shape;
+  local[dim] = global_shape[dim] / ts.size;
+  const int i = add(name, local, init);
+  if (ts.size > 1) {
+    ShardSpec& sh = params_[size_t(i)].shard;
+    sh.global_shape = std::move(global_shape);
+    sh.split_dim = split_dim;
+    sh.group = "tp";
+    sh.offset = ts.rank * local[dim];
+  }
+  return i;
+}
+
 int ParamTable::index_of(const std::string& name) const {
   for (size_t i = 0; i < params_.size(); ++i)
     if (params_[i].name == name) return int(i);
   return -1;
 }
 
-ParamTable build_param_table(const Config& c, const ExpertShard& es) {
+ParamTable build_param_table(const Config& c, const ExpertShard& es, const TensorShard& ts) {
   const auto& m = c.model;
   const auto& e = c.moe;
   const int64_t D = m.d_model, hd = m.head_dim(), V = m.vocab_size;
@@ -50,15 +68,16 @@ ParamTable build_param_table(const Config& c, const ExpertShard& es) {
   for (int64_t i = 0; i < m.n_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";
     t.add(p + "attention_norm.weight", {D}, InitKind::ones, false);
-    t.add(p + "attention.wq.weight", {m.n_heads * hd, D}, InitKind::normal);
-    t.add(p + "attention.wk.weight", {m.n_kv_heads * hd, D}, InitKind::normal);
-    t.add(p + "attention.wv.weight", {m.n_kv_heads * hd, D}, InitKind::normal);
-    t.add(p + "attention.wo.weight", {D, m.n_heads * hd}, InitKind::normal);
+    // Column-parallel q/k/v (output rows = whole heads), row-parallel wo (input columns).
+    t.add_tp_split(p + "attention.wq.weight", {m.n_heads * hd, D}, 0, InitKind::normal, ts);
+    t.add_tp_split(p + "attention.wk.weight", {m.n_kv_heads * hd, D}, 0, InitKind::normal, ts);
+    t.add_tp_split(p + "attention.wv.weight", {m.n_kv_heads * hd, D}, 0, InitKind::normal, ts);
+    t.add_tp_split(p + "attention.wo.weight", {D, m.n_heads * hd}, 1, InitKind::normal, ts);
     t.add(p + "ffn_norm.weight", {D}, InitKind::ones, false);
     if (!m.is_moe_layer(i)) {
-      t.add(p + "feed_forward.w1.weight", {m.ffn_hidden, D}, InitKind::normal);
-      t.add(p + "feed_forward.w3.weight", {m.ffn_hidden, D}, InitKind::normal);
-      t.add(p + "feed_forward.w2.weight", {D, m.ffn_hidden}, InitKind::normal);
+      t.add_tp_split(p + "feed_forward.w1.weight", {m.ffn_hidden, D}, 0, InitKind::normal, ts);
+      t.add_tp_split(p + "feed_forward.w3.weight", {m.ffn_hidden, D}, 0, InitKind::normal, ts);
+      t.add_tp_split(p + "feed_forward.w2.weight", {D, m.ffn_hidden}, 1, InitKind::normal, ts);
       continue;
     }
     const int64_t E = e.num_experts, Fe = e.expert_hidden;

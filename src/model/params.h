@@ -40,12 +40,21 @@ struct ExpertShard {
   int64_t size = 1, rank = 0;
 };
 
+// Tensor parallelism (Megatron): attention heads and dense FFN hidden units are divided over the
+// `size` ranks of the tp group; rank `rank` holds part `rank` (src/parallel/tensor_parallel.h).
+struct TensorShard {
+  int64_t size = 1, rank = 0;
+};
+
 class ParamTable {
  public:
   int add(const std::string& name, std::vector<int64_t> shape, InitKind init, bool weight_decay = true,
           bool trainable = true);
   // A tensor of `global_shape` split along dim 0 into `parts`; this rank holds part `index`.
   int add_expert(const std::string& name, std::vector<int64_t> global_shape, InitKind init, const ExpertShard& es);
+  // A tensor of `global_shape` split along `split_dim` over the tp group; this rank holds part ts.rank.
+  int add_tp_split(const std::string& name, std::vector<int64_t> global_shape, int split_dim, InitKind init,
+                   const TensorShard& ts);
   const std::vector<ParamInfo>& params() const { return params_; }
   int64_t total() const { return total_; }
   int index_of(const std::string& name) const;  // -1 when absent
@@ -84,8 +93,9 @@ struct ModelParams {
 };
 
 // The table of the whole model, in a fixed order (independent of the parallel layout); expert
-// weights hold only this rank's experts under expert parallelism.
-ParamTable build_param_table(const Config& c, const ExpertShard& es = {});
+// weights hold only this rank's experts under expert parallelism, and attention / dense FFN
+// weights only this rank's heads / hidden units under tensor parallelism.
+ParamTable build_param_table(const Config& c, const ExpertShard& es = {}, const TensorShard& ts = {});
 // Points the views into `base` (a buffer of table.total() floats: params, grads or state).
 ModelParams bind_params(const Config& c, const ParamTable& table, float* base);
 // Deterministic init from (seed, name): N(0, 0.02) weights, ones for norms, zeros for the bias.

@@ -4,11 +4,13 @@
 #include <cstring>
 
 #include "kernels/ops.h"
+#include "src/parallel/tensor_parallel.h"
 
 namespace moe {
 
-Transformer::Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher)
-    : c_(c), d_(make_dims(c, batch)) {
+Transformer::Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher,
+                         comm::Communicator* tp)
+    : c_(c), d_(make_dims(c, batch, tp ? tp->size() : 1)), tp_(tp) {
   const size_t ND = size_t(d_.N * d_.D);
   inputs_.resize(size_t(d_.N));
   targets_.resize(size_t(d_.N));
@@ -56,7 +58,7 @@ StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, con
     const BlockParams& bp = p.blocks[size_t(i)];
     {
       PhaseScope timed(Phase::attention);
-      attention_layer_forward(x_.data(), attn_[size_t(i)], bp, d_);
+      attention_layer_forward(x_.data(), attn_[size_t(i)], bp, d_, tp_);
     }
     FfnActs& f = ffn_[size_t(i)];
     std::memcpy(f.x_in.data(), x_.data(), sizeof(float) * x_.size());
@@ -65,8 +67,14 @@ StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, con
       moe_layer_forward(x_.data(), f.moe, f.xn.data(), bp, d_, c_.moe, *dispatchers_[size_t(i)], reduce_sum);
       out.aux += f.moe.losses.aux;
       out.z += f.moe.losses.z;
-    } else {
+    } else if (d_.tp == 1) {
       swiglu_mlp_forward(x_.data(), f.dense, f.xn.data(), bp.w1, bp.w3, bp.w2, d_.N, d_.D, d_.F);
+    } else {
+      // w1/w3 column-parallel, w2 row-parallel: g's all-reduce sums the ranks' partial outputs.
+      ffn_partial_.assign(x_.size(), 0.0f);
+      swiglu_mlp_forward(ffn_partial_.data(), f.dense, f.xn.data(), bp.w1, bp.w3, bp.w2, d_.N, d_.D, d_.F);
+      tp_allreduce(tp_, ffn_partial_.data(), int64_t(ffn_partial_.size()));
+      for (size_t j = 0; j < x_.size(); ++j) x_[j] += ffn_partial_[j];
     }
   }
   std::memcpy(xf_.data(), x_.data(), sizeof(float) * x_.size());
@@ -98,12 +106,13 @@ void Transformer::backward(const ModelParams& p, const ModelParams& g, double gl
     } else {
       swiglu_mlp_backward(dxn_.data(), bg.w1, bg.w3, bg.w2, dx_.data(), f.dense, dense_scratch_, f.xn.data(), bp.w1,
                           bp.w3, bp.w2, d_.N, d_.D, d_.F);
+      tp_allreduce(tp_, dxn_.data(), int64_t(dxn_.size()));  // f's backward over the hidden-unit slices
     }
     ops::rmsnorm_backward(dx_.data(), bg.ffn_norm, dxn_.data(), f.x_in.data(), bp.ffn_norm, f.rstd.data(), d_.N,
                           d_.D);
     {
       PhaseScope timed(Phase::attention);
-      attention_layer_backward(dx_.data(), attn_[size_t(i)], bp, bg, attn_scratch_, d_);
+      attention_layer_backward(dx_.data(), attn_[size_t(i)], bp, bg, attn_scratch_, d_, tp_);
     }
     if (ready) ready(i);
   }

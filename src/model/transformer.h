@@ -40,8 +40,12 @@ using GradsReadyFn = std::function<void(int64_t stage)>;
 
 class Transformer {
  public:
-  // `batch` = local sequences per forward.
-  Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher = {});
+  // `batch` = local sequences per forward. tp (not owned; null = no tensor parallelism): this rank
+  // holds H/tp heads and ffn_hidden/tp dense FFN units (parameter tables built with the same
+  // TensorShard); embeddings, norms, output head and MoE layers are replicated over tp, so every
+  // tp rank computes the MoE layers in full on the same tokens.
+  Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher = {},
+              comm::Communicator* tp = nullptr);
 
   // tokens (B, T+1): inputs are [:, :T], targets [:, 1:]. global_tokens scales the loss gradient.
   StepLosses forward(const int32_t* tokens, const ModelParams& p, const SumReducer& reduce_sum);
@@ -71,7 +75,9 @@ class Transformer {
   Config c_;
   Dims d_;
   std::vector<int32_t> inputs_, targets_;
+  comm::Communicator* tp_ = nullptr;
   std::vector<float> x_;  // (N, D) residual stream
+  std::vector<float> ffn_partial_;  // (N, D) this rank's dense FFN output under tp > 1
   std::vector<AttentionActs> attn_;
   std::vector<FfnActs> ffn_;
   std::vector<std::unique_ptr<TokenDispatcher>> dispatchers_;  // one per layer (null for dense)

@@ -4,6 +4,7 @@
 
 #include "src/core/error.h"
 #include "src/model/phase_timer.h"
+#include "src/parallel/zero.h"
 
 namespace moe {
 
@@ -34,6 +35,10 @@ GradBuckets::GradBuckets(const ParamTable& table, int64_t num_layers, comm::Comm
 
 void GradBuckets::launch(size_t i, float* grads) {
   const GradBucket& b = buckets_[i];
+  if (zero_) {
+    zero_->launch_reduce_scatter(int64_t(i), grads, shard_, pending_);
+    return;
+  }
   comm::Communicator& group = b.expert ? edp_ : dp_;
   if (group.size() > 1) pending_.push_back(group.iallreduce_sum(grads + b.begin, b.end - b.begin));
 }
@@ -47,6 +52,7 @@ void GradBuckets::finish(float* grads) {
   PhaseScope wait(Phase::comm_wait);
   for (auto& r : pending_) r->wait();
   pending_.clear();
+  if (zero_) zero_->finish_reduce_scatter(grads, shard_);
   next_ = 0;
 }
 

@@ -13,6 +13,8 @@
 
 namespace moe {
 
+class ZeroPartition;  // src/parallel/zero.h
+
 struct GradBucket {
   int64_t begin = 0, end = 0;  // float range of the flat gradient buffer
   bool expert = false;         // reduced over edp instead of dp
@@ -28,6 +30,12 @@ class GradBuckets {
   // Starts the buckets not started yet, waits for every one; then resets for the next step.
   void finish(float* grads);
   const std::vector<GradBucket>& buckets() const { return buckets_; }
+  // ZeRO stage 2: reduce-scatter each bucket into `shard` (this rank's gradient shard) instead of
+  // all-reducing it; the full buffer keeps serving as backward's workspace.
+  void reduce_scatter_into(const ZeroPartition* part, float* shard) {
+    zero_ = part;
+    shard_ = shard;
+  }
 
  private:
   void launch(size_t i, float* grads);
@@ -36,6 +44,8 @@ class GradBuckets {
   std::vector<GradBucket> buckets_;
   std::vector<comm::RequestPtr> pending_;
   size_t next_ = 0;
+  const ZeroPartition* zero_ = nullptr;
+  float* shard_ = nullptr;
 };
 
 // Backward stage after which a parameter's gradient is final (see Transformer::GradsReadyFn).

@@ -13,6 +13,9 @@
 #include "src/model/transformer.h"
 #include "src/parallel/grad_buckets.h"
 #include "src/parallel/safety.h"
+#include "src/parallel/tensor_parallel.h"
+#include "src/parallel/zero.h"
+#include "src/parallel/zero_optimizer.h"
 #include "src/train/checkpoint.h"
 #include "src/train/checkpoint_state.h"
 #include "src/train/evaluate.h"
@@ -44,12 +47,21 @@ void require_supported(const Config& c) {
     throw ConfigError(key + " in " + c.source + ": " + why);
   };
   const auto& p = c.parallel;
-  if (p.tp != 1) refuse("parallel.tp", "tensor parallelism is not available in this build; use 1");
+  if (p.tp != 1 && c.train.eval_every > 0)
+    refuse("train.eval_every", "periodic evaluation does not support tensor parallelism yet; use 0 with tp > 1");
+  // The checkpoint writer records expert slices only; tp slices are not written yet (docs/distributed.md).
+  if (p.tp != 1 && c.checkpoint.every != 0)
+    refuse("checkpoint.every", "checkpoints do not support tensor parallelism yet; use 0 with tp > 1 (none is written)");
+  if (p.tp != 1 && c.checkpoint.resume != "never")
+    refuse("checkpoint.resume", "checkpoints do not support tensor parallelism yet; use never with tp > 1");
   if (p.pp != 1) refuse("parallel.pp", "pipeline parallelism is not available in this build; use 1");
   if (p.ep != 1 && c.train.eval_every > 0)
     refuse("train.eval_every", "periodic evaluation does not support expert parallelism yet; use 0 with ep > 1");
   if (p.etp != 1) refuse("parallel.etp", "expert tensor parallelism is not available in this build; use 1");
-  if (p.zero_stage != 0) refuse("parallel.zero_stage", "ZeRO sharding is not available in this build; use 0");
+  if (p.zero_stage == 3)
+    refuse("parallel.zero_stage", "ZeRO stage 3 (sharded parameters) is not available in this build; use 0, 1 or 2");
+  if (p.zero_stage != 0 && p.tp != 1)
+    refuse("parallel.zero_stage", "ZeRO shards over the dp group, which does not yet combine with tp; use 0 with tp > 1");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
   if (p.recompute != "none") refuse("parallel.recompute", "recomputation is not available in this build; use none");
   if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");
@@ -72,6 +84,33 @@ void write_run_config(const std::string& run_dir, const std::string& text) {
   if (!out) throw DataError("cannot write " + path.string() + ": is the disk full or the run directory unwritable?");
 }
 
+// Per-rank memory (bytes) of the tensors this process holds: parameters, gradients (the full
+// backward workspace plus, under ZeRO 2, the reduced shard), optimizer moments, activations and
+// communication staging; mem_bytes is their sum.
+void add_memory(nlohmann::json& rec, const ModelState& model, int64_t optim_floats, size_t grad_shard_floats,
+                int64_t activation_bytes, size_t staging_floats) {
+  const int64_t f = sizeof(float);
+  const int64_t params = int64_t(model.params.size()) * f;
+  const int64_t grads = int64_t(model.grads.size() + grad_shard_floats) * f;
+  const int64_t optimizer = optim_floats * f, comm = int64_t(staging_floats) * f;
+  rec["mem_params"] = params;
+  rec["mem_grads"] = grads;
+  rec["mem_optimizer"] = optimizer;
+  rec["mem_activations"] = activation_bytes;
+  rec["mem_comm"] = comm;
+  rec["mem_bytes"] = params + grads + optimizer + activation_bytes + comm;
+}
+
+// ModelState builds the table without tensor parallelism; rebuild it with this rank's tp slices
+// (before anything binds to its buffers).
+void shard_for_tp(ModelState& m, const Config& c, const ExpertShard& es, const TensorShard& ts) {
+  m.table = build_param_table(c, es, ts);
+  m.params.assign(size_t(m.table.total()), 0.0f);
+  m.grads.assign(size_t(m.table.total()), 0.0f);
+  m.p = bind_params(c, m.table, m.params.data());
+  m.g = bind_params(c, m.table, m.grads.data());
+}
+
 }  // namespace
 
 TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& world) {
@@ -92,8 +131,27 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   world.barrier();
 
   ModelState model(c, ExpertShard{pc.ep, grid.coord.ep});
+  if (pc.tp > 1) shard_for_tp(model, c, ExpertShard{pc.ep, grid.coord.ep}, TensorShard{pc.tp, grid.coord.tp});
   init_params(model.table, model.params.data(), c.train.seed);
-  AdamW optim(model.table, c.optim, frozen_params(c, model.table));  // finetune.freeze: no update, no state
+  const std::vector<bool> frozen = frozen_params(c, model.table);  // finetune.freeze: no update, no state
+  GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp);
+  // ZeRO (stage >= 1) keeps moments for this rank's shard only; stage 0 keeps a full AdamW.
+  const int64_t zero = pc.zero_stage;
+  std::unique_ptr<AdamW> optim;
+  std::unique_ptr<ZeroPartition> zpart;
+  std::unique_ptr<ZeroAdamW> zoptim;
+  std::vector<float> grad_shard, gather_staging;
+  if (zero == 0) {
+    optim = std::make_unique<AdamW>(model.table, c.optim, frozen);
+  } else {
+    zpart = std::make_unique<ZeroPartition>(buckets.buckets(), dp, *grid.edp);
+    zoptim = std::make_unique<ZeroAdamW>(model.table, c.optim, frozen, *zpart);
+    gather_staging.reserve(size_t(zpart->max_gather_floats()));
+    if (zero >= 2) {
+      grad_shard.assign(size_t(zpart->shard_floats()), 0.0f);
+      buckets.reduce_scatter_into(zpart.get(), grad_shard.data());
+    }
+  }
 
   data::LoaderOptions lo;
   lo.path = c.data.path;
@@ -107,7 +165,14 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   data::ShardedLoader loader(lo);
 
   const std::string ckpt_root = checkpoint_root(c, opt.run_dir);
-  const int64_t start_step = restore_or_init(c, opt, ckpt_root, model, optim, loader, grid);
+  int64_t start_step = 0;
+  if (zoptim) {  // checkpoints hold full moments (the stage-0 format): load them, keep this shard
+    AdamW full(model.table, c.optim, frozen);
+    start_step = restore_or_init(c, opt, ckpt_root, model, full, loader, grid);
+    zoptim->from_full(full);
+  } else {
+    start_step = restore_or_init(c, opt, ckpt_root, model, *optim, loader, grid);
+  }
 
   const int64_t local_rows = c.train.batch_size / dp.size();
   // Capacity is decided over the dp group (the whole micro-batch); tokens travel over ep.
@@ -115,8 +180,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     if (pc.ep > 1) return std::make_unique<EpDispatcher>(ep, &dp, c.moe.num_experts);
     return std::make_unique<LocalDispatcher>(&dp);
   };
-  Transformer net(c, local_rows, make_dispatcher);
-  GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp);
+  comm::Communicator* tp = pc.tp > 1 ? grid.tp.get() : nullptr;
+  Transformer net(c, local_rows, make_dispatcher, tp);
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
   const double flops_per_token = train_flops_per_token(c);
@@ -128,6 +193,14 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   // Phases are timed only when something records or traces them (src/model/phase_timer.h).
   PhaseTimer& timer = net.phase_timer();
   const ActivePhaseTimer timing(c.profile.load_balance || trace.enabled() ? &timer : nullptr);
+
+  // ZeRO gathers the moments into a full-size AdamW for the checkpoint (collective over dp / edp).
+  auto save_checkpoint = [&](int64_t step) {
+    if (!zoptim) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid);
+    AdamW full(model.table, c.optim, frozen);
+    zoptim->to_full(full, gather_staging);
+    save_training_state(c, ckpt_root, step, model, full, loader, grid);
+  };
 
   TrainResult result;
   result.steps_done = start_step;
@@ -148,21 +221,44 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     net.backward(model.p, model.g, global_tokens,
                  [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
     buckets.finish(model.grads.data());
+    if (tp) scale_expert_grads(model.table, model.grads.data(), 1.0f / float(pc.tp));
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
-    // Replicated tensors count once; expert slices differ over the ep group.
-    AdamW::SqSums sq = optim.grad_sq_sums(model.grads.data());
-    ep.allreduce_sum(&sq.sharded, 1);
-    const double gnorm = std::sqrt(sq.replicated + sq.sharded);
+    const float* zgrads = zero >= 2 ? grad_shard.data() : model.grads.data();
+    double gsq = 0;
+    if (zoptim) {
+      // Owned ranges partition dense tensors over dp and expert slices over edp x ep = dp.
+      gsq = zoptim->grad_sq_sum(zgrads, zero >= 2);
+      dp.allreduce_sum(&gsq, 1);
+    } else {
+      // Replicated tensors count once; expert slices differ over the ep group.
+      AdamW::SqSums sq = optim->grad_sq_sums(model.grads.data());
+      // Tensor-parallel slices differ over tp instead (each tp rank sees the same data).
+      double tp_sq = split_grad_sq_sum(model.table, model.grads.data(), "tp", [&](size_t i) { return optim->updates(i); });
+      sq.sharded -= tp_sq;
+      ep.allreduce_sum(&sq.sharded, 1);
+      if (tp) tp->allreduce_sum(&tp_sq, 1);
+      gsq = sq.replicated + sq.sharded + tp_sq;
+    }
+    const double gnorm = std::sqrt(gsq);
     // Both are global values, so every rank takes this branch together (the scan is collective).
+    if (tp && (!std::isfinite(loss) || !std::isfinite(gnorm)))  // the activation scan assumes tp = 1
+      throw Error(kExitOther, "non-finite loss (" + std::to_string(loss) + ") or grad norm (" + std::to_string(gnorm) +
+                                  ") at step " + std::to_string(step + 1) + "; rerun with parallel.tp 1 to locate it");
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
                                                  model, make_dispatcher, reduce, world));
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
     {
       PhaseScope timed(Phase::optimizer);
-      optim.step(model.params.data(), model.grads.data(), lr, clip_scale(gnorm, c.optim.grad_clip));
+      const double clip = clip_scale(gnorm, c.optim.grad_clip);
+      if (zoptim) {
+        zoptim->step(model.params.data(), zgrads, zero >= 2, lr, clip);
+        zpart->gather(model.params.data(), gather_staging);  // every rank gets the updated parameters
+      } else {
+        optim->step(model.params.data(), model.grads.data(), lr, clip);
+      }
       update_balancing_bias(c, net, model);
     }
     const auto step_end = Clock::now();
@@ -191,8 +287,9 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
                             {"grad_norm", gnorm},     {"tokens_per_s", tps},   {"mfu", mfu},
                             {"dropped_frac", routing.dropped_frac},
                             {"max_over_mean", routing.worst_max_over_mean},
-                            {"mem_bytes", int64_t(3 * model.params.size() * sizeof(float)) + net.activation_bytes() +
-                                              int64_t(model.grads.size() * sizeof(float))}};
+                            {"zero_stage", zero}};
+      add_memory(rec, model, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(), grad_shard.size(),
+                 net.activation_bytes(), gather_staging.capacity());
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
         EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp);
         rec["eval_loss"] = ev.loss;
@@ -211,8 +308,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       interval_start = Clock::now();
       interval_steps = 0;
     }
-    if ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last)
-      save_training_state(c, ckpt_root, step + 1, model, optim, loader, grid);
+    if (!tp && ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last))
+      save_checkpoint(step + 1);
     if (exiting) break;
   }
   return result;

@@ -1,0 +1,78 @@
+#include "src/parallel/zero.h"
+
+#include <algorithm>
+
+#include "src/core/error.h"
+
+namespace moe {
+
+ZeroPartition::ZeroPartition(const std::vector<GradBucket>& buckets, comm::Communicator& dp, comm::Communicator& edp)
+    : buckets_(buckets), dp_(dp), edp_(edp) {
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    const comm::Communicator& g = group(int64_t(b));
+    const int64_t n = buckets[b].end - buckets[b].begin, size = g.size(), r = g.rank();
+    ZeroRange z;
+    z.bucket = int64_t(b);
+    z.chunk = n / size;
+    z.tail = n - z.chunk * size;
+    z.begin = buckets[b].begin + r * z.chunk;
+    z.owned = z.chunk + (r == size - 1 ? z.tail : 0);
+    z.shard_off = shard_floats_;
+    shard_floats_ += z.owned;
+    ranges_.push_back(z);
+  }
+}
+
+void ZeroPartition::launch_reduce_scatter(int64_t b, float* grads, float* shard,
+                                          std::vector<comm::RequestPtr>& pending) const {
+  const ZeroRange& z = ranges_[size_t(b)];
+  comm::Communicator& g = group(b);
+  float* base = grads + bucket(b).begin;
+  if (g.size() == 1) {  // the whole bucket is this rank's
+    std::copy(base, base + z.owned, shard + z.shard_off);
+    return;
+  }
+  if (z.chunk > 0) pending.push_back(g.ireduce_scatter_sum(base, shard + z.shard_off, z.chunk));
+  // The tail (< group size floats) is all-reduced in place; the last rank copies it afterwards.
+  if (z.tail > 0) pending.push_back(g.iallreduce_sum(base + z.chunk * g.size(), z.tail));
+}
+
+void ZeroPartition::finish_reduce_scatter(const float* grads, float* shard) const {
+  for (const ZeroRange& z : ranges_) {
+    const comm::Communicator& g = group(z.bucket);
+    if (g.size() == 1 || z.owned == z.chunk) continue;
+    const float* tail = grads + bucket(z.bucket).begin + z.chunk * g.size();
+    std::copy(tail, tail + z.tail, shard + z.shard_off + z.chunk);
+  }
+}
+
+int64_t ZeroPartition::max_gather_floats() const {
+  int64_t m = 0;
+  for (const ZeroRange& z : ranges_) m = std::max(m, z.chunk * group(z.bucket).size());
+  return m;
+}
+
+void ZeroPartition::gather(float* full, std::vector<float>& staging) const {
+  staging.resize(size_t(max_gather_floats()));
+  for (const ZeroRange& z : ranges_) {
+    comm::Communicator& g = group(z.bucket);
+    if (g.size() == 1) continue;
+    float* base = full + bucket(z.bucket).begin;
+    if (z.chunk > 0) {
+      // Send and receive buffers must not overlap (MPI), hence the staging copy.
+      g.allgather(full + z.begin, staging.data(), z.chunk * int64_t(sizeof(float)));
+      std::copy(staging.begin(), staging.begin() + z.chunk * g.size(), base);
+    }
+    if (z.tail > 0) g.broadcast(base + z.chunk * g.size(), z.tail * int64_t(sizeof(float)), g.size() - 1);
+  }
+}
+
+void ZeroPartition::extract(const float* full, float* shard) const {
+  for (const ZeroRange& z : ranges_) std::copy(full + z.begin, full + z.begin + z.owned, shard + z.shard_off);
+}
+
+void ZeroPartition::place(const float* shard, float* full) const {
+  for (const ZeroRange& z : ranges_) std::copy(shard + z.shard_off, shard + z.shard_off + z.owned, full + z.begin);
+}
+
+}  // namespace moe

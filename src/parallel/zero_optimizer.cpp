@@ -1,0 +1,79 @@
+#include "src/parallel/zero_optimizer.h"
+
+#include <algorithm>
+
+#include "kernels/ops.h"
+#include "src/core/error.h"
+
+namespace moe {
+
+ZeroAdamW::ZeroAdamW(const ParamTable& table, const OptimConfig& cfg, const std::vector<bool>& frozen,
+                     const ZeroPartition& part)
+    : table_(table), cfg_(cfg), part_(part) {
+  const auto& ps = table.params();
+  MOE_CHECK(frozen.empty() || frozen.size() == ps.size(), "ZeroAdamW: one frozen flag per parameter");
+  for (const ZeroRange& z : part.ranges()) {
+    const int64_t lo = z.begin, hi = z.begin + z.owned;
+    for (size_t i = 0; i < ps.size(); ++i) {
+      const bool updated = ps[i].trainable && (frozen.empty() || !frozen[i]);
+      const int64_t a = std::max(lo, ps[i].offset), b = std::min(hi, ps[i].offset + ps[i].numel);
+      if (updated && a < b) pieces_.push_back({i, a, b - a, z.shard_off + (a - lo)});
+    }
+  }
+  // Moments span the whole shard (padding and non-updated floats stay zero) so that they move with
+  // the same gathers as the parameters.
+  m_.assign(size_t(part.shard_floats()), 0.0f);
+  v_.assign(size_t(part.shard_floats()), 0.0f);
+}
+
+double ZeroAdamW::grad_sq_sum(const float* grads, bool sharded) const {
+  double s = 0;
+  for (const Piece& p : pieces_) s += ops::sum_squares(grads + (sharded ? p.shard_off : p.flat), p.n);
+  return s;
+}
+
+void ZeroAdamW::step(float* params, const float* grads, bool sharded, double lr, double clip) {
+  ++step_;
+  for (const Piece& p : pieces_) {
+    const ParamInfo& info = table_.params()[p.param];
+    const float* g = grads + (sharded ? p.shard_off : p.flat);
+    constexpr int64_t kChunk = 1 << 16;  // clipped grads through a cache-sized scratch, as AdamW
+    for (int64_t c0 = 0; c0 < p.n; c0 += kChunk) {
+      const int64_t n = std::min(kChunk, p.n - c0);
+      const float* gc = g + c0;
+      if (clip != 1.0) {
+        scaled_.assign(gc, gc + n);
+        ops::scale_inplace(scaled_.data(), float(clip), n);
+        gc = scaled_.data();
+      }
+      ops::adamw_update(params + p.flat + c0, gc, m_.data() + p.shard_off + c0, v_.data() + p.shard_off + c0, n,
+                        float(lr), float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps),
+                        info.weight_decay ? float(cfg_.weight_decay) : 0.0f, step_);
+    }
+  }
+}
+
+void ZeroAdamW::to_full(AdamW& full, std::vector<float>& staging) const {
+  const auto& ps = table_.params();
+  std::vector<float> flat(size_t(table_.total()), 0.0f);
+  for (int moment = 0; moment < 2; ++moment) {
+    part_.place((moment == 0 ? m_ : v_).data(), flat.data());
+    part_.gather(flat.data(), staging);
+    for (size_t i = 0; i < ps.size(); ++i)
+      if (full.updates(i))
+        std::copy_n(flat.data() + ps[i].offset, ps[i].numel, moment == 0 ? full.m_of(i) : full.v_of(i));
+  }
+  full.set_steps_done(step_);
+}
+
+void ZeroAdamW::from_full(AdamW& full) {
+  for (const Piece& p : pieces_) {
+    const int64_t at = p.flat - table_.params()[p.param].offset;
+    MOE_CHECK(full.updates(p.param), "ZeroAdamW::from_full: the full optimizer must update the same tensors");
+    std::copy_n(full.m_of(p.param) + at, p.n, m_.data() + p.shard_off);
+    std::copy_n(full.v_of(p.param) + at, p.n, v_.data() + p.shard_off);
+  }
+  step_ = full.steps_done();
+}
+
+}  // namespace moe

@@ -1,0 +1,49 @@
+// AdamW over this rank's ZeRO shard (src/parallel/zero.h): moments exist only for the owned
+// ranges (laid out as the shard), and step() updates only owned parameters; the caller then
+// all-gathers them (ZeroPartition::gather). Checkpoints go through a full-size AdamW
+// (to_full/from_full), so a ZeRO checkpoint is the same as a stage-0 one and loads into any
+// layout and stage; the full-size state exists only while saving or loading.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "src/model/params.h"
+#include "src/parallel/zero.h"
+#include "src/train/config.h"
+#include "src/train/optimizer.h"
+
+namespace moe {
+
+class ZeroAdamW {
+ public:
+  // frozen: as for AdamW (one flag per table parameter, or empty).
+  ZeroAdamW(const ParamTable& table, const OptimConfig& cfg, const std::vector<bool>& frozen,
+            const ZeroPartition& part);
+  // grads: the full flat buffer (sharded = false, stage 1) or the gradient shard (stage 2).
+  // Sum of squares of this rank's owned, updated gradients: summed over the dp group it is the
+  // global squared norm, each element counted once.
+  double grad_sq_sum(const float* grads, bool sharded) const;
+  void step(float* params, const float* grads, bool sharded, double lr, double clip_scale);
+  int64_t state_floats() const { return int64_t(m_.size()); }  // per moment
+  // Collective over the dp and edp groups: fills `full` (same table and frozen list) with every
+  // rank's moments and the step count.
+  void to_full(AdamW& full, std::vector<float>& staging) const;
+  // Takes this rank's owned part of `full`'s moments and its step count.
+  void from_full(AdamW& full);
+
+ private:
+  struct Piece {
+    size_t param;       // table index
+    int64_t flat;       // first float in the flat parameter buffer
+    int64_t n;          // floats
+    int64_t shard_off;  // position in the shard (and in m_, v_)
+  };
+  const ParamTable& table_;
+  OptimConfig cfg_;
+  const ZeroPartition& part_;
+  std::vector<Piece> pieces_;  // owned parts of updated tensors
+  std::vector<float> m_, v_, scaled_;
+  int64_t step_ = 0;
+};
+
+}  // namespace moe
