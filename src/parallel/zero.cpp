@@ -48,7 +48,8 @@ void ZeroPartition::finish_reduce_scatter(const float* grads, float* shard) cons
 
 int64_t ZeroPartition::max_gather_floats() const {
   int64_t m = 0;
-  for (const ZeroRange& z : ranges_) m = std::max(m, z.chunk * group(z.bucket).size());
+  for (const ZeroRange& z : ranges_)
+    if (group(z.bucket).size() > 1) m = std::max(m, z.chunk * group(z.bucket).size());  // size 1: no gather
   return m;
 }
 
