@@ -1,10 +1,10 @@
 // `moe profile RUN_A --compare RUN_B`: two runs side by side: loss, and per MoE layer the
 // imbalance, drops and router entropy (layers matched by model layer index).
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <set>
 
+#include "src/core/strformat.h"
 #include "src/cli/commands/profile_report.h"
 
 namespace moe::cli {
@@ -13,16 +13,6 @@ namespace {
 
 using profile::LayerSummary;
 using profile::ProfileSummary;
-
-std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* format, ...) {
-  char buf[512];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(buf, sizeof(buf), format, args);
-  va_end(args);
-  return buf;
-}
 
 const LayerSummary* find_layer(const ProfileSummary& s, int64_t layer) {
   for (const LayerSummary& l : s.layers)
@@ -39,11 +29,11 @@ std::set<int64_t> all_layers(const ProfileSummary& a, const ProfileSummary& b) {
 
 // One row "name  A  B  B-A"; a side that lacks the figure prints "-".
 std::string row(const char* name, const char* num, bool has_a, double a, bool has_b, double b) {
-  auto cell = [&](bool has, double v) { return has ? fmt(num, v) : std::string("-"); };
-  std::string out = fmt("  %-14s %14s %14s", name, cell(has_a, a).c_str(), cell(has_b, b).c_str());
+  auto cell = [&](bool has, double v) { return has ? strformat(num, v) : std::string("-"); };
+  std::string out = strformat("  %-14s %14s %14s", name, cell(has_a, a).c_str(), cell(has_b, b).c_str());
   if (has_a && has_b) {
-    const std::string diff = std::string(b - a >= 0 ? "+" : "") + fmt(num, b - a);
-    out += fmt(" %14s", diff.c_str());
+    const std::string diff = std::string(b - a >= 0 ? "+" : "") + strformat(num, b - a);
+    out += strformat(" %14s", diff.c_str());
   }
   return out + "\n";
 }
@@ -66,7 +56,7 @@ const LayerFigure kLayerFigures[] = {
 std::string profile_compare_text(const profile::RunProfile& ra, const profile::RunProfile& rb) {
   const ProfileSummary &a = ra.summary, &b = rb.summary;
   std::string out = "compare   A: " + a.run_dir + "\n          B: " + b.run_dir + "\n";
-  out += fmt("  %-14s %14s %14s %14s\n", "", "A", "B", "B - A");
+  out += strformat("  %-14s %14s %14s %14s\n", "", "A", "B", "B - A");
   const bool la = a.loss.points > 0, lb = b.loss.points > 0;
   out += row("loss first", "%.4f", la, a.loss.first, lb, b.loss.first);
   out += row("loss min", "%.4f", la, a.loss.min, lb, b.loss.min);
@@ -78,7 +68,7 @@ std::string profile_compare_text(const profile::RunProfile& ra, const profile::R
            (!a.profiled && !b.profiled ? " and " : "") + (!b.profiled ? "B" : "") + "\n";
   for (int64_t layer : all_layers(a, b)) {
     const LayerSummary *x = find_layer(a, layer), *y = find_layer(b, layer);
-    out += fmt("layer %lld\n", (long long)layer);
+    out += strformat("layer %lld\n", (long long)layer);
     for (const LayerFigure& f : kLayerFigures)
       out += row(f.name, f.num, x != nullptr, x ? f.get(*x) : 0.0, y != nullptr, y ? f.get(*y) : 0.0);
   }

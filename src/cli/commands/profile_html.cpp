@@ -1,11 +1,11 @@
 // `moe profile --html FILE`: one self-contained page (inline SVG and CSS, no scripts, no network).
 #include <algorithm>
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "src/core/strformat.h"
 #include "src/cli/commands/profile_report.h"
 
 namespace moe::cli {
@@ -15,21 +15,6 @@ namespace {
 constexpr int64_t kMaxPoints = 400;     // points per line series
 constexpr int64_t kMaxHeatColumns = 200;
 const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
-
-std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
-// Any length: a polyline's points run to kilobytes.
-std::string fmt(const char* format, ...) {
-  va_list args, again;
-  va_start(args, format);
-  va_copy(again, args);
-  const int n = std::vsnprintf(nullptr, 0, format, args);
-  va_end(args);
-  std::string out(size_t(std::max(n, 0)) + 1, '\0');
-  std::vsnprintf(out.data(), out.size(), format, again);
-  va_end(again);
-  out.resize(size_t(std::max(n, 0)));
-  return out;
-}
 
 std::string escape(const std::string& s) {
   std::string out;
@@ -78,31 +63,31 @@ std::string line_chart(const std::string& title, const std::string& y_label, std
       if (std::isfinite(s.y[i])) y0 = std::min(y0, s.y[i]), y1 = std::max(y1, s.y[i]);
     }
   }
-  std::string svg = fmt("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\">", W, H);
-  svg += fmt("<text x=\"%.0f\" y=\"18\" class=\"t\">%s</text>", l, escape(title).c_str());
+  std::string svg = strformat("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\">", W, H);
+  svg += strformat("<text x=\"%.0f\" y=\"18\" class=\"t\">%s</text>", l, escape(title).c_str());
   if (x0 > x1 || y0 > y1) return svg + "<text x=\"60\" y=\"60\">no data</text></svg>";
   if (x1 == x0) x1 = x0 + 1;
   if (y1 == y0) y1 = y0 + (y0 == 0 ? 1 : std::fabs(y0) * 0.1), y0 -= (y1 - y0) * 0.5;
   auto px = [&](double x) { return l + (x - x0) / (x1 - x0) * (W - l - r); };
   auto py = [&](double y) { return H - b - (y - y0) / (y1 - y0) * (H - t - b); };
-  svg += fmt("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" class=\"frame\"/>", l, t, W - l - r, H - t - b);
+  svg += strformat("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" class=\"frame\"/>", l, t, W - l - r, H - t - b);
   for (int k = 0; k <= 4; ++k) {
     const double y = y0 + (y1 - y0) * k / 4.0;
-    svg += fmt("<text x=\"%.0f\" y=\"%.1f\" class=\"a\" text-anchor=\"end\">%.3g</text>", l - 4, py(y) + 4, y);
+    svg += strformat("<text x=\"%.0f\" y=\"%.1f\" class=\"a\" text-anchor=\"end\">%.3g</text>", l - 4, py(y) + 4, y);
     const double x = x0 + (x1 - x0) * k / 4.0;
-    svg += fmt("<text x=\"%.1f\" y=\"%.0f\" class=\"a\" text-anchor=\"middle\">%.0f</text>", px(x), H - b + 14, x);
+    svg += strformat("<text x=\"%.1f\" y=\"%.0f\" class=\"a\" text-anchor=\"middle\">%.0f</text>", px(x), H - b + 14, x);
   }
-  svg += fmt("<text x=\"%.0f\" y=\"%.0f\" class=\"a\" text-anchor=\"middle\">step</text>", l + (W - l - r) / 2,
+  svg += strformat("<text x=\"%.0f\" y=\"%.0f\" class=\"a\" text-anchor=\"middle\">step</text>", l + (W - l - r) / 2,
              H - 4);
-  svg += fmt("<text x=\"12\" y=\"%.0f\" class=\"a\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\">%s</text>",
+  svg += strformat("<text x=\"12\" y=\"%.0f\" class=\"a\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\">%s</text>",
              H / 2, H / 2, escape(y_label).c_str());
   for (size_t k = 0; k < series.size(); ++k) {
     const char* color = kPalette[k % 8];
     std::string pts;
     for (size_t i = 0; i < series[k].x.size(); ++i)
-      if (std::isfinite(series[k].y[i])) pts += fmt("%.1f,%.1f ", px(series[k].x[i]), py(series[k].y[i]));
-    svg += fmt("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"%s\"/>", color, pts.c_str());
-    svg += fmt("<text x=\"%.0f\" y=\"%.0f\" class=\"a\" fill=\"%s\">%s</text>", W - r + 8, t + 12 + 14.0 * double(k),
+      if (std::isfinite(series[k].y[i])) pts += strformat("%.1f,%.1f ", px(series[k].x[i]), py(series[k].y[i]));
+    svg += strformat("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"%s\"/>", color, pts.c_str());
+    svg += strformat("<text x=\"%.0f\" y=\"%.0f\" class=\"a\" fill=\"%s\">%s</text>", W - r + 8, t + 12 + 14.0 * double(k),
                color, escape(series[k].name).c_str());
   }
   return svg + "</svg>";
@@ -113,7 +98,7 @@ std::string ratio_color(double ratio) {
   const double v = std::clamp(std::log2(std::max(ratio, 1e-3)) / 2.0, -1.0, 1.0);
   const int hi = 247, lo_r = v < 0 ? 59 : 180, lo_g = v < 0 ? 76 : 4, lo_b = v < 0 ? 192 : 38;
   const double a = std::fabs(v);
-  return fmt("#%02x%02x%02x", int(hi + (lo_r - hi) * a), int(hi + (lo_g - hi) * a), int(hi + (lo_b - hi) * a));
+  return strformat("#%02x%02x%02x", int(hi + (lo_r - hi) * a), int(hi + (lo_g - hi) * a), int(hi + (lo_b - hi) * a));
 }
 
 std::string heatmap(const std::string& title, const std::vector<std::vector<double>>& cells,
@@ -123,18 +108,18 @@ std::string heatmap(const std::string& title, const std::vector<std::vector<doub
   const double l = 60, t = 28, cw = std::max(2.0, std::min(24.0, 600.0 / double(std::max<size_t>(C, 1))));
   const double ch = std::max(4.0, std::min(20.0, 320.0 / double(std::max<size_t>(R, 1))));
   const double W = l + cw * double(C) + 20, H = t + ch * double(R) + 30;
-  std::string svg = fmt("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\">", std::max(W, 320.0), H);
-  svg += fmt("<text x=\"%.0f\" y=\"18\" class=\"t\">%s</text>", l, escape(title).c_str());
+  std::string svg = strformat("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\">", std::max(W, 320.0), H);
+  svg += strformat("<text x=\"%.0f\" y=\"18\" class=\"t\">%s</text>", l, escape(title).c_str());
   for (size_t r = 0; r < R; ++r) {
     if (ch >= 9 || r % size_t(std::ceil(9.0 / ch)) == 0)
-      svg += fmt("<text x=\"%.0f\" y=\"%.1f\" class=\"a\" text-anchor=\"end\">%s</text>", l - 4,
+      svg += strformat("<text x=\"%.0f\" y=\"%.1f\" class=\"a\" text-anchor=\"end\">%s</text>", l - 4,
                  t + ch * double(r) + ch / 2 + 4, escape(row_labels[r]).c_str());
     for (size_t c = 0; c < C; ++c)
-      svg += fmt("<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%s</title></rect>",
+      svg += strformat("<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%s</title></rect>",
                  l + cw * double(c), t + ch * double(r), cw, ch, ratio_color(cells[r][c]).c_str(),
-                 escape(tips.empty() ? fmt("%.2fx", cells[r][c]) : tips[r * C + c]).c_str());
+                 escape(tips.empty() ? strformat("%.2fx", cells[r][c]) : tips[r * C + c]).c_str());
   }
-  svg += fmt("<text x=\"%.0f\" y=\"%.0f\" class=\"a\">%s</text>", l, H - 8, escape(x_note).c_str());
+  svg += strformat("<text x=\"%.0f\" y=\"%.0f\" class=\"a\">%s</text>", l, H - 8, escape(x_note).c_str());
   return svg + "</svg>";
 }
 
@@ -149,19 +134,19 @@ std::string phase_bars(const profile::ProfileSummary& s) {
   for (size_t p = 0; p < s.phase_names.size(); ++p)
     if (s.phase_mean_seconds[p] > 0) timed.push_back(p);
   const double l = 90, bw = 420, bh = 18, t = 28;
-  std::string svg = fmt("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"%.0f\">",
+  std::string svg = strformat("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"%.0f\">",
                         t + bh * double(timed.size()) + 10);
   svg += "<text x=\"90\" y=\"18\" class=\"t\">Mean seconds per recorded step, by phase (timed phases)</text>";
   for (size_t k = 0; k < timed.size(); ++k) {
     const size_t p = timed[k];
     const double v = s.phase_mean_seconds[p], y = t + bh * double(k);
-    svg += fmt("<text x=\"%.0f\" y=\"%.1f\" class=\"a\" text-anchor=\"end\">%s</text>", l - 6, y + 13,
+    svg += strformat("<text x=\"%.0f\" y=\"%.1f\" class=\"a\" text-anchor=\"end\">%s</text>", l - 6, y + 13,
                escape(s.phase_names[p]).c_str());
-    svg += fmt("<rect x=\"%.0f\" y=\"%.1f\" width=\"%.1f\" height=\"%.0f\" fill=\"%s\"/>", l, y + 2, bw * v / mx, bh - 4,
+    svg += strformat("<rect x=\"%.0f\" y=\"%.1f\" width=\"%.1f\" height=\"%.0f\" fill=\"%s\"/>", l, y + 2, bw * v / mx, bh - 4,
                s.phase_names[p] == "step" ? "#888" : kPalette[p % 8]);
-    std::string label = fmt("%.3g ms", v * 1e3);
-    if (step > 0 && s.phase_names[p] != "step") label += fmt(" (%.0f%%)", 100.0 * v / step);
-    svg += fmt("<text x=\"%.1f\" y=\"%.1f\" class=\"a\">%s</text>", l + bw * v / mx + 4, y + 13, label.c_str());
+    std::string label = strformat("%.3g ms", v * 1e3);
+    if (step > 0 && s.phase_names[p] != "step") label += strformat(" (%.0f%%)", 100.0 * v / step);
+    svg += strformat("<text x=\"%.1f\" y=\"%.1f\" class=\"a\">%s</text>", l + bw * v / mx + 4, y + 13, label.c_str());
   }
   return svg + "</svg>";
 }
@@ -174,11 +159,11 @@ std::string a2a_matrix(const profile::ProfileSummary& s) {
   std::vector<std::vector<double>> cells(ep, std::vector<double>(ep, 0.0));
   std::vector<std::string> labels, tips;
   for (size_t i = 0; i < ep; ++i) {
-    labels.push_back(fmt("from %zu", i));
+    labels.push_back(strformat("from %zu", i));
     for (size_t j = 0; j < ep; ++j) {
       const double b = double(s.a2a_total_bytes[i * ep + j]);
       cells[i][j] = even > 0 ? b / even : 0.0;
-      tips.push_back(fmt("rank %zu -> %zu: %.0f bytes", i, j, b));
+      tips.push_back(strformat("rank %zu -> %zu: %.0f bytes", i, j, b));
     }
   }
   return heatmap("All-to-all bytes, rank to rank (colour: relative to the mean cell)", cells, labels,
@@ -208,7 +193,7 @@ std::vector<Series> per_layer_series(const profile::LoadBalanceData& lb, bool dr
 std::string load_balance_sections(const profile::RunProfile& rp) {
   const profile::ProfileSummary& s = rp.summary;
   const profile::LoadBalanceData& lb = rp.load_balance;
-  std::string h = fmt("<h2>Expert load</h2><p>%lld steps recorded (%lld..%lld), %lld experts. Colour: an expert's "
+  std::string h = strformat("<h2>Expert load</h2><p>%lld steps recorded (%lld..%lld), %lld experts. Colour: an expert's "
                       "share of the tokens relative to the even share (blue below, white even, red above).</p>",
                       (long long)s.rows, (long long)s.first_step, (long long)s.last_step, (long long)s.num_experts);
   for (size_t l = 0; l < s.layers.size(); ++l) {
@@ -217,15 +202,15 @@ std::string load_balance_sections(const profile::RunProfile& rp) {
     const auto cells = profile::load_heatmap(lb, int64_t(l), kMaxHeatColumns, &steps);
     std::vector<std::string> labels, tips;
     for (size_t e = 0; e < cells.size(); ++e) {
-      labels.push_back(fmt("e%zu", e));
+      labels.push_back(strformat("e%zu", e));
       for (size_t c = 0; c < cells[e].size(); ++c)
-        tips.push_back(fmt("expert %zu, steps up to %lld: %.2fx even share", e, (long long)steps[c], cells[e][c]));
+        tips.push_back(strformat("expert %zu, steps up to %lld: %.2fx even share", e, (long long)steps[c], cells[e][c]));
     }
     h += "<div class=\"card\">" +
-         heatmap(fmt("Layer %lld: max/mean %.2f, cv %.3f, drop %.2f%%, trend %s", (long long)ls.layer,
+         heatmap(strformat("Layer %lld: max/mean %.2f, cv %.3f, drop %.2f%%, trend %s", (long long)ls.layer,
                      ls.run.max_over_mean, ls.run.cv, 100.0 * ls.run.drop_frac, ls.trend.c_str()),
-                 cells, labels, fmt("steps %lld .. %lld", (long long)s.first_step, (long long)s.last_step), tips);
-    h += fmt("<p>Capacity factor that would have dropped &lt; 1%% of the assignments: %.2f over the run, %.2f over "
+                 cells, labels, strformat("steps %lld .. %lld", (long long)s.first_step, (long long)s.last_step), tips);
+    h += strformat("<p>Capacity factor that would have dropped &lt; 1%% of the assignments: %.2f over the run, %.2f over "
              "the last quarter.</p>",
              ls.capacity_factor_1pct, ls.capacity_factor_1pct_last_quarter);
     for (const std::string& a : ls.advice) h += "<p class=\"advice\">" + escape(a) + "</p>";
@@ -252,7 +237,7 @@ std::string profile_html(const profile::RunProfile& rp) {
   const profile::LossSummary& l = s.loss;
   h += "<h2>Loss</h2>";
   if (l.points > 0) {
-    h += fmt("<p>first %.4f (step %lld), min %.4f (step %lld), last %.4f (step %lld); %.1fk tokens/s</p>", l.first,
+    h += strformat("<p>first %.4f (step %lld), min %.4f (step %lld), last %.4f (step %lld); %.1fk tokens/s</p>", l.first,
              (long long)l.first_step, l.min, (long long)l.min_step, l.last, (long long)l.last_step,
              l.tokens_per_s / 1000.0);
     Series loss{"loss", {}, l.losses};

@@ -1,10 +1,10 @@
 // Terminal form of `moe profile`.
 #include <algorithm>
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <string>
 
+#include "src/core/strformat.h"
 #include "src/cli/commands/profile_report.h"
 
 namespace moe::cli {
@@ -14,20 +14,10 @@ namespace {
 constexpr int64_t kSparkWidth = 60;
 constexpr int64_t kHeatWidth = 60;
 
-std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* format, ...) {
-  char buf[512];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(buf, sizeof(buf), format, args);
-  va_end(args);
-  return buf;
-}
-
 std::string seconds_text(double s) {
-  if (s >= 1.0) return fmt("%.2f s", s);
-  if (s >= 1e-3) return fmt("%.1f ms", s * 1e3);
-  return fmt("%.0f us", s * 1e6);
+  if (s >= 1.0) return strformat("%.2f s", s);
+  if (s >= 1e-3) return strformat("%.1f ms", s * 1e3);
+  return strformat("%.0f us", s * 1e6);
 }
 
 void loss_section(const profile::LossSummary& l, std::string& out) {
@@ -35,21 +25,21 @@ void loss_section(const profile::LossSummary& l, std::string& out) {
     out += "loss      no logged steps in metrics.jsonl\n";
     return;
   }
-  out += fmt("loss      first %.4f (step %lld)  min %.4f (step %lld)  last %.4f (step %lld)  |  %.1fk tok/s\n",
+  out += strformat("loss      first %.4f (step %lld)  min %.4f (step %lld)  last %.4f (step %lld)  |  %.1fk tok/s\n",
              l.first, (long long)l.first_step, l.min, (long long)l.min_step, l.last, (long long)l.last_step,
              l.tokens_per_s / 1000.0);
   out += "          " + sparkline(l.losses, kSparkWidth) +
-         fmt("  (steps %lld..%lld, %lld points)\n", (long long)l.first_step, (long long)l.last_step,
+         strformat("  (steps %lld..%lld, %lld points)\n", (long long)l.first_step, (long long)l.last_step,
              (long long)l.points);
 }
 
 void heatmap_section(const profile::LoadBalanceData& lb, int64_t l, std::string& out) {
   std::vector<int64_t> steps;
   const auto heat = profile::load_heatmap(lb, l, kHeatWidth, &steps);
-  out += fmt("          load over steps %lld..%lld (rows = experts, shade = share / even share)\n",
+  out += strformat("          load over steps %lld..%lld (rows = experts, shade = share / even share)\n",
              (long long)lb.step.front(), (long long)lb.step.back());
   for (size_t e = 0; e < heat.size(); ++e) {
-    out += fmt("          e%-3zu |", e);
+    out += strformat("          e%-3zu |", e);
     for (double r : heat[e]) out += shade(r);
     out += "|\n";
   }
@@ -57,19 +47,19 @@ void heatmap_section(const profile::LoadBalanceData& lb, int64_t l, std::string&
 
 void layer_section(const profile::LayerSummary& s, const profile::RunProfile& rp, int64_t index, std::string& out) {
   const double even = 100.0 / double(s.shares.size());
-  out += fmt("layer %-3lld max/mean %.2f (peak %.2f)  cv %.3f  drop %.2f%%  entropy %.3f / ln %zu = %.3f\n",
+  out += strformat("layer %-3lld max/mean %.2f (peak %.2f)  cv %.3f  drop %.2f%%  entropy %.3f / ln %zu = %.3f\n",
              (long long)s.layer, s.run.max_over_mean, s.max_over_mean_peak, s.run.cv, 100.0 * s.run.drop_frac,
              s.entropy, s.shares.size(), s.entropy_max);
-  out += fmt("          hottest expert %lld (%.1f%% of tokens)  coldest expert %lld (%.1f%%)  even share %.1f%%\n",
+  out += strformat("          hottest expert %lld (%.1f%% of tokens)  coldest expert %lld (%.1f%%)  even share %.1f%%\n",
              (long long)s.hottest.expert, 100.0 * s.hottest.share, (long long)s.coldest.expert,
              100.0 * s.coldest.share, even);
-  out += fmt("          trend: max/mean %.2f -> %.2f, cv %.3f -> %.3f (first vs last quarter): %s\n",
+  out += strformat("          trend: max/mean %.2f -> %.2f, cv %.3f -> %.3f (first vs last quarter): %s\n",
              s.first_quarter.max_over_mean, s.last_quarter.max_over_mean, s.first_quarter.cv, s.last_quarter.cv,
              s.trend.c_str());
-  out += fmt("          capacity factor that would have dropped < 1%%: %.2f over the run, %.2f over the last quarter\n",
+  out += strformat("          capacity factor that would have dropped < 1%%: %.2f over the run, %.2f over the last quarter\n",
              s.capacity_factor_1pct, s.capacity_factor_1pct_last_quarter);
   if (s.bias.recorded)
-    out += fmt("          bias of expert %lld: %+.3g over the last %lld steps (%.3g per step), lowered in %.0f%% of "
+    out += strformat("          bias of expert %lld: %+.3g over the last %lld steps (%.3g per step), lowered in %.0f%% of "
                "updates\n",
                (long long)s.bias.expert, s.bias.moved, (long long)s.bias.steps, s.bias.per_step, 100.0 * s.bias.one_way);
   heatmap_section(rp.load_balance, index, out);
@@ -92,7 +82,7 @@ void phase_section(const profile::ProfileSummary& s, std::string& out) {
   for (size_t p = 0; p < s.phase_names.size(); ++p) {
     if (s.phase_names[p] == "step" || s.phase_mean_seconds[p] <= 0) continue;  // step last; 0 = not timed
     out += " " + s.phase_names[p] + " " + seconds_text(s.phase_mean_seconds[p]);
-    if (step > 0) out += fmt(" (%.0f%%)", 100.0 * s.phase_mean_seconds[p] / step);
+    if (step > 0) out += strformat(" (%.0f%%)", 100.0 * s.phase_mean_seconds[p] / step);
   }
   out += " | step " + seconds_text(step) + "\n";
 }
@@ -101,8 +91,8 @@ void a2a_section(const profile::ProfileSummary& s, std::string& out) {
   if (s.ep <= 0) return;
   out += "all-to-all bytes over the run (row = sender rank, column = receiver rank)\n";
   for (int64_t i = 0; i < s.ep; ++i) {
-    out += fmt("          r%-3lld", (long long)i);
-    for (int64_t j = 0; j < s.ep; ++j) out += fmt(" %12lld", (long long)s.a2a_total_bytes[size_t(i * s.ep + j)]);
+    out += strformat("          r%-3lld", (long long)i);
+    for (int64_t j = 0; j < s.ep; ++j) out += strformat(" %12lld", (long long)s.a2a_total_bytes[size_t(i * s.ep + j)]);
     out += "\n";
   }
 }
@@ -147,7 +137,7 @@ std::string profile_text(const profile::RunProfile& rp) {
     out += "load balance: load_balance.h5 has no recorded steps yet\n";
     return out;
   }
-  out += fmt("load balance: %lld steps recorded (%lld..%lld, every %lld), %lld experts, %zu MoE layers\n",
+  out += strformat("load balance: %lld steps recorded (%lld..%lld, every %lld), %lld experts, %zu MoE layers\n",
              (long long)s.rows, (long long)s.first_step, (long long)s.last_step, (long long)s.every,
              (long long)s.num_experts, s.layers.size());
   for (size_t l = 0; l < s.layers.size(); ++l) layer_section(s.layers[l], rp, int64_t(l), out);
