@@ -12,8 +12,8 @@ struct ModelState {
   std::vector<float> params, grads;
   ModelParams p, g;  // views into params / grads
 
-  explicit ModelState(const Config& c, const ExpertShard& es = {})
-      : table(build_param_table(c, es)),
+  explicit ModelState(const Config& c, const ExpertShard& es = {}, const TensorShard& ts = {})
+      : table(build_param_table(c, es, ts)),
         params(size_t(table.total()), 0.0f),
         grads(size_t(table.total()), 0.0f),
         p(bind_params(c, table, params.data())),

@@ -101,16 +101,6 @@ void add_memory(nlohmann::json& rec, const ModelState& model, int64_t optim_floa
   rec["mem_bytes"] = params + grads + optimizer + activation_bytes + comm;
 }
 
-// ModelState builds the table without tensor parallelism; rebuild it with this rank's tp slices
-// (before anything binds to its buffers).
-void shard_for_tp(ModelState& m, const Config& c, const ExpertShard& es, const TensorShard& ts) {
-  m.table = build_param_table(c, es, ts);
-  m.params.assign(size_t(m.table.total()), 0.0f);
-  m.grads.assign(size_t(m.table.total()), 0.0f);
-  m.p = bind_params(c, m.table, m.params.data());
-  m.g = bind_params(c, m.table, m.grads.data());
-}
-
 }  // namespace
 
 TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& world) {
@@ -130,8 +120,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   if (lead) write_run_config(opt.run_dir, dump_config(c));
   world.barrier();
 
-  ModelState model(c, ExpertShard{pc.ep, grid.coord.ep});
-  if (pc.tp > 1) shard_for_tp(model, c, ExpertShard{pc.ep, grid.coord.ep}, TensorShard{pc.tp, grid.coord.tp});
+  ModelState model(c, ExpertShard{pc.ep, grid.coord.ep}, TensorShard{pc.tp, grid.coord.tp});
   init_params(model.table, model.params.data(), c.train.seed);
   const std::vector<bool> frozen = frozen_params(c, model.table);  // finetune.freeze: no update, no state
   GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp);
