@@ -36,20 +36,8 @@ void ZeroAdamW::step(float* params, const float* grads, bool sharded, double lr,
   ++step_;
   for (const Piece& p : pieces_) {
     const ParamInfo& info = table_.params()[p.param];
-    const float* g = grads + (sharded ? p.shard_off : p.flat);
-    constexpr int64_t kChunk = 1 << 16;  // clipped grads through a cache-sized scratch, as AdamW
-    for (int64_t c0 = 0; c0 < p.n; c0 += kChunk) {
-      const int64_t n = std::min(kChunk, p.n - c0);
-      const float* gc = g + c0;
-      if (clip != 1.0) {
-        scaled_.assign(gc, gc + n);
-        ops::scale_inplace(scaled_.data(), float(clip), n);
-        gc = scaled_.data();
-      }
-      ops::adamw_update(params + p.flat + c0, gc, m_.data() + p.shard_off + c0, v_.data() + p.shard_off + c0, n,
-                        float(lr), float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps),
-                        info.weight_decay ? float(cfg_.weight_decay) : 0.0f, step_);
-    }
+    adamw_range(params + p.flat, grads + (sharded ? p.shard_off : p.flat), m_.data() + p.shard_off,
+                v_.data() + p.shard_off, p.n, cfg_, lr, clip, info.weight_decay, step_, scaled_);
   }
 }
 

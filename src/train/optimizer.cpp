@@ -45,22 +45,26 @@ void AdamW::step(float* params, const float* grad, double lr, double clip) {
   for (size_t i = 0; i < ps.size(); ++i) {
     if (!updates(i)) continue;
     const ParamInfo& p = ps[i];
-    const float* g = grad + p.offset;
-    // Clipped gradients go through a cache-sized scratch chunk, not a copy of the whole tensor
-    // (expert tensors are tens of MB: a full copy is two extra passes over memory).
-    constexpr int64_t kChunk = 1 << 16;
-    for (int64_t c0 = 0; c0 < p.numel; c0 += kChunk) {
-      const int64_t n = std::min(kChunk, p.numel - c0);
-      const float* gc = g + c0;
-      if (clip != 1.0) {
-        scaled_.assign(gc, gc + n);
-        ops::scale_inplace(scaled_.data(), float(clip), n);
-        gc = scaled_.data();
-      }
-      ops::adamw_update(params + p.offset + c0, gc, m_of(i) + c0, v_of(i) + c0, n, float(lr), float(cfg_.beta1),
-                        float(cfg_.beta2), float(cfg_.eps), p.weight_decay ? float(cfg_.weight_decay) : 0.0f,
-                        step_);
+    adamw_range(params + p.offset, grad + p.offset, m_of(i), v_of(i), p.numel, cfg_, lr, clip, p.weight_decay, step_,
+                scaled_);
+  }
+}
+
+void adamw_range(float* param, const float* grad, float* m, float* v, int64_t n, const OptimConfig& cfg, double lr,
+                 double clip, bool decay, int64_t step, std::vector<float>& scratch) {
+  // Clipped gradients go through a cache-sized scratch chunk, not a copy of the whole tensor
+  // (expert tensors are tens of MB: a full copy is two extra passes over memory).
+  constexpr int64_t kChunk = 1 << 16;
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t len = std::min(kChunk, n - c0);
+    const float* gc = grad + c0;
+    if (clip != 1.0) {
+      scratch.assign(gc, gc + len);
+      ops::scale_inplace(scratch.data(), float(clip), len);
+      gc = scratch.data();
     }
+    ops::adamw_update(param + c0, gc, m + c0, v + c0, len, float(lr), float(cfg.beta1), float(cfg.beta2),
+                      float(cfg.eps), decay ? float(cfg.weight_decay) : 0.0f, step);
   }
 }
 

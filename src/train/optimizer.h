@@ -42,6 +42,10 @@ class AdamW {
   int64_t step_ = 0;
 };
 
+// AdamW on one contiguous range (a tensor, or a ZeRO shard of one), gradients scaled by `clip`.
+void adamw_range(float* param, const float* grad, float* m, float* v, int64_t n, const OptimConfig& cfg, double lr,
+                 double clip, bool decay, int64_t step, std::vector<float>& scratch);
+
 // Clip factor for global norm clipping: min(1, clip / norm); clip <= 0 disables it.
 double clip_scale(double grad_norm, double clip);
 
