@@ -46,6 +46,14 @@ Transformer::Transformer(const Config& c, int64_t batch, const DispatcherFactory
 }
 
 StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, const SumReducer& reduce_sum) {
+  embed_forward(tokens, p);
+  StepLosses out;
+  for (int64_t i = 0; i < d_.L; ++i) block_forward(i, p.blocks[size_t(i)], reduce_sum, out);
+  head_forward(p, out);
+  return out;
+}
+
+void Transformer::embed_forward(const int32_t* tokens, const ModelParams& p) {
   const int64_t T = d_.T;
   for (int64_t b = 0; b < d_.B; ++b) {
     const int32_t* row = tokens + b * (T + 1);
@@ -53,40 +61,52 @@ StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, con
     std::copy(row + 1, row + T + 1, targets_.begin() + b * T);
   }
   ops::embedding_forward(x_.data(), inputs_.data(), p.tok_embeddings, d_.N, d_.D);
-  StepLosses out;
-  for (int64_t i = 0; i < d_.L; ++i) {
-    const BlockParams& bp = p.blocks[size_t(i)];
-    {
-      PhaseScope timed(Phase::attention);
-      attention_layer_forward(x_.data(), attn_[size_t(i)], bp, d_, tp_);
-    }
-    FfnActs& f = ffn_[size_t(i)];
-    std::memcpy(f.x_in.data(), x_.data(), sizeof(float) * x_.size());
-    ops::rmsnorm_forward(f.xn.data(), f.rstd.data(), x_.data(), bp.ffn_norm, d_.N, d_.D, d_.eps);
-    if (c_.model.is_moe_layer(i)) {
-      moe_layer_forward(x_.data(), f.moe, f.xn.data(), bp, d_, c_.moe, *dispatchers_[size_t(i)], reduce_sum);
-      out.aux += f.moe.losses.aux;
-      out.z += f.moe.losses.z;
-    } else if (d_.tp == 1) {
-      swiglu_mlp_forward(x_.data(), f.dense, f.xn.data(), bp.w1, bp.w3, bp.w2, d_.N, d_.D, d_.F);
-    } else {
-      // w1/w3 column-parallel, w2 row-parallel: g's all-reduce sums the ranks' partial outputs.
-      ffn_partial_.assign(x_.size(), 0.0f);
-      swiglu_mlp_forward(ffn_partial_.data(), f.dense, f.xn.data(), bp.w1, bp.w3, bp.w2, d_.N, d_.D, d_.F);
-      tp_allreduce(tp_, ffn_partial_.data(), int64_t(ffn_partial_.size()));
-      for (size_t j = 0; j < x_.size(); ++j) x_[j] += ffn_partial_[j];
-    }
+}
+
+void Transformer::block_forward(int64_t i, const BlockParams& bp, const SumReducer& reduce_sum, StepLosses& out) {
+  {
+    PhaseScope timed(Phase::attention);
+    attention_layer_forward(x_.data(), attn_[size_t(i)], bp, d_, tp_);
   }
+  FfnActs& f = ffn_[size_t(i)];
+  std::memcpy(f.x_in.data(), x_.data(), sizeof(float) * x_.size());
+  ops::rmsnorm_forward(f.xn.data(), f.rstd.data(), x_.data(), bp.ffn_norm, d_.N, d_.D, d_.eps);
+  if (c_.model.is_moe_layer(i)) {
+    moe_layer_forward(x_.data(), f.moe, f.xn.data(), bp, d_, c_.moe, *dispatchers_[size_t(i)], reduce_sum);
+    out.aux += f.moe.losses.aux;
+    out.z += f.moe.losses.z;
+  } else if (d_.tp == 1) {
+    swiglu_mlp_forward(x_.data(), f.dense, f.xn.data(), bp.w1, bp.w3, bp.w2, d_.N, d_.D, d_.F);
+  } else {
+    // w1/w3 column-parallel, w2 row-parallel: g's all-reduce sums the ranks' partial outputs.
+    ffn_partial_.assign(x_.size(), 0.0f);
+    swiglu_mlp_forward(ffn_partial_.data(), f.dense, f.xn.data(), bp.w1, bp.w3, bp.w2, d_.N, d_.D, d_.F);
+    tp_allreduce(tp_, ffn_partial_.data(), int64_t(ffn_partial_.size()));
+    for (size_t j = 0; j < x_.size(); ++j) x_[j] += ffn_partial_[j];
+  }
+}
+
+void Transformer::head_forward(const ModelParams& p, StepLosses& out) {
   std::memcpy(xf_.data(), x_.data(), sizeof(float) * x_.size());
   ops::rmsnorm_forward(xnf_.data(), rstdf_.data(), xf_.data(), p.norm, d_.N, d_.D, d_.eps);
   ops::matmul_forward(logits_.data(), xnf_.data(), p.output, d_.N, d_.D, d_.V);
   ops::cross_entropy_forward(losses_.data(), lse_.data(), logits_.data(), targets_.data(), d_.N, d_.V);
   for (float l : losses_) out.lm_sum += l;
-  return out;
 }
 
 void Transformer::backward(const ModelParams& p, const ModelParams& g, double global_tokens,
                            const GradsReadyFn& ready) {
+  head_backward(p, g, global_tokens);
+  if (ready) ready(d_.L);
+  for (int64_t i = d_.L - 1; i >= 0; --i) {
+    block_backward(i, p.blocks[size_t(i)], g.blocks[size_t(i)]);
+    if (ready) ready(i);
+  }
+  embed_backward(g);
+  if (ready) ready(-1);
+}
+
+void Transformer::head_backward(const ModelParams& p, const ModelParams& g, double global_tokens) {
   std::fill(dlosses_.begin(), dlosses_.end(), float(1.0 / global_tokens));
   std::fill(dlogits_.begin(), dlogits_.end(), 0.0f);
   std::fill(dxn_.begin(), dxn_.end(), 0.0f);
@@ -95,29 +115,27 @@ void Transformer::backward(const ModelParams& p, const ModelParams& g, double gl
                               d_.V);
   ops::matmul_backward(dxn_.data(), g.output, dlogits_.data(), xnf_.data(), p.output, d_.N, d_.D, d_.V);
   ops::rmsnorm_backward(dx_.data(), g.norm, dxn_.data(), xf_.data(), p.norm, rstdf_.data(), d_.N, d_.D);
-  if (ready) ready(d_.L);
-  for (int64_t i = d_.L - 1; i >= 0; --i) {
-    const BlockParams& bp = p.blocks[size_t(i)];
-    const BlockParams& bg = g.blocks[size_t(i)];
-    FfnActs& f = ffn_[size_t(i)];
-    std::fill(dxn_.begin(), dxn_.end(), 0.0f);
-    if (c_.model.is_moe_layer(i)) {
-      moe_layer_backward(dxn_.data(), dx_.data(), f.moe, f.xn.data(), bp, bg, d_, c_.moe, *dispatchers_[size_t(i)]);
-    } else {
-      swiglu_mlp_backward(dxn_.data(), bg.w1, bg.w3, bg.w2, dx_.data(), f.dense, dense_scratch_, f.xn.data(), bp.w1,
-                          bp.w3, bp.w2, d_.N, d_.D, d_.F);
-      tp_allreduce(tp_, dxn_.data(), int64_t(dxn_.size()));  // f's backward over the hidden-unit slices
-    }
-    ops::rmsnorm_backward(dx_.data(), bg.ffn_norm, dxn_.data(), f.x_in.data(), bp.ffn_norm, f.rstd.data(), d_.N,
-                          d_.D);
-    {
-      PhaseScope timed(Phase::attention);
-      attention_layer_backward(dx_.data(), attn_[size_t(i)], bp, bg, attn_scratch_, d_, tp_);
-    }
-    if (ready) ready(i);
+}
+
+void Transformer::block_backward(int64_t i, const BlockParams& bp, const BlockParams& bg) {
+  FfnActs& f = ffn_[size_t(i)];
+  std::fill(dxn_.begin(), dxn_.end(), 0.0f);
+  if (c_.model.is_moe_layer(i)) {
+    moe_layer_backward(dxn_.data(), dx_.data(), f.moe, f.xn.data(), bp, bg, d_, c_.moe, *dispatchers_[size_t(i)]);
+  } else {
+    swiglu_mlp_backward(dxn_.data(), bg.w1, bg.w3, bg.w2, dx_.data(), f.dense, dense_scratch_, f.xn.data(), bp.w1,
+                        bp.w3, bp.w2, d_.N, d_.D, d_.F);
+    tp_allreduce(tp_, dxn_.data(), int64_t(dxn_.size()));  // f's backward over the hidden-unit slices
   }
+  ops::rmsnorm_backward(dx_.data(), bg.ffn_norm, dxn_.data(), f.x_in.data(), bp.ffn_norm, f.rstd.data(), d_.N, d_.D);
+  {
+    PhaseScope timed(Phase::attention);
+    attention_layer_backward(dx_.data(), attn_[size_t(i)], bp, bg, attn_scratch_, d_, tp_);
+  }
+}
+
+void Transformer::embed_backward(const ModelParams& g) {
   ops::embedding_backward(g.tok_embeddings, dx_.data(), inputs_.data(), d_.N, d_.D);
-  if (ready) ready(-1);
 }
 
 void Transformer::set_routing_step(int64_t step, int64_t token_offset, bool training) {

@@ -72,6 +72,15 @@ class Transformer {
   std::vector<const TokenDispatcher*> moe_dispatchers() const;
 
  private:
+  // The stages of forward() and backward(), one call each per step (blocks in order forward,
+  // in reverse order backward); x_ and dx_ carry the residual stream and its gradient between them.
+  void embed_forward(const int32_t* tokens, const ModelParams& p);
+  void block_forward(int64_t i, const BlockParams& bp, const SumReducer& reduce_sum, StepLosses& out);
+  void head_forward(const ModelParams& p, StepLosses& out);
+  void head_backward(const ModelParams& p, const ModelParams& g, double global_tokens);
+  void block_backward(int64_t i, const BlockParams& bp, const BlockParams& bg);
+  void embed_backward(const ModelParams& g);
+
   Config c_;
   Dims d_;
   std::vector<int32_t> inputs_, targets_;
