@@ -82,6 +82,7 @@ class Runtime {
 
  private:
   std::shared_ptr<Communicator> world_;
+  std::shared_ptr<class Watchdog> watchdog_;
   int local_size_ = 1;
 };
 

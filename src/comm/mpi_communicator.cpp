@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "src/comm/communicator.h"
+#include "src/comm/mpi_peer_probe.h"
 #include "src/comm/watchdog.h"
 #include "src/core/error.h"
 
@@ -224,6 +225,8 @@ Runtime::Runtime(int* argc, char*** argv) {
   int world_rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   auto wd = std::make_shared<Watchdog>(world_rank, [](const std::string& msg) { abort_job(msg, kExitOther); });
+  wd->set_probe(make_mpi_peer_probe());  // collective: every rank creates its probe here
+  watchdog_ = wd;
   world_ = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD, "world", wd);
   MPI_Comm node;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
@@ -233,6 +236,8 @@ Runtime::Runtime(int* argc, char*** argv) {
 
 Runtime::~Runtime() {
   world_.reset();
+  if (watchdog_) watchdog_->stop();  // its thread uses MPI (the peer probe)
+  watchdog_.reset();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();

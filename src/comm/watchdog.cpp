@@ -7,7 +7,9 @@ namespace moe::comm {
 
 Watchdog::Watchdog(int world_rank, Abort on_timeout) : rank_(world_rank), on_timeout_(std::move(on_timeout)) {}
 
-Watchdog::~Watchdog() {
+Watchdog::~Watchdog() { stop(); }
+
+void Watchdog::stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -39,7 +41,16 @@ uint64_t Watchdog::arm(const std::string& group, const char* op) {
 
 void Watchdog::disarm(uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
-  pending_.erase(id);
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  last_done_ = Pending{it->second.group, it->second.op, Clock::now()};
+  pending_.erase(it);
+}
+
+PeerStatus Watchdog::status_locked() const {
+  const bool busy = !pending_.empty();
+  const Pending& p = busy ? pending_.begin()->second : last_done_;
+  return PeerStatus{busy, p.group, p.op, std::chrono::duration<double>(Clock::now() - p.start).count()};
 }
 
 // Polls a few times per timeout; the oldest pending operation is the one reported.
@@ -49,12 +60,26 @@ void Watchdog::run() {
     const double t = timeout_s_.load();
     const auto period = std::chrono::duration<double>(t > 0 ? std::min(t / 10.0, 0.5) : 0.5);
     cv_.wait_for(lock, period);
-    if (stop_ || fired_ || t <= 0 || pending_.empty()) continue;
-    const Pending& oldest = pending_.begin()->second;
+    if (stop_ || fired_ || t <= 0) continue;
+    if (probe_) {
+      const PeerStatus mine = status_locked();
+      lock.unlock();
+      probe_->serve(mine);
+      lock.lock();
+    }
+    if (pending_.empty()) continue;
+    const Pending oldest = pending_.begin()->second;
     if (std::chrono::duration<double>(Clock::now() - oldest.start).count() < t) continue;
     fired_ = true;
-    const std::string msg = timeout_message(rank_, oldest.group, oldest.op, t);
+    std::string msg = timeout_message(rank_, oldest.group, oldest.op, t);
+    const PeerStatus mine = status_locked();
     lock.unlock();
+    if (probe_) {
+      // A rank outside any collective has usually been there for about t already; a short
+      // deadline suffices for live ranks, whose watchdogs poll at least every 0.5 s.
+      const double deadline = std::min(std::max(2.0, t), 10.0);
+      msg += describe_peers(probe_->survey(mine, deadline), rank_, oldest.group, oldest.op, deadline);
+    }
     on_timeout_(msg);
     lock.lock();
   }

@@ -8,9 +8,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include "src/comm/peer_status.h"
 
 namespace moe::comm {
 
@@ -24,6 +27,11 @@ class Watchdog {
   Watchdog& operator=(const Watchdog&) = delete;
 
   void set_timeout(double seconds);  // <= 0 disables; starts the thread on first use
+  // With a probe, the thread answers other ranks' status questions, and on a timeout it asks all
+  // ranks what they are doing so the message names the stalled one. Set before set_timeout.
+  void set_probe(std::shared_ptr<PeerProbe> probe) { probe_ = std::move(probe); }
+  // Stops the thread (before MPI is finalised); later operations are not watched.
+  void stop();
   double timeout() const { return timeout_s_.load(); }
 
   // Marks one operation in flight until the guard is destroyed.
@@ -51,6 +59,7 @@ class Watchdog {
   uint64_t arm(const std::string& group, const char* op);
   void disarm(uint64_t id);
   void run();
+  PeerStatus status_locked() const;  // this rank's answer to a survey (mu_ held)
 
   int rank_;
   Abort on_timeout_;
@@ -58,6 +67,8 @@ class Watchdog {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, Pending> pending_;
+  Pending last_done_{"", "", Clock::now()};  // the most recently completed operation
+  std::shared_ptr<PeerProbe> probe_;
   uint64_t next_id_ = 1;
   bool stop_ = false, fired_ = false;
   std::thread thread_;

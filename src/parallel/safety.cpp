@@ -1,6 +1,7 @@
 #include "src/parallel/safety.h"
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -52,6 +53,14 @@ void stall_for_test(int world_rank, int64_t step) {
   const char* rank = std::getenv("MOE_TEST_STALL_RANK");
   const char* at = std::getenv("MOE_TEST_STALL_STEP");
   if (!rank || !at || std::atoi(rank) != world_rank || std::atoll(at) != step) return;
+  if (const char* mode = std::getenv("MOE_TEST_STALL_MODE"); mode && std::string(mode) == "freeze") {
+    // The whole process stops, watchdog thread included: it cannot answer the peer survey.
+    std::fprintf(stderr, "moe: rank %d freezes (SIGSTOP) before step %lld (MOE_TEST_STALL_RANK)\n", world_rank,
+                 (long long)step);
+    std::fflush(stderr);
+    std::raise(SIGSTOP);
+    return;
+  }
   const char* secs = std::getenv("MOE_TEST_STALL_SECONDS");
   const double s = secs ? std::atof(secs) : 600.0;
   std::fprintf(stderr, "moe: rank %d stalls %.0f s before step %lld (MOE_TEST_STALL_RANK)\n", world_rank, s,

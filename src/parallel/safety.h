@@ -15,7 +15,8 @@ void check_same_config(const std::string& resolved, const std::string& source, c
 
 // Test-only hook for the watchdog: with MOE_TEST_STALL_RANK=r and MOE_TEST_STALL_STEP=s in the
 // environment, world rank r sleeps for MOE_TEST_STALL_SECONDS (default 600) before step s, so the
-// other ranks' next collective times out. No effect when the variables are unset.
+// other ranks' next collective times out; with MOE_TEST_STALL_MODE=freeze it stops itself with
+// SIGSTOP instead (a frozen process: not even its watchdog answers). No effect when unset.
 void stall_for_test(int world_rank, int64_t step);
 
 // FNV-1a 64-bit hash of a string (stable across processes and builds).

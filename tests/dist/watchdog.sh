@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # No silent hang: when rank 1 stalls before step 2, the other rank's next collective times out
-# after parallel.timeout_s and the job exits non-zero with a message naming rank, group and op.
+# after parallel.timeout_s and the job exits non-zero with a message naming rank, group and op,
+# and naming rank 1 as the one outside any collective (the peer survey of src/comm/peer_status.h).
 source "$(dirname "$0")/../lib/common.sh"
 prepare_fortunes
 set +e
@@ -14,3 +15,20 @@ cat "$WORK/out"
 [ "$rc" -ne 0 ] || fail "the stalled job exited 0"
 [ "$rc" -ne 124 ] || fail "the stalled job hung until the test's own timeout"
 grep -Eq "rank 0: [a-z_]+ on group [a-z]+ did not complete within 3 s" "$WORK/out" || fail "no watchdog message"
+# The waiting rank asks its peers before aborting, so the stalled rank is named too.
+grep -Eq "stalled: rank 1 is outside any collective" "$WORK/out" || fail "the stalled rank is not named"
+
+# 4 ranks, rank 2 frozen whole (SIGSTOP: its watchdog cannot answer either): the others name it as
+# silent, and the job still ends (MPI_Abort kills the stopped process).
+set +e
+MOE_TEST_STALL_RANK=2 MOE_TEST_STALL_STEP=2 MOE_TEST_STALL_MODE=freeze timeout 100 \
+  mpirun --oversubscribe -np 4 "$MOE_BIN" train --config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet \
+  --set data.path="$WORK/fortunes" --set train.steps=4 --set checkpoint.resume=never --set train.batch_size=8 \
+  --set parallel.dp=4 --set parallel.ep=2 --set parallel.timeout_s=3 --run-dir "$WORK/run4" >"$WORK/out4" 2>&1
+rc=$?
+set -e
+cat "$WORK/out4"
+[ "$rc" -ne 0 ] || fail "the frozen job exited 0"
+[ "$rc" -ne 124 ] || fail "the frozen job hung until the test's own timeout"
+grep -Eq "did not complete within 3 s" "$WORK/out4" || fail "no watchdog message (4 ranks)"
+grep -Eq "\(dead or frozen\): rank 2" "$WORK/out4" || fail "the frozen rank 2 is not named"
