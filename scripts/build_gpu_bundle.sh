@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds build-gpu/: moe_gpu_tests and bench_gpu_ops linked self-contained (static CUDA runtime,
 # OpenBLAS, gfortran, GoogleTest, libstdc++) plus gpu_check.sh, for a machine that has a GPU and
-# its driver but no MPI, HDF5, yaml-cpp, OpenBLAS or GoogleTest. cuBLAS/cuBLASLt stay shared
-# libraries (the toolkit ships no static cuBLAS); gpu_check.sh finds them on the device machine.
+# its driver but no MPI, HDF5, yaml-cpp, OpenBLAS or GoogleTest. cuBLAS/cuBLASLt and NCCL stay shared
+# libraries (the toolkit ships neither statically); gpu_check.sh finds them on the device machine
+# (PyTorch's nvidia-* wheels there hold both).
 #   scripts/build_gpu_bundle.sh        then, through the device tool:
 #   run(command="bash build-gpu/gpu_check.sh", carry=["build-gpu"])
 set -euo pipefail
@@ -20,7 +21,7 @@ done
 cp "$root/scripts/gpu_check.sh" "$out/gpu_check.sh"
 
 # Every shared library the binaries need must be a base system library or cuBLAS.
-allowed='^(linux-vdso|ld-linux-x86-64|libc|libm|libpthread|libdl|librt|libgcc_s|libcublas|libcublasLt)\.so'
+allowed='^(linux-vdso|ld-linux-x86-64|libc|libm|libpthread|libdl|librt|libgcc_s|libcublas|libcublasLt|libnccl)\.so'
 status=0
 for bin in "$out/moe_gpu_tests" "$out/bench_gpu_ops"; do
   while read -r lib; do

@@ -9,13 +9,16 @@ bundle=${GPU_BUNDLE_DIR:-$root/build-gpu}
 out=${OUT:-}
 log() { if [ -n "$out" ]; then tee -a "$out/$1"; else cat; fi; }
 
-# cuBLAS is linked as a shared library: look for it in the toolkit and in pip's nvidia wheels.
-if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt.so.13'; then
+# cuBLAS and NCCL are linked as shared libraries: look for them in the toolkit and in pip's nvidia wheels.
+find_lib() {
+  ldconfig -p 2>/dev/null | grep -q "$1" && return
   for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib \
-           $(find / -path /proc -prune -o -name 'libcublasLt.so.13' -printf '%h\n' 2>/dev/null | head -3); do
-    [ -e "$d/libcublasLt.so.13" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && break
+           $(find / -path /proc -prune -o -name "$1" -printf '%h\n' 2>/dev/null | head -3); do
+    [ -e "$d/$1" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && return
   done
-fi
+}
+find_lib libcublasLt.so.13
+find_lib libnccl.so.2
 
 {
   echo "== gpu_check $(date -u +%FT%TZ) on $(hostname)"

@@ -252,10 +252,4 @@ void abort_job(const std::string& why, int exit_code) {
   std::exit(exit_code);
 }
 
-std::vector<int64_t> exclusive_prefix(const int64_t* counts, int n) {
-  std::vector<int64_t> out(size_t(n) + 1, 0);
-  for (int i = 0; i < n; ++i) out[size_t(i) + 1] = out[size_t(i)] + counts[i];
-  return out;
-}
-
 }  // namespace moe::comm
