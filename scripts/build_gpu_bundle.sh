@@ -20,8 +20,9 @@ for bin in moe_gpu_tests bench_gpu_ops; do
 done
 cp "$root/scripts/gpu_check.sh" "$out/gpu_check.sh"
 
-# Every shared library the binaries need must be a base system library or cuBLAS.
-allowed='^(linux-vdso|ld-linux-x86-64|libc|libm|libpthread|libdl|librt|libgcc_s|libcublas|libcublasLt|libnccl)\.so'
+# Every shared library the binaries need must be a base system library, cuBLAS or NCCL (libnccl
+# brings libstdc++.so.6, which every machine with PyTorch has; ours is linked statically).
+allowed='^(linux-vdso|ld-linux-x86-64|libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+|libcublas|libcublasLt|libnccl)\.so'
 status=0
 for bin in "$out/moe_gpu_tests" "$out/bench_gpu_ops"; do
   while read -r lib; do
