@@ -89,29 +89,16 @@ void NcclCommunicator::barrier() {
   finish("barrier");
 }
 
-void NcclCommunicator::allreduce_sum(float* data, int64_t n) {
+void NcclCommunicator::allreduce(void* data, int64_t n, ncclDataType_t type, ncclRedOp_t op) {
   begin();
-  MOE_NCCL_CHECK(ncclAllReduce(data, data, count(n), ncclFloat, ncclSum, comm_, stream_));
+  MOE_NCCL_CHECK(ncclAllReduce(data, data, count(n), type, op, comm_, stream_));
   finish("all_reduce");
 }
 
-void NcclCommunicator::allreduce_sum(double* data, int64_t n) {
-  begin();
-  MOE_NCCL_CHECK(ncclAllReduce(data, data, count(n), ncclDouble, ncclSum, comm_, stream_));
-  finish("all_reduce");
-}
-
-void NcclCommunicator::allreduce_sum(int64_t* data, int64_t n) {
-  begin();
-  MOE_NCCL_CHECK(ncclAllReduce(data, data, count(n), ncclInt64, ncclSum, comm_, stream_));
-  finish("all_reduce");
-}
-
-void NcclCommunicator::allreduce_max(double* data, int64_t n) {
-  begin();
-  MOE_NCCL_CHECK(ncclAllReduce(data, data, count(n), ncclDouble, ncclMax, comm_, stream_));
-  finish("all_reduce");
-}
+void NcclCommunicator::allreduce_sum(float* data, int64_t n) { allreduce(data, n, ncclFloat, ncclSum); }
+void NcclCommunicator::allreduce_sum(double* data, int64_t n) { allreduce(data, n, ncclDouble, ncclSum); }
+void NcclCommunicator::allreduce_sum(int64_t* data, int64_t n) { allreduce(data, n, ncclInt64, ncclSum); }
+void NcclCommunicator::allreduce_max(double* data, int64_t n) { allreduce(data, n, ncclDouble, ncclMax); }
 
 void NcclCommunicator::reduce_scatter_sum(const float* send, float* recv, int64_t recv_n) {
   begin();

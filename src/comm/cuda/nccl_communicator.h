@@ -74,6 +74,7 @@ class NcclCommunicator final : public Communicator {
   void begin();                        // the comm stream waits for the compute stream's queued work
   void finish(const char* op);         // blocks until the comm stream's work is done (watched)
   RequestPtr request(const char* op);  // an event after the queued operation
+  void allreduce(void* data, int64_t n, ncclDataType_t type, ncclRedOp_t op);  // blocking, in place
   void enqueue_alltoallv(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes);
 
   ncclComm_t comm_ = nullptr;
