@@ -46,10 +46,18 @@ Transformer::Transformer(const Config& c, int64_t batch, const DispatcherFactory
 }
 
 StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, const SumReducer& reduce_sum) {
+  before_use(-1, false);
   embed_forward(tokens, p);
+  after_use(-1, false);
   StepLosses out;
-  for (int64_t i = 0; i < d_.L; ++i) block_forward(i, p.blocks[size_t(i)], reduce_sum, out);
+  for (int64_t i = 0; i < d_.L; ++i) {
+    before_use(i, false);
+    block_forward(i, p.blocks[size_t(i)], reduce_sum, out);
+    after_use(i, false);
+  }
+  before_use(d_.L, false);
   head_forward(p, out);
+  after_use(d_.L, false);
   return out;
 }
 
@@ -96,10 +104,14 @@ void Transformer::head_forward(const ModelParams& p, StepLosses& out) {
 
 void Transformer::backward(const ModelParams& p, const ModelParams& g, double global_tokens,
                            const GradsReadyFn& ready) {
+  before_use(d_.L, true);
   head_backward(p, g, global_tokens);
+  after_use(d_.L, true);
   if (ready) ready(d_.L);
   for (int64_t i = d_.L - 1; i >= 0; --i) {
+    before_use(i, true);
     block_backward(i, p.blocks[size_t(i)], g.blocks[size_t(i)]);
+    after_use(i, true);
     if (ready) ready(i);
   }
   embed_backward(g);

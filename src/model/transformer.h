@@ -38,6 +38,17 @@ using DispatcherFactory = std::function<std::unique_ptr<TokenDispatcher>(int64_t
 // parallelism starts reducing a gradient bucket from here (src/parallel/grad_buckets.h).
 using GradsReadyFn = std::function<void(int64_t stage)>;
 
+// Called around each stage's use of its parameters (stages numbered as for GradsReadyFn: -1
+// embeddings, 0 .. L-1 blocks, L final norm and output head). ZeRO stage 3 gathers a stage's
+// parameters in before_use and releases them in after_use (src/parallel/zero3.h). The embedding
+// backward reads no parameter, so it is not announced.
+class ParamStageHooks {
+ public:
+  virtual ~ParamStageHooks() = default;
+  virtual void before_use(int64_t stage, bool backward) = 0;
+  virtual void after_use(int64_t stage, bool backward) = 0;
+};
+
 class Transformer {
  public:
   // `batch` = local sequences per forward. tp (not owned; null = no tensor parallelism): this rank
@@ -55,6 +66,9 @@ class Transformer {
   // Routing context of the next forward: the optimizer step, this rank's first global token and
   // whether it is a training step (router jitter applies only then).
   void set_routing_step(int64_t step, int64_t token_offset, bool training);
+
+  // Not owned; null (the default) = parameters are always resident.
+  void set_param_hooks(ParamStageHooks* hooks) { hooks_ = hooks; }
 
   // Per-token losses of the last forward (N), for eval.
   const std::vector<float>& token_losses() const { return losses_; }
@@ -80,11 +94,18 @@ class Transformer {
   void head_backward(const ModelParams& p, const ModelParams& g, double global_tokens);
   void block_backward(int64_t i, const BlockParams& bp, const BlockParams& bg);
   void embed_backward(const ModelParams& g);
+  void before_use(int64_t stage, bool backward) {
+    if (hooks_) hooks_->before_use(stage, backward);
+  }
+  void after_use(int64_t stage, bool backward) {
+    if (hooks_) hooks_->after_use(stage, backward);
+  }
 
   Config c_;
   Dims d_;
   std::vector<int32_t> inputs_, targets_;
   comm::Communicator* tp_ = nullptr;
+  ParamStageHooks* hooks_ = nullptr;
   std::vector<float> x_;  // (N, D) residual stream
   std::vector<float> ffn_partial_;  // (N, D) this rank's dense FFN output under tp > 1
   std::vector<AttentionActs> attn_;

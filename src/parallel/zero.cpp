@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "src/core/error.h"
+#include "src/core/page_memory.h"
 
 namespace moe {
 
@@ -38,12 +39,15 @@ void ZeroPartition::launch_reduce_scatter(int64_t b, float* grads, float* shard,
 }
 
 void ZeroPartition::finish_reduce_scatter(const float* grads, float* shard) const {
-  for (const ZeroRange& z : ranges_) {
-    const comm::Communicator& g = group(z.bucket);
-    if (g.size() == 1 || z.owned == z.chunk) continue;
-    const float* tail = grads + bucket(z.bucket).begin + z.chunk * g.size();
-    std::copy(tail, tail + z.tail, shard + z.shard_off + z.chunk);
-  }
+  for (const ZeroRange& z : ranges_) finish_reduce_scatter_bucket(z.bucket, grads, shard);
+}
+
+void ZeroPartition::finish_reduce_scatter_bucket(int64_t b, const float* grads, float* shard) const {
+  const ZeroRange& z = ranges_[size_t(b)];
+  const comm::Communicator& g = group(b);
+  if (g.size() == 1 || z.owned == z.chunk) return;
+  const float* tail = grads + bucket(b).begin + z.chunk * g.size();
+  std::copy(tail, tail + z.tail, shard + z.shard_off + z.chunk);
 }
 
 int64_t ZeroPartition::max_gather_floats() const {
@@ -54,18 +58,45 @@ int64_t ZeroPartition::max_gather_floats() const {
 }
 
 void ZeroPartition::gather(float* full, std::vector<float>& staging) const {
-  staging.resize(size_t(max_gather_floats()));
-  for (const ZeroRange& z : ranges_) {
-    comm::Communicator& g = group(z.bucket);
-    if (g.size() == 1) continue;
-    float* base = full + bucket(z.bucket).begin;
-    if (z.chunk > 0) {
-      // Send and receive buffers must not overlap (MPI), hence the staging copy.
-      g.allgather(full + z.begin, staging.data(), z.chunk * int64_t(sizeof(float)));
-      std::copy(staging.begin(), staging.begin() + z.chunk * g.size(), base);
-    }
-    if (z.tail > 0) g.broadcast(base + z.chunk * g.size(), z.tail * int64_t(sizeof(float)), g.size() - 1);
-  }
+  for (const ZeroRange& z : ranges_) gather_bucket(z.bucket, full, staging);
+}
+
+void ZeroPartition::start_gather(int64_t b, const float* full, float* staging,
+                                 std::vector<comm::RequestPtr>& pending) const {
+  const ZeroRange& z = ranges_[size_t(b)];
+  comm::Communicator& g = group(b);
+  // Send and receive buffers must not overlap (MPI), hence the staging buffer.
+  if (g.size() > 1 && z.chunk > 0) pending.push_back(g.iallgather(full + z.begin, staging, z.chunk * int64_t(sizeof(float))));
+}
+
+void ZeroPartition::complete_gather(int64_t b, float* full, const float* staging,
+                                    std::vector<comm::RequestPtr>& pending) const {
+  for (auto& r : pending) r->wait();
+  pending.clear();
+  const ZeroRange& z = ranges_[size_t(b)];
+  comm::Communicator& g = group(b);
+  if (g.size() == 1) return;
+  float* base = full + bucket(b).begin;
+  const int64_t mine = int64_t(g.rank());
+  for (int64_t r = 0; r < g.size(); ++r)  // this rank's chunk is already in place
+    if (r != mine) std::copy_n(staging + r * z.chunk, z.chunk, base + r * z.chunk);
+  if (z.tail > 0) g.broadcast(base + z.chunk * g.size(), z.tail * int64_t(sizeof(float)), g.size() - 1);
+}
+
+void ZeroPartition::gather_bucket(int64_t b, float* full, std::vector<float>& staging) const {
+  const ZeroRange& z = ranges_[size_t(b)];
+  staging.resize(std::max(staging.size(), size_t(z.chunk * group(b).size())));
+  std::vector<comm::RequestPtr> pending;
+  start_gather(b, full, staging.data(), pending);
+  complete_gather(b, full, staging.data(), pending);
+}
+
+void ZeroPartition::release_unowned(int64_t b, float* full) const {
+  const ZeroRange& z = ranges_[size_t(b)];
+  if (group(b).size() == 1) return;
+  const GradBucket& k = bucket(b);
+  release_floats(full + k.begin, z.begin - k.begin);
+  release_floats(full + z.begin + z.owned, k.end - (z.begin + z.owned));
 }
 
 void ZeroPartition::extract(const float* full, float* shard) const {

@@ -39,10 +39,19 @@ class ZeroPartition {
   void launch_reduce_scatter(int64_t b, float* grads, float* shard, std::vector<comm::RequestPtr>& pending) const;
   // After every launched request was waited on: moves each last rank's reduced tail into the shard.
   void finish_reduce_scatter(const float* grads, float* shard) const;
+  void finish_reduce_scatter_bucket(int64_t b, const float* grads, float* shard) const;  // one bucket's
   // The full buffer `full` gets every rank's owned ranges (each rank's own are already in place).
   // staging: scratch of max_gather_floats() floats.
   void gather(float* full, std::vector<float>& staging) const;
   int64_t max_gather_floats() const;
+  // Stage 3, one bucket at a time: start_gather all-gathers the chunks into `staging` (at least
+  // chunk x group size floats) without blocking; complete_gather waits, places the other ranks'
+  // chunks into `full` and broadcasts the tail. gather_bucket does both.
+  void start_gather(int64_t b, const float* full, float* staging, std::vector<comm::RequestPtr>& pending) const;
+  void complete_gather(int64_t b, float* full, const float* staging, std::vector<comm::RequestPtr>& pending) const;
+  void gather_bucket(int64_t b, float* full, std::vector<float>& staging) const;
+  // Stage 3: zeroes the bucket's floats this rank does not own and returns their pages to the OS.
+  void release_unowned(int64_t b, float* full) const;
   // Copies this rank's owned ranges of `full` into `shard`, and back.
   void extract(const float* full, float* shard) const;
   void place(const float* shard, float* full) const;

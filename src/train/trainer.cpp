@@ -14,7 +14,9 @@
 #include "src/parallel/grad_buckets.h"
 #include "src/parallel/safety.h"
 #include "src/parallel/tensor_parallel.h"
+#include "src/core/page_memory.h"
 #include "src/parallel/zero.h"
+#include "src/parallel/zero3.h"
 #include "src/parallel/zero_optimizer.h"
 #include "src/train/checkpoint.h"
 #include "src/train/checkpoint_state.h"
@@ -58,8 +60,6 @@ void require_supported(const Config& c) {
   if (p.ep != 1 && c.train.eval_every > 0)
     refuse("train.eval_every", "periodic evaluation does not support expert parallelism yet; use 0 with ep > 1");
   if (p.etp != 1) refuse("parallel.etp", "expert tensor parallelism is not available in this build; use 1");
-  if (p.zero_stage == 3)
-    refuse("parallel.zero_stage", "ZeRO stage 3 (sharded parameters) is not available in this build; use 0, 1 or 2");
   if (p.zero_stage != 0 && p.tp != 1)
     refuse("parallel.zero_stage", "ZeRO shards over the dp group, which does not yet combine with tp; use 0 with tp > 1");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
@@ -86,12 +86,15 @@ void write_run_config(const std::string& run_dir, const std::string& text) {
 
 // Per-rank memory (bytes) of the tensors this process holds: parameters, gradients (the full
 // backward workspace plus, under ZeRO 2, the reduced shard), optimizer moments, activations and
-// communication staging; mem_bytes is their sum.
-void add_memory(nlohmann::json& rec, const ModelState& model, int64_t optim_floats, size_t grad_shard_floats,
-                int64_t activation_bytes, size_t staging_floats) {
+// communication staging; mem_bytes is their sum. Buffers that ZeRO releases in part (gradients from
+// stage 2, parameters in stage 3) count the bytes they really held at the step's peak (mincore).
+void add_memory(nlohmann::json& rec, const ModelState& model, const Zero3Params* z3, const GradBuckets& buckets,
+                int64_t zero, int64_t optim_floats, size_t grad_shard_floats, int64_t activation_bytes,
+                size_t staging_floats) {
   const int64_t f = sizeof(float);
-  const int64_t params = int64_t(model.params.size()) * f;
-  const int64_t grads = int64_t(model.grads.size() + grad_shard_floats) * f;
+  const int64_t params = z3 ? z3->peak_params_bytes() : int64_t(model.params.size()) * f;
+  const int64_t grads =
+      (zero >= 2 ? buckets.peak_resident_bytes() : int64_t(model.grads.size()) * f) + int64_t(grad_shard_floats) * f;
   const int64_t optimizer = optim_floats * f, comm = int64_t(staging_floats) * f;
   rec["mem_params"] = params;
   rec["mem_grads"] = grads;
@@ -123,9 +126,11 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   ModelState model(c, ExpertShard{pc.ep, grid.coord.ep}, TensorShard{pc.tp, grid.coord.tp});
   init_params(model.table, model.params.data(), c.train.seed);
   const std::vector<bool> frozen = frozen_params(c, model.table);  // finetune.freeze: no update, no state
-  GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp);
-  // ZeRO (stage >= 1) keeps moments for this rank's shard only; stage 0 keeps a full AdamW.
   const int64_t zero = pc.zero_stage;
+  // From stage 2 on, a stage's gradients are released once reduced (and stage 3 gathers parameters
+  // stage by stage), so buckets never span two stages.
+  GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp, int64_t(4) << 20, zero >= 2);
+  // ZeRO (stage >= 1) keeps moments for this rank's shard only; stage 0 keeps a full AdamW.
   std::unique_ptr<AdamW> optim;
   std::unique_ptr<ZeroPartition> zpart;
   std::unique_ptr<ZeroAdamW> zoptim;
@@ -138,7 +143,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     gather_staging.reserve(size_t(zpart->max_gather_floats()));
     if (zero >= 2) {
       grad_shard.assign(size_t(zpart->shard_floats()), 0.0f);
-      buckets.reduce_scatter_into(zpart.get(), grad_shard.data());
+      buckets.reduce_scatter_into(zpart.get(), grad_shard.data(), /*release=*/true);
+      release_floats(model.grads.data(), int64_t(model.grads.size()));  // released = zero, no pages
     }
   }
 
@@ -171,6 +177,13 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   };
   comm::Communicator* tp = pc.tp > 1 ? grid.tp.get() : nullptr;
   Transformer net(c, local_rows, make_dispatcher, tp);
+  std::unique_ptr<Zero3Params> z3;
+  if (zero == 3) {  // from here on only the owned ranges stay resident (and gradients: none)
+    const int64_t total = int64_t(model.params.size());
+    z3 = std::make_unique<Zero3Params>(*zpart, c.model.n_layers, model.params.data(), total);
+    z3->release_all();
+    net.set_param_hooks(z3.get());
+  }
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
   const double flops_per_token = train_flops_per_token(c);
@@ -188,7 +201,9 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     if (!zoptim) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid);
     AdamW full(model.table, c.optim, frozen);
     zoptim->to_full(full, gather_staging);
+    if (z3) z3->gather_all();  // the checkpoint holds full tensors, as for every stage
     save_training_state(c, ckpt_root, step, model, full, loader, grid);
+    if (z3) z3->release_all();
   };
 
   TrainResult result;
@@ -202,7 +217,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     timer.reset();
     timer.set_tracing(trace.wants(step + 1));
     loader.next(tokens);
-    std::fill(model.grads.begin(), model.grads.end(), 0.0f);
+    // From stage 2 on, every gradient range was released (= zeroed) once reduced.
+    if (zero < 2) std::fill(model.grads.begin(), model.grads.end(), 0.0f);
     inject_nan_for_test(step + 1, model.table, model.params.data());
     const int64_t token_offset = int64_t(dp.rank()) * local_rows * c.model.seq_len;
     net.set_routing_step(step, token_offset, /*training=*/true);
@@ -235,6 +251,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     if (tp && (!std::isfinite(loss) || !std::isfinite(gnorm)))  // the activation scan assumes tp = 1
       throw Error(kExitOther, "non-finite loss (" + std::to_string(loss) + ") or grad norm (" + std::to_string(gnorm) +
                                   ") at step " + std::to_string(step + 1) + "; rerun with parallel.tp 1 to locate it");
+    if ((!std::isfinite(loss) || !std::isfinite(gnorm)) && z3) z3->gather_all();  // the replay reads every stage
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
                                                  model, make_dispatcher, reduce, world));
@@ -244,7 +261,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       const double clip = clip_scale(gnorm, c.optim.grad_clip);
       if (zoptim) {
         zoptim->step(model.params.data(), zgrads, zero >= 2, lr, clip);
-        zpart->gather(model.params.data(), gather_staging);  // every rank gets the updated parameters
+        // Every rank gets the updated parameters (stage 3: gathered when next used).
+        if (!z3) zpart->gather(model.params.data(), gather_staging);
       } else {
         optim->step(model.params.data(), model.grads.data(), lr, clip);
       }
@@ -277,10 +295,18 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
                             {"dropped_frac", routing.dropped_frac},
                             {"max_over_mean", routing.worst_max_over_mean},
                             {"zero_stage", zero}};
-      add_memory(rec, model, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(), grad_shard.size(),
-                 net.activation_bytes(), gather_staging.capacity());
+      add_memory(rec, model, z3.get(), buckets, zero, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(),
+                 grad_shard.size(), net.activation_bytes(),
+                 gather_staging.capacity() + size_t(z3 ? z3->staging_floats() : 0));
+      if (zero >= 2) {  // the transient part: at most two stages of gradients (and parameters) at once
+        rec["mem_stage_max"] = buckets.max_stage_bytes();
+        buckets.reset_peak();
+      }
+      if (z3) z3->reset_peaks();
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
+        if (z3) z3->gather_all();
         EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp);
+        if (z3) z3->release_all();
         rec["eval_loss"] = ev.loss;
       }
       metrics.write(rec);
