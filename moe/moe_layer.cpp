@@ -53,10 +53,22 @@ void expert_choice_plan(DispatchPlan& plan, const RouterState& r, int64_t E) {
   plan.dropped = r.ec_unrouted;  // tokens that no expert took
 }
 
+bool etp_split(const comm::Communicator* etp) { return etp && etp->size() > 1; }
+
+// x (n) += sum over etp of part (n): the conjugate all-reduce of the hidden-unit split.
+void add_etp_sum(float* x, std::vector<float>& part, comm::Communicator& etp) {
+  {
+    PhaseScope wait(Phase::comm_wait);
+    etp.allreduce_sum(part.data(), int64_t(part.size()));
+  }
+  for (size_t i = 0; i < part.size(); ++i) x[i] += part[i];
+}
+
 }  // namespace
 
 void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const BlockParams& p, const Dims& d,
-                       const MoeConfig& cfg, TokenDispatcher& dispatcher, const SumReducer& reduce_sum) {
+                       const MoeConfig& cfg, TokenDispatcher& dispatcher, const SumReducer& reduce_sum,
+                       comm::Communicator* etp) {
   {
     PhaseScope timed(Phase::route);
     router_forward(s.router, s.local, xn, p.router, p.router_bias, d, cfg, s.ctx, reduce_sum);
@@ -87,7 +99,14 @@ void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const Bloc
     PhaseScope timed(Phase::combine);
     dispatcher.combine_preprocess(s.experts.out.data(), s.router.weights.data());
     dispatcher.combine();
-    dispatcher.combine_postprocess(out);
+    if (!etp_split(etp)) {
+      dispatcher.combine_postprocess(out);
+    } else {
+      // Reduce the routed output alone: out holds the replicated residual.
+      s.etp_partial.assign(size_t(d.N * d.D), 0.0f);
+      dispatcher.combine_postprocess(s.etp_partial.data());
+      add_etp_sum(out, s.etp_partial, *etp);
+    }
   }
   if (d.Fs > 0) {
     PhaseScope timed(Phase::experts);
@@ -113,7 +132,8 @@ void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const Bloc
 }
 
 void moe_layer_backward(float* dxn, const float* dout, MoeLayerState& s, const float* xn, const BlockParams& p,
-                        const BlockParams& g, const Dims& d, const MoeConfig& cfg, TokenDispatcher& dispatcher) {
+                        const BlockParams& g, const Dims& d, const MoeConfig& cfg, TokenDispatcher& dispatcher,
+                        comm::Communicator* etp) {
   const size_t M = size_t(s.offsets.back());  // rows this rank's experts computed
   s.dexpert_out.assign(M * size_t(d.D), 0.0f);
   s.dexpert_in.assign(M * size_t(d.D), 0.0f);
@@ -127,6 +147,11 @@ void moe_layer_backward(float* dxn, const float* dout, MoeLayerState& s, const f
     PhaseScope timed(Phase::combine);
     dispatcher.combine_backward(s.dexpert_out.data(), s.dweights.data(), dout, s.experts.out.data(),
                                 s.router.weights.data());
+    // d(weight) = <dout, expert output>, and each etp rank holds a partial expert output.
+    if (etp_split(etp)) {
+      PhaseScope wait(Phase::comm_wait);
+      etp->allreduce_sum(s.dweights.data(), int64_t(s.dweights.size()));
+    }
   }
   {
     PhaseScope timed(Phase::experts);
@@ -136,7 +161,13 @@ void moe_layer_backward(float* dxn, const float* dout, MoeLayerState& s, const f
   }
   {
     PhaseScope timed(Phase::dispatch);
-    dispatcher.dispatch_backward(dxn, s.dexpert_in.data());
+    if (!etp_split(etp)) {
+      dispatcher.dispatch_backward(dxn, s.dexpert_in.data());
+    } else {  // each rank's hidden units give a part of d(xn) through the routed experts
+      s.etp_partial.assign(size_t(d.N * d.D), 0.0f);
+      dispatcher.dispatch_backward(s.etp_partial.data(), s.dexpert_in.data());
+      add_etp_sum(dxn, s.etp_partial, *etp);
+    }
   }
   PhaseScope timed(Phase::route);
   router_backward(dxn, g.router, s.router, s.dweights.data(), s.global, xn, p.router, d, cfg);

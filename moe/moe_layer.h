@@ -9,6 +9,7 @@
 #include "moe/experts.h"
 #include "moe/load_stats.h"
 #include "moe/router.h"
+#include "src/comm/communicator.h"
 #include "src/model/dims.h"
 #include "src/model/mlp.h"
 #include "src/model/params.h"
@@ -26,6 +27,7 @@ struct MoeLayerState {
   SwigluActs shared;
   // backward scratch
   std::vector<float> dexpert_out, dexpert_in, dweights;
+  std::vector<float> etp_partial;  // (N, D) this rank's part of the routed output (or its dxn) under etp
   ExpertScratch expert_scratch;
   SwigluScratch shared_scratch;
   LayerLoadStats stats;
@@ -35,10 +37,16 @@ struct MoeLayerState {
 
 // out (N, D) += MoE(xn). Fills s.stats and s.losses (global values); s.stats.bias is the balancing
 // bias after this step's update (next_balancing_bias on the global counts).
+// Expert tensor parallelism (etp non-null, size > 1; d.Fe = this rank's hidden units): the ranks
+// of etp hold the same tokens and each computes its hidden-unit slice of every expert, so w2
+// gives a partial sum; the combined routed output is all-reduced over etp (Megatron's row-parallel
+// g), and backward all-reduces the partial d(weights) and d(xn) of the routed path (f).
 void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const BlockParams& p, const Dims& d,
-                       const MoeConfig& cfg, TokenDispatcher& dispatcher, const SumReducer& reduce_sum);
+                       const MoeConfig& cfg, TokenDispatcher& dispatcher, const SumReducer& reduce_sum,
+                       comm::Communicator* etp = nullptr);
 // dxn += dL/dxn given dout = dL/d(out); grads accumulate into g.
 void moe_layer_backward(float* dxn, const float* dout, MoeLayerState& s, const float* xn, const BlockParams& p,
-                        const BlockParams& g, const Dims& d, const MoeConfig& cfg, TokenDispatcher& dispatcher);
+                        const BlockParams& g, const Dims& d, const MoeConfig& cfg, TokenDispatcher& dispatcher,
+                        comm::Communicator* etp = nullptr);
 
 }  // namespace moe

@@ -16,6 +16,7 @@
 #include "src/parallel/tensor_parallel.h"
 #include "src/parallel/zero.h"
 #include "src/parallel/zero_optimizer.h"
+#include "src/parallel/zero_tp.h"
 #include "src/train/checkpoint.h"
 #include "src/train/checkpoint_state.h"
 #include "src/train/evaluate.h"
@@ -47,21 +48,12 @@ void require_supported(const Config& c) {
     throw ConfigError(key + " in " + c.source + ": " + why);
   };
   const auto& p = c.parallel;
-  if (p.tp != 1 && c.train.eval_every > 0)
-    refuse("train.eval_every", "periodic evaluation does not support tensor parallelism yet; use 0 with tp > 1");
-  // The checkpoint writer records expert slices only; tp slices are not written yet (docs/distributed.md).
-  if (p.tp != 1 && c.checkpoint.every != 0)
-    refuse("checkpoint.every", "checkpoints do not support tensor parallelism yet; use 0 with tp > 1 (none is written)");
-  if (p.tp != 1 && c.checkpoint.resume != "never")
-    refuse("checkpoint.resume", "checkpoints do not support tensor parallelism yet; use never with tp > 1");
   if (p.pp != 1) refuse("parallel.pp", "pipeline parallelism is not available in this build; use 1");
-  if (p.ep != 1 && c.train.eval_every > 0)
-    refuse("train.eval_every", "periodic evaluation does not support expert parallelism yet; use 0 with ep > 1");
-  if (p.etp != 1) refuse("parallel.etp", "expert tensor parallelism is not available in this build; use 1");
+  if (p.etp != 1 && p.etp != p.tp)  // the etp group must be the tp group (same tokens on its ranks)
+    refuse("parallel.etp", "expert tensor parallelism splits experts over the tp group; use 1 or parallel.tp (" +
+                               std::to_string(p.tp) + ")");
   if (p.zero_stage == 3)
     refuse("parallel.zero_stage", "ZeRO stage 3 (sharded parameters) is not available in this build; use 0, 1 or 2");
-  if (p.zero_stage != 0 && p.tp != 1)
-    refuse("parallel.zero_stage", "ZeRO shards over the dp group, which does not yet combine with tp; use 0 with tp > 1");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
   if (p.recompute != "none") refuse("parallel.recompute", "recomputation is not available in this build; use none");
   if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");
@@ -120,7 +112,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   if (lead) write_run_config(opt.run_dir, dump_config(c));
   world.barrier();
 
-  ModelState model(c, ExpertShard{pc.ep, grid.coord.ep}, TensorShard{pc.tp, grid.coord.tp});
+  ModelState model(c, ExpertShard{pc.ep, grid.coord.ep, pc.etp, grid.coord.etp}, TensorShard{pc.tp, grid.coord.tp});
   init_params(model.table, model.params.data(), c.train.seed);
   const std::vector<bool> frozen = frozen_params(c, model.table);  // finetune.freeze: no update, no state
   GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp);
@@ -170,7 +162,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     return std::make_unique<LocalDispatcher>(&dp);
   };
   comm::Communicator* tp = pc.tp > 1 ? grid.tp.get() : nullptr;
-  Transformer net(c, local_rows, make_dispatcher, tp);
+  comm::Communicator* etp = pc.etp > 1 ? grid.etp.get() : nullptr;
+  Transformer net(c, local_rows, make_dispatcher, tp, etp);
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
   const double flops_per_token = train_flops_per_token(c);
@@ -210,16 +203,16 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     net.backward(model.p, model.g, global_tokens,
                  [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
     buckets.finish(model.grads.data());
-    if (tp) scale_expert_grads(model.table, model.grads.data(), 1.0f / float(pc.tp));
+    if (tp && !etp) scale_expert_grads(model.table, model.grads.data(), 1.0f / float(pc.tp));
+    if (tp && !etp && zero >= 2) scale_expert_shard(*zpart, grad_shard.data(), 1.0f / float(pc.tp));
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
     const float* zgrads = zero >= 2 ? grad_shard.data() : model.grads.data();
     double gsq = 0;
     if (zoptim) {
-      // Owned ranges partition dense tensors over dp and expert slices over edp x ep = dp.
-      gsq = zoptim->grad_sq_sum(zgrads, zero >= 2);
-      dp.allreduce_sum(&gsq, 1);
+      // Owned ranges partition dense tensors over dp and expert slices over edp (src/parallel/zero_tp.h).
+      gsq = zero_grad_sq_norm(*zoptim, model.table, zgrads, zero >= 2, dp, tp);
     } else {
       // Replicated tensors count once; expert slices differ over the ep group.
       AdamW::SqSums sq = optim->grad_sq_sums(model.grads.data());
@@ -227,17 +220,15 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       double tp_sq = split_grad_sq_sum(model.table, model.grads.data(), "tp", [&](size_t i) { return optim->updates(i); });
       sq.sharded -= tp_sq;
       ep.allreduce_sum(&sq.sharded, 1);
+      if (etp) etp->allreduce_sum(&sq.sharded, 1);  // expert slices also differ over etp
       if (tp) tp->allreduce_sum(&tp_sq, 1);
       gsq = sq.replicated + sq.sharded + tp_sq;
     }
     const double gnorm = std::sqrt(gsq);
     // Both are global values, so every rank takes this branch together (the scan is collective).
-    if (tp && (!std::isfinite(loss) || !std::isfinite(gnorm)))  // the activation scan assumes tp = 1
-      throw Error(kExitOther, "non-finite loss (" + std::to_string(loss) + ") or grad norm (" + std::to_string(gnorm) +
-                                  ") at step " + std::to_string(step + 1) + "; rerun with parallel.tp 1 to locate it");
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
-                                                 model, make_dispatcher, reduce, world));
+                                                 model, make_dispatcher, reduce, world, tp, etp));
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
     {
       PhaseScope timed(Phase::optimizer);
@@ -280,7 +271,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       add_memory(rec, model, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(), grad_shard.size(),
                  net.activation_bytes(), gather_staging.capacity());
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
-        EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp);
+        EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp, make_dispatcher, tp, etp);
         rec["eval_loss"] = ev.loss;
       }
       metrics.write(rec);
@@ -297,7 +288,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       interval_start = Clock::now();
       interval_steps = 0;
     }
-    if (!tp && ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last))
+    if ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last)
       save_checkpoint(step + 1);
     if (exiting) break;
   }
