@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "moe/dispatcher.h"
+#include "moe/etp_gather.h"
 #include "moe/experts.h"
 #include "moe/load_stats.h"
 #include "moe/router.h"
@@ -28,6 +29,10 @@ struct MoeLayerState {
   // backward scratch
   std::vector<float> dexpert_out, dexpert_in, dweights;
   std::vector<float> etp_partial;  // (N, D) this rank's part of the routed output (or its dxn) under etp
+  // etp over ranks with different tokens (tp 1): the etp group's rows for the local experts.
+  EtpGather etp_gather;
+  std::vector<float> etp_rows, etp_out;  // (M_all, D) gathered inputs; (M, D) this rank's rows' outputs
+  std::vector<float> etp_drows, etp_dx;  // (M_all, D) gathered d(out); partial d(in)
   ExpertScratch expert_scratch;
   SwigluScratch shared_scratch;
   LayerLoadStats stats;
@@ -37,10 +42,13 @@ struct MoeLayerState {
 
 // out (N, D) += MoE(xn). Fills s.stats and s.losses (global values); s.stats.bias is the balancing
 // bias after this step's update (next_balancing_bias on the global counts).
-// Expert tensor parallelism (etp non-null, size > 1; d.Fe = this rank's hidden units): the ranks
-// of etp hold the same tokens and each computes its hidden-unit slice of every expert, so w2
-// gives a partial sum; the combined routed output is all-reduced over etp (Megatron's row-parallel
-// g), and backward all-reduces the partial d(weights) and d(xn) of the routed path (f).
+// Expert tensor parallelism (etp non-null, size > 1; d.Fe = this rank's hidden units; each rank
+// computes its hidden-unit slice of every local expert, so w2 gives a partial sum):
+// - d.tp == d.etp (the etp group is the tp group, same tokens): the combined routed output is
+//   all-reduced over etp (Megatron's row-parallel g), and backward all-reduces the partial
+//   d(weights) and d(xn) of the routed path (f);
+// - d.tp == 1 (the etp group spans dp ranks, different tokens): the dispatched rows are gathered
+//   over etp before the experts and their partial outputs summed back after (EtpGather).
 void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const BlockParams& p, const Dims& d,
                        const MoeConfig& cfg, TokenDispatcher& dispatcher, const SumReducer& reduce_sum,
                        comm::Communicator* etp = nullptr);

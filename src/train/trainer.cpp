@@ -49,9 +49,9 @@ void require_supported(const Config& c) {
   };
   const auto& p = c.parallel;
   if (p.pp != 1) refuse("parallel.pp", "pipeline parallelism is not available in this build; use 1");
-  if (p.etp != 1 && p.etp != p.tp)  // the etp group must be the tp group (same tokens on its ranks)
-    refuse("parallel.etp", "expert tensor parallelism splits experts over the tp group; use 1 or parallel.tp (" +
-                               std::to_string(p.tp) + ")");
+  if (p.etp != 1 && p.etp != p.tp && p.tp != 1)  // etp groups are the tp groups, or span dp ranks (tp 1)
+    refuse("parallel.etp", "expert tensor parallelism runs over the tp group or, with tp 1, over dp ranks; use 1 or "
+                               "parallel.tp (" + std::to_string(p.tp) + ")");
   if (p.zero_stage == 3)
     refuse("parallel.zero_stage", "ZeRO stage 3 (sharded parameters) is not available in this build; use 0, 1 or 2");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");

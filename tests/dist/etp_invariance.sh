@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Expert tensor parallelism (etp = tp: each tp rank holds half of every local expert's hidden
-# units): per-step losses within 1e-5 and gradient norms within 1e-4 of the single process, alone
-# and folded with ep (the tolerance of tp_invariance.sh: the split changes only summation order).
+# Expert tensor parallelism (each etp rank holds half of every local expert's hidden units; the
+# etp group is the tp group, or with tp 1 a group of dp ranks): per-step losses within 1e-5 and
+# gradient norms within 1e-4 of the single process, alone and folded with ep (the tolerance of
+# tp_invariance.sh: the split changes only summation order).
 # Checkpoints record the etp slices: same-layout resume is bit-exact, and an etp 2 checkpoint
 # resumes on one process with the uninterrupted losses. Unsupported or non-dividing etp: exit 2.
 source "$(dirname "$0")/../lib/common.sh"
@@ -30,7 +31,8 @@ run() {
 }
 
 # Refused layouts name the key (exit 2) before any work.
-expect_exit 2 "$MOE_BIN" train "${args[@]}" --set parallel.etp=2 --run-dir "$WORK/refused"  # etp != tp
+expect_exit 2 "$MOE_BIN" train "${args[@]}" --set parallel.tp=4 --set parallel.etp=2 --set model.n_kv_heads=4 \
+  --run-dir "$WORK/refused"  # 1 < etp < tp
 grep -q "parallel.etp" "$WORK/stderr" || fail "no parallel.etp in: $(cat "$WORK/stderr")"
 expect_exit 2 "$MOE_BIN" train "${args[@]}" --set moe.expert_hidden=129 --set parallel.etp=2 --set parallel.tp=2 \
   --run-dir "$WORK/refused"
@@ -40,6 +42,11 @@ grep -q "moe.expert_hidden" "$WORK/stderr" || fail "no moe.expert_hidden in: $(c
 run etp2 2 "${etp2[@]}"
 run etp2xdp2xep2 4 "${etp2[@]}" --set parallel.dp=2 --set parallel.ep=2
 run etp2xdp4xep2 8 "${etp2[@]}" --set parallel.dp=4 --set parallel.ep=2
+# tp 1: the etp group spans dp ranks with different tokens (rows gathered over etp), alone, with
+# ep (dp 4 = ep 2 x etp 2) and with ZeRO 2 (expert slices sharded over edp).
+run dp2etp2 2 --set parallel.dp=2 --set parallel.etp=2
+run dp4xep2xetp2 4 --set parallel.dp=4 --set parallel.ep=2 --set parallel.etp=2
+run dp4xetp2zero2 4 --set parallel.dp=4 --set parallel.etp=2 --set parallel.zero_stage=2
 
 # Checkpoints: etp 2 x ep 2, 2 steps + resume == 4 straight steps, exactly; etp 2 -> one process.
 big=("${etp2[@]}" --set parallel.dp=2 --set parallel.ep=2)
@@ -64,3 +71,9 @@ PY
 "$MOE_BIN" train "${args[@]}" --set checkpoint.resume=auto --run-dir "$WORK/to1"
 echo -n "etp2xdp2xep2 -> 1: "
 compare_losses "$WORK/one/metrics.jsonl" "$WORK/to1/metrics.jsonl" 1e-5
+# etp over dp ranks (tp 1): an etp 2 checkpoint resumes on one process too.
+mpirun --oversubscribe -np 2 "$MOE_BIN" train "${args[@]}" --set parallel.dp=2 --set parallel.etp=2 \
+  --set checkpoint.resume=auto --run-dir "$WORK/dp_to1" --exit-after 2
+"$MOE_BIN" train "${args[@]}" --set checkpoint.resume=auto --run-dir "$WORK/dp_to1"
+echo -n "dp2etp2 -> 1: "
+compare_losses "$WORK/one/metrics.jsonl" "$WORK/dp_to1/metrics.jsonl" 1e-5

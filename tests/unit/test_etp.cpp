@@ -1,7 +1,8 @@
-// Expert tensor parallelism over a thread group (etp = tp): every rank holds a hidden-unit slice
-// of each expert, and the whole model matches the unsplit one (which test_model_grad checks
-// against finite differences): loss, and every gradient slice, experts included. Also: the
-// slices of an etp table hold exactly the elements of the unsplit init.
+// Expert tensor parallelism over a thread group, as the etp = tp group (same tokens) and as an etp
+// group of dp ranks (tp 1, different tokens): every rank holds a hidden-unit slice of each
+// expert, and the model matches the unsplit one (which test_model_grad checks against finite
+// differences): loss, and every gradient slice, experts included. Also: the slices of an etp
+// table hold exactly the elements of the unsplit init.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -112,6 +113,62 @@ TEST_P(Etp, LossAndGradientsMatchUnsplit) {
     }
   }
   EXPECT_EQ(expert_slices, n > 1 ? n * 3 : 0);  // w1, w3, w2 of the MoE layer on every rank
+}
+
+// etp with tp 1: the etp group's ranks hold different sequences (as dp ranks do); the rows they
+// dispatch are gathered over etp. Rank r runs sequences [r b, (r+1) b) of the unsplit batch: the
+// loss sums and the dense gradients summed over ranks, and every expert slice's gradient (from all
+// ranks' tokens), match the unsplit model on the whole batch.
+TEST_P(Etp, GatheredOverDpRanksMatchesUnsplit) {
+  const int n = GetParam();
+  const Config c = etp_config(1);
+  const int64_t b = 2, row = c.model.seq_len + 1;
+  const auto tokens = test::random_ints(n * b * row, 13, 0, int32_t(c.model.vocab_size));
+  ModelState ref(c);
+  init_params(ref.table, ref.params.data(), 77);
+  Transformer ref_net(c, n * b);
+  const StepLosses ref_losses = ref_net.forward(tokens.data(), ref.p, {});
+  ref_net.backward(ref.p, ref.g, double(ref_net.dims().N));
+  std::vector<double> lm(static_cast<size_t>(n));
+  std::vector<std::vector<float>> grads(static_cast<size_t>(n));
+  std::vector<ParamTable> tables(static_cast<size_t>(n));
+  on_ranks(n, [&](comm::Communicator& g) {
+    const int r = g.rank();
+    ModelState m(c, ExpertShard{1, 0, n, r});
+    init_params(m.table, m.params.data(), 77);
+    Transformer net(c, b, {}, nullptr, &g);
+    const SumReducer over_dp = [&](std::vector<double>& v) { g.allreduce_sum(v.data(), int64_t(v.size())); };
+    const StepLosses l = net.forward(tokens.data() + r * b * row, m.p, over_dp);
+    net.backward(m.p, m.g, double(n * net.dims().N));
+    EXPECT_NEAR(l.aux, ref_losses.aux, 1e-6);
+    lm[size_t(r)] = l.lm_sum;
+    grads[size_t(r)] = m.grads;
+    tables[size_t(r)] = m.table;
+  });
+  double lm_sum = 0;
+  for (double x : lm) lm_sum += x;
+  EXPECT_NEAR(lm_sum, ref_losses.lm_sum, 1e-5 * std::abs(ref_losses.lm_sum));
+  for (const auto& q : ref.table.params()) {
+    double scale = 0;
+    for (int64_t i = 0; i < q.numel; ++i) scale = std::max(scale, double(std::abs(ref.grads[size_t(q.offset + i)])));
+    std::vector<double> dense(size_t(q.numel), 0.0);  // replicated tensors: summed over the ranks, as dp does
+    for (int r = 0; r < n; ++r) {
+      const ParamInfo& p = tables[size_t(r)].params()[size_t(tables[size_t(r)].index_of(q.name))];
+      const float* g = grads[size_t(r)].data() + p.offset;
+      if (!p.shard.split()) {
+        for (int64_t i = 0; i < p.numel; ++i) dense[size_t(i)] += g[i];
+        continue;
+      }
+      double err = 0;
+      for (int64_t i = 0; i < p.numel; ++i)
+        err = std::max(err, double(std::abs(g[i] - ref.grads[size_t(q.offset + global_index(p, i))])));
+      EXPECT_LE(err, 1e-4 * scale + 1e-7) << q.name << " slice " << r;
+    }
+    if (n > 1 && q.shard.expert) continue;
+    double err = 0;
+    for (int64_t i = 0; i < q.numel; ++i) err = std::max(err, std::abs(dense[size_t(i)] - ref.grads[size_t(q.offset + i)]));
+    EXPECT_LE(err, 1e-4 * scale + 1e-7) << q.name;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Etp, Etp, ::testing::Values(1, 2, 4));
