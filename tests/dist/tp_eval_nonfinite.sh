@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Periodic evaluation and the non-finite diagnostic under tensor and expert parallelism.
-# - train.eval_every: eval_loss of tp 2, dp 2 x ep 2 and tp 2 x dp 2 x ep 2 matches the single
-#   process to 1e-5 (the tolerance of tp_invariance.sh; the layouts change only summation order).
+# - train.eval_every: eval_loss of tp 2, dp 2 x ep 2, tp 2 x dp 2 x ep 2, etp = tp 2 and dp 2 x etp 2
+#   matches the single process to 1e-5 (the tolerance of tp_invariance.sh; the layouts change only
+#   summation order).
 # - A NaN injected into layers.0.attention.wq.weight under tp 2 x dp 2 is located by the replay:
 #   first activation layer 0's q, parameter named once (its two dp copies count as one slice).
 source "$(dirname "$0")/../lib/common.sh"
@@ -34,6 +35,8 @@ run() {
 run tp2 2 --set parallel.tp=2
 run dp2xep2 2 --set parallel.dp=2 --set parallel.ep=2
 run tp2xdp2xep2 4 --set parallel.tp=2 --set parallel.dp=2 --set parallel.ep=2
+run tp2xetp2 2 --set parallel.tp=2 --set parallel.etp=2
+run dp2xetp2 2 --set parallel.dp=2 --set parallel.etp=2
 
 set +e
 MOE_TEST_NAN_STEP=3 MOE_TEST_NAN_PARAM=layers.0.attention.wq.weight mpirun --oversubscribe -np 4 "$MOE_BIN" train \
