@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "kernels/ops.h"
+#include "moe/etp_gather.h"
 #include "src/comm/thread_communicator.h"
 #include "src/model/transformer.h"
 #include "src/train/model_state.h"
@@ -169,6 +170,44 @@ TEST_P(Etp, GatheredOverDpRanksMatchesUnsplit) {
     for (int64_t i = 0; i < q.numel; ++i) err = std::max(err, std::abs(dense[size_t(i)] - ref.grads[size_t(q.offset + i)]));
     EXPECT_LE(err, 1e-4 * scale + 1e-7) << q.name;
   }
+}
+
+// EtpGather alone, with uneven rows per member and expert (some zero, one member with none):
+// gather lays every member's rows out expert-major, members in rank order; scatter_sum returns
+// each member the sum over members of the values at its rows.
+TEST_P(Etp, GatherLaysOutRowsExpertMajorAndScatterSums) {
+  const int n = GetParam();
+  const int64_t E = 3, D = 2;
+  auto rows_of = [](int r, int64_t e) { return r == 1 ? int64_t(0) : (r + 2 * e) % 3; };
+  auto value = [](int r, int64_t e, int64_t j, int64_t k) { return float(1000 * r + 100 * e + 10 * j + k); };
+  on_ranks(n, [&](comm::Communicator& g) {
+    const int r = g.rank();
+    std::vector<int64_t> offsets{0};
+    std::vector<float> mine;
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t j = 0; j < rows_of(r, e); ++j)
+        for (int64_t k = 0; k < D; ++k) mine.push_back(value(r, e, j, k));
+      offsets.push_back(offsets.back() + rows_of(r, e));
+    }
+    EtpGather eg;
+    eg.plan(g, offsets);
+    std::vector<float> all, expected;
+    eg.gather(g, mine.data(), D, all);
+    std::vector<int64_t> want_offsets{0};
+    for (int64_t e = 0; e < E; ++e) {
+      for (int q = 0; q < n; ++q)
+        for (int64_t j = 0; j < rows_of(q, e); ++j)
+          for (int64_t k = 0; k < D; ++k) expected.push_back(value(q, e, j, k));
+      want_offsets.push_back(int64_t(expected.size()) / D);
+    }
+    EXPECT_EQ(all, expected);
+    EXPECT_EQ(eg.all_offsets(), want_offsets);
+    // Every member holds all rows; summed back, my rows come to n times my values.
+    std::vector<float> back;
+    eg.scatter_sum(g, all.data(), D, back);
+    ASSERT_EQ(back.size(), mine.size());
+    for (size_t i = 0; i < mine.size(); ++i) EXPECT_EQ(back[i], float(n) * mine[i]);
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(Etp, Etp, ::testing::Values(1, 2, 4));
