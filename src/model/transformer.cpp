@@ -174,6 +174,7 @@ int64_t Transformer::activation_bytes() const {
     n += f.x_in.size() + f.xn.size() + f.rstd.size() + f.dense.a.size() + f.dense.b.size() + f.dense.h.size();
     n += f.moe.expert_in.size() + f.moe.experts.a.size() + f.moe.experts.b.size() + f.moe.experts.h.size() +
          f.moe.experts.out.size() + f.moe.router.logits.size() + f.moe.router.scores.size();
+    n += f.moe.etp_rows.size() + f.moe.etp_out.size();  // etp over dp ranks: the gathered rows
   }
   return int64_t(n * sizeof(float));
 }

@@ -44,8 +44,9 @@ class Transformer {
   // holds H/tp heads and ffn_hidden/tp dense FFN units (parameter tables built with the same
   // TensorShard); embeddings, norms, output head and MoE layers are replicated over tp, so every
   // tp rank computes the MoE layers in full on the same tokens.
-  // etp (not owned; null = none): the expert tensor-parallel group (the tp group), over which each
-  // rank holds expert_hidden/etp hidden units of every local expert (moe/moe_layer.h).
+  // etp (not owned; null = none): the expert tensor-parallel group (the tp group, or with tp 1 a
+  // group of dp ranks), over which each rank holds expert_hidden/etp hidden units of every local
+  // expert (moe/moe_layer.h); then the tp ranks no longer compute the MoE layers in full.
   Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher = {},
               comm::Communicator* tp = nullptr, comm::Communicator* etp = nullptr);
 
