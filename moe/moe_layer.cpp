@@ -53,10 +53,24 @@ void expert_choice_plan(DispatchPlan& plan, const RouterState& r, int64_t E) {
   plan.dropped = r.ec_unrouted;  // tokens that no expert took
 }
 
+bool etp_split(const comm::Communicator* etp) { return etp && etp->size() > 1; }
+// The etp group holds different tokens (tp 1) rather than the tp group's same tokens.
+bool etp_gathers(const comm::Communicator* etp, const Dims& d) { return etp_split(etp) && d.tp != d.etp; }
+
+// x (n) += sum over etp of part (n): the conjugate all-reduce of the hidden-unit split.
+void add_etp_sum(float* x, std::vector<float>& part, comm::Communicator& etp) {
+  {
+    PhaseScope wait(Phase::comm_wait);
+    etp.allreduce_sum(part.data(), int64_t(part.size()));
+  }
+  for (size_t i = 0; i < part.size(); ++i) x[i] += part[i];
+}
+
 }  // namespace
 
 void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const BlockParams& p, const Dims& d,
-                       const MoeConfig& cfg, TokenDispatcher& dispatcher, const SumReducer& reduce_sum) {
+                       const MoeConfig& cfg, TokenDispatcher& dispatcher, const SumReducer& reduce_sum,
+                       comm::Communicator* etp) {
   {
     PhaseScope timed(Phase::route);
     router_forward(s.router, s.local, xn, p.router, p.router_bias, d, cfg, s.ctx, reduce_sum);
@@ -80,14 +94,30 @@ void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const Bloc
     PhaseScope timed(Phase::experts);
     // The experts this rank holds: all E here, E / ep under expert parallelism.
     const int64_t local_experts = int64_t(s.offsets.size()) - 1;
-    experts_forward(s.experts, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2, s.offsets.data(),
-                    local_experts, d.D, d.Fe);
+    if (!etp_gathers(etp, d)) {
+      experts_forward(s.experts, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2, s.offsets.data(),
+                      local_experts, d.D, d.Fe);
+    } else {
+      s.etp_gather.plan(*etp, s.offsets);
+      s.etp_gather.gather(*etp, s.expert_in.data(), d.D, s.etp_rows);
+      experts_forward(s.experts, s.etp_rows.data(), p.experts_w1, p.experts_w3, p.experts_w2,
+                      s.etp_gather.all_offsets().data(), local_experts, d.D, d.Fe);
+      s.etp_gather.scatter_sum(*etp, s.experts.out.data(), d.D, s.etp_out);
+    }
   }
   {
     PhaseScope timed(Phase::combine);
-    dispatcher.combine_preprocess(s.experts.out.data(), s.router.weights.data());
+    dispatcher.combine_preprocess(etp_gathers(etp, d) ? s.etp_out.data() : s.experts.out.data(),
+                                  s.router.weights.data());
     dispatcher.combine();
-    dispatcher.combine_postprocess(out);
+    if (!etp_split(etp) || etp_gathers(etp, d)) {
+      dispatcher.combine_postprocess(out);
+    } else {
+      // Reduce the routed output alone: out holds the replicated residual.
+      s.etp_partial.assign(size_t(d.N * d.D), 0.0f);
+      dispatcher.combine_postprocess(s.etp_partial.data());
+      add_etp_sum(out, s.etp_partial, *etp);
+    }
   }
   if (d.Fs > 0) {
     PhaseScope timed(Phase::experts);
@@ -113,7 +143,8 @@ void moe_layer_forward(float* out, MoeLayerState& s, const float* xn, const Bloc
 }
 
 void moe_layer_backward(float* dxn, const float* dout, MoeLayerState& s, const float* xn, const BlockParams& p,
-                        const BlockParams& g, const Dims& d, const MoeConfig& cfg, TokenDispatcher& dispatcher) {
+                        const BlockParams& g, const Dims& d, const MoeConfig& cfg, TokenDispatcher& dispatcher,
+                        comm::Communicator* etp) {
   const size_t M = size_t(s.offsets.back());  // rows this rank's experts computed
   s.dexpert_out.assign(M * size_t(d.D), 0.0f);
   s.dexpert_in.assign(M * size_t(d.D), 0.0f);
@@ -125,18 +156,40 @@ void moe_layer_backward(float* dxn, const float* dout, MoeLayerState& s, const f
   }
   {
     PhaseScope timed(Phase::combine);
-    dispatcher.combine_backward(s.dexpert_out.data(), s.dweights.data(), dout, s.experts.out.data(),
+    dispatcher.combine_backward(s.dexpert_out.data(), s.dweights.data(), dout,
+                                etp_gathers(etp, d) ? s.etp_out.data() : s.experts.out.data(),
                                 s.router.weights.data());
+    // d(weight) = <dout, expert output>, and each etp rank of a tp group holds a partial output.
+    if (etp_split(etp) && !etp_gathers(etp, d)) {
+      PhaseScope wait(Phase::comm_wait);
+      etp->allreduce_sum(s.dweights.data(), int64_t(s.dweights.size()));
+    }
   }
   {
     PhaseScope timed(Phase::experts);
-    experts_backward(s.dexpert_in.data(), g.experts_w1, g.experts_w3, g.experts_w2, s.dexpert_out.data(), s.experts,
-                     s.expert_scratch, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2,
-                     s.offsets.data(), int64_t(s.offsets.size()) - 1, d.D, d.Fe);
+    const int64_t local_experts = int64_t(s.offsets.size()) - 1;
+    if (!etp_gathers(etp, d)) {
+      experts_backward(s.dexpert_in.data(), g.experts_w1, g.experts_w3, g.experts_w2, s.dexpert_out.data(),
+                       s.experts, s.expert_scratch, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2,
+                       s.offsets.data(), local_experts, d.D, d.Fe);
+    } else {  // every member's d(out) through this rank's slice; the partial d(in) back to the owners
+      s.etp_gather.gather(*etp, s.dexpert_out.data(), d.D, s.etp_drows);
+      s.etp_dx.assign(s.etp_rows.size(), 0.0f);
+      experts_backward(s.etp_dx.data(), g.experts_w1, g.experts_w3, g.experts_w2, s.etp_drows.data(), s.experts,
+                       s.expert_scratch, s.etp_rows.data(), p.experts_w1, p.experts_w3, p.experts_w2,
+                       s.etp_gather.all_offsets().data(), local_experts, d.D, d.Fe);
+      s.etp_gather.scatter_sum(*etp, s.etp_dx.data(), d.D, s.dexpert_in);
+    }
   }
   {
     PhaseScope timed(Phase::dispatch);
-    dispatcher.dispatch_backward(dxn, s.dexpert_in.data());
+    if (!etp_split(etp) || etp_gathers(etp, d)) {
+      dispatcher.dispatch_backward(dxn, s.dexpert_in.data());
+    } else {  // each rank's hidden units give a part of d(xn) through the routed experts
+      s.etp_partial.assign(size_t(d.N * d.D), 0.0f);
+      dispatcher.dispatch_backward(s.etp_partial.data(), s.dexpert_in.data());
+      add_etp_sum(dxn, s.etp_partial, *etp);
+    }
   }
   PhaseScope timed(Phase::route);
   router_backward(dxn, g.router, s.router, s.dweights.data(), s.global, xn, p.router, d, cfg);

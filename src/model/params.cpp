@@ -18,11 +18,15 @@ int ParamTable::add(const std::string& name, std::vector<int64_t> shape, InitKin
   return int(params_.size()) - 1;
 }
 
-int ParamTable::add_expert(const std::string& name, std::vector<int64_t> global_shape, InitKind init,
+int ParamTable::add_expert(const std::string& name, std::vector<int64_t> global_shape, int hidden_dim, InitKind init,
                            const ExpertShard& es) {
+  const size_t h = size_t(hidden_dim);
   MOE_CHECK(es.size >= 1 && global_shape[0] % es.size == 0, name + ": experts do not divide over the ep group");
+  MOE_CHECK(es.etp >= 1 && h < global_shape.size() && global_shape[h] % es.etp == 0,
+            name + ": hidden units do not divide over the etp group");
   std::vector<int64_t> local = global_shape;
   local[0] = global_shape[0] / es.size;
+  local[h] = global_shape[h] / es.etp;
   const int i = add(name, local, init);
   ShardSpec& sh = params_[size_t(i)].shard;
   sh.global_shape = std::move(global_shape);
@@ -31,6 +35,10 @@ int ParamTable::add_expert(const std::string& name, std::vector<int64_t> global_
     sh.split_dim = 0;
     sh.group = "ep";
     sh.offset = es.rank * local[0];
+  }
+  if (es.etp > 1) {
+    sh.etp_dim = hidden_dim;
+    sh.etp_offset = es.etp_rank * local[h];
   }
   return i;
 }
@@ -83,9 +91,9 @@ ParamTable build_param_table(const Config& c, const ExpertShard& es, const Tenso
     const int64_t E = e.num_experts, Fe = e.expert_hidden;
     t.add(p + "moe.router.weight", {E, D}, InitKind::normal);
     t.add(p + "moe.router.bias", {E}, InitKind::zeros, false, /*trainable=*/false);
-    t.add_expert(p + "moe.experts.w1", {E, Fe, D}, InitKind::normal, es);
-    t.add_expert(p + "moe.experts.w3", {E, Fe, D}, InitKind::normal, es);
-    t.add_expert(p + "moe.experts.w2", {E, D, Fe}, InitKind::normal, es);
+    t.add_expert(p + "moe.experts.w1", {E, Fe, D}, 1, InitKind::normal, es);
+    t.add_expert(p + "moe.experts.w3", {E, Fe, D}, 1, InitKind::normal, es);
+    t.add_expert(p + "moe.experts.w2", {E, D, Fe}, 2, InitKind::normal, es);
     if (e.num_shared_experts > 0) {
       const int64_t Fs = e.num_shared_experts * Fe;
       t.add(p + "moe.shared.w1.weight", {Fs, D}, InitKind::normal);
@@ -133,17 +141,25 @@ ModelParams bind_params(const Config& c, const ParamTable& table, float* base) {
   return mp;
 }
 
+std::vector<int64_t> shard_start(const ParamInfo& p) {
+  std::vector<int64_t> start(p.shape.size(), 0);
+  if (p.shard.split_dim >= 0) start[size_t(p.shard.split_dim)] = p.shard.offset;
+  if (p.shard.etp_dim >= 0) start[size_t(p.shard.etp_dim)] = p.shard.etp_offset;
+  return start;
+}
+
 namespace {
 
-// Index in the global tensor of element i of this rank's slice.
-int64_t global_index(const ParamInfo& p, int64_t i) {
-  const ShardSpec& sh = p.shard;
-  if (sh.split_dim < 0) return i;
-  int64_t inner = 1;
-  for (size_t d = size_t(sh.split_dim) + 1; d < p.shape.size(); ++d) inner *= p.shape[d];
-  const int64_t local_n = p.shape[size_t(sh.split_dim)], global_n = sh.global_shape[size_t(sh.split_dim)];
-  const int64_t outer = i / (local_n * inner), j = (i / inner) % local_n, r = i % inner;
-  return (outer * global_n + sh.offset + j) * inner + r;
+// Index in the global tensor of element i of this rank's slice (start: shard_start(p)).
+int64_t global_index(const ParamInfo& p, const std::vector<int64_t>& start, int64_t i) {
+  if (!p.shard.split()) return i;
+  int64_t g = 0, stride = 1;
+  for (size_t d = p.shape.size(); d-- > 0;) {
+    g += (i % p.shape[d] + start[d]) * stride;
+    i /= p.shape[d];
+    stride *= p.shard.global_shape[d];
+  }
+  return g;
 }
 
 }  // namespace
@@ -160,7 +176,8 @@ void init_params(const ParamTable& table, float* data, uint64_t seed) {
         break;
       case InitKind::normal: {
         const uint64_t key = rng_key(seed, p.name);
-        for (int64_t i = 0; i < p.numel; ++i) x[i] = 0.02f * philox_normal(key, uint64_t(global_index(p, i)));
+        const std::vector<int64_t> start = shard_start(p);
+        for (int64_t i = 0; i < p.numel; ++i) x[i] = 0.02f * philox_normal(key, uint64_t(global_index(p, start, i)));
         break;
       }
     }

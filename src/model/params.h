@@ -21,6 +21,11 @@ struct ShardSpec {
   int64_t offset = 0;                 // this rank's first index along split_dim
   std::vector<int64_t> global_shape;  // the logical tensor
   bool expert = false;                // routed-expert weights: gradients reduce over edp, not dp
+  // Expert tensor parallelism: routed-expert tensors are also split over the etp group along
+  // their hidden-unit dim (1 for w1/w3, 2 for w2); this rank holds [etp_offset, + shape[etp_dim]).
+  int etp_dim = -1;                   // -1: not split over etp
+  int64_t etp_offset = 0;
+  bool split() const { return split_dim >= 0 || etp_dim >= 0; }
 };
 
 struct ParamInfo {
@@ -35,9 +40,11 @@ struct ParamInfo {
 };
 
 // Expert parallelism: the E routed experts of each MoE layer are divided over `size` ranks;
-// rank `rank` holds experts [rank * E/size, (rank+1) * E/size).
+// rank `rank` holds experts [rank * E/size, (rank+1) * E/size). Expert tensor parallelism: each
+// expert's hidden units are divided over `etp` ranks; rank `etp_rank` holds part etp_rank.
 struct ExpertShard {
   int64_t size = 1, rank = 0;
+  int64_t etp = 1, etp_rank = 0;
 };
 
 // Tensor parallelism (Megatron): attention heads and dense FFN hidden units are divided over the
@@ -50,8 +57,10 @@ class ParamTable {
  public:
   int add(const std::string& name, std::vector<int64_t> shape, InitKind init, bool weight_decay = true,
           bool trainable = true);
-  // A tensor of `global_shape` split along dim 0 into `parts`; this rank holds part `index`.
-  int add_expert(const std::string& name, std::vector<int64_t> global_shape, InitKind init, const ExpertShard& es);
+  // A routed-expert tensor of `global_shape`: experts (dim 0) split over ep, hidden units
+  // (hidden_dim) over etp, as es says.
+  int add_expert(const std::string& name, std::vector<int64_t> global_shape, int hidden_dim, InitKind init,
+                 const ExpertShard& es);
   // A tensor of `global_shape` split along `split_dim` over the tp group; this rank holds part ts.rank.
   int add_tp_split(const std::string& name, std::vector<int64_t> global_shape, int split_dim, InitKind init,
                    const TensorShard& ts);
@@ -96,6 +105,8 @@ struct ModelParams {
 // weights hold only this rank's experts under expert parallelism, and attention / dense FFN
 // weights only this rank's heads / hidden units under tensor parallelism.
 ParamTable build_param_table(const Config& c, const ExpertShard& es = {}, const TensorShard& ts = {});
+// Per dimension, the index in the global tensor of this rank's first element of p.
+std::vector<int64_t> shard_start(const ParamInfo& p);
 // Points the views into `base` (a buffer of table.total() floats: params, grads or state).
 ModelParams bind_params(const Config& c, const ParamTable& table, float* base);
 // Deterministic init from (seed, name): N(0, 0.02) weights, ones for norms, zeros for the bias.

@@ -9,8 +9,8 @@
 namespace moe {
 
 Transformer::Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher,
-                         comm::Communicator* tp)
-    : c_(c), d_(make_dims(c, batch, tp ? tp->size() : 1)), tp_(tp) {
+                         comm::Communicator* tp, comm::Communicator* etp)
+    : c_(c), d_(make_dims(c, batch, tp ? tp->size() : 1, etp ? etp->size() : 1)), tp_(tp), etp_(etp) {
   const size_t ND = size_t(d_.N * d_.D);
   inputs_.resize(size_t(d_.N));
   targets_.resize(size_t(d_.N));
@@ -80,7 +80,7 @@ void Transformer::block_forward(int64_t i, const BlockParams& bp, const SumReduc
   std::memcpy(f.x_in.data(), x_.data(), sizeof(float) * x_.size());
   ops::rmsnorm_forward(f.xn.data(), f.rstd.data(), x_.data(), bp.ffn_norm, d_.N, d_.D, d_.eps);
   if (c_.model.is_moe_layer(i)) {
-    moe_layer_forward(x_.data(), f.moe, f.xn.data(), bp, d_, c_.moe, *dispatchers_[size_t(i)], reduce_sum);
+    moe_layer_forward(x_.data(), f.moe, f.xn.data(), bp, d_, c_.moe, *dispatchers_[size_t(i)], reduce_sum, etp_);
     out.aux += f.moe.losses.aux;
     out.z += f.moe.losses.z;
   } else if (d_.tp == 1) {
@@ -133,7 +133,8 @@ void Transformer::block_backward(int64_t i, const BlockParams& bp, const BlockPa
   FfnActs& f = ffn_[size_t(i)];
   std::fill(dxn_.begin(), dxn_.end(), 0.0f);
   if (c_.model.is_moe_layer(i)) {
-    moe_layer_backward(dxn_.data(), dx_.data(), f.moe, f.xn.data(), bp, bg, d_, c_.moe, *dispatchers_[size_t(i)]);
+    moe_layer_backward(dxn_.data(), dx_.data(), f.moe, f.xn.data(), bp, bg, d_, c_.moe, *dispatchers_[size_t(i)],
+                       etp_);
   } else {
     swiglu_mlp_backward(dxn_.data(), bg.w1, bg.w3, bg.w2, dx_.data(), f.dense, dense_scratch_, f.xn.data(), bp.w1,
                         bp.w3, bp.w2, d_.N, d_.D, d_.F);
@@ -185,6 +186,7 @@ int64_t Transformer::activation_bytes() const {
     n += f.x_in.size() + f.xn.size() + f.rstd.size() + f.dense.a.size() + f.dense.b.size() + f.dense.h.size();
     n += f.moe.expert_in.size() + f.moe.experts.a.size() + f.moe.experts.b.size() + f.moe.experts.h.size() +
          f.moe.experts.out.size() + f.moe.router.logits.size() + f.moe.router.scores.size();
+    n += f.moe.etp_rows.size() + f.moe.etp_out.size();  // etp over dp ranks: the gathered rows
   }
   return int64_t(n * sizeof(float));
 }

@@ -55,8 +55,11 @@ class Transformer {
   // holds H/tp heads and ffn_hidden/tp dense FFN units (parameter tables built with the same
   // TensorShard); embeddings, norms, output head and MoE layers are replicated over tp, so every
   // tp rank computes the MoE layers in full on the same tokens.
+  // etp (not owned; null = none): the expert tensor-parallel group (the tp group, or with tp 1 a
+  // group of dp ranks), over which each rank holds expert_hidden/etp hidden units of every local
+  // expert (moe/moe_layer.h); then the tp ranks no longer compute the MoE layers in full.
   Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher = {},
-              comm::Communicator* tp = nullptr);
+              comm::Communicator* tp = nullptr, comm::Communicator* etp = nullptr);
 
   // tokens (B, T+1): inputs are [:, :T], targets [:, 1:]. global_tokens scales the loss gradient.
   StepLosses forward(const int32_t* tokens, const ModelParams& p, const SumReducer& reduce_sum);
@@ -106,6 +109,7 @@ class Transformer {
   std::vector<int32_t> inputs_, targets_;
   comm::Communicator* tp_ = nullptr;
   ParamStageHooks* hooks_ = nullptr;
+  comm::Communicator* etp_ = nullptr;
   std::vector<float> x_;  // (N, D) residual stream
   std::vector<float> ffn_partial_;  // (N, D) this rank's dense FFN output under tp > 1
   std::vector<AttentionActs> attn_;

@@ -32,6 +32,13 @@ double ZeroAdamW::grad_sq_sum(const float* grads, bool sharded) const {
   return s;
 }
 
+double ZeroAdamW::grad_sq_sum(const float* grads, bool sharded, const std::function<bool(size_t)>& counts) const {
+  double s = 0;
+  for (const Piece& p : pieces_)
+    if (counts(p.param)) s += ops::sum_squares(grads + (sharded ? p.shard_off : p.flat), p.n);
+  return s;
+}
+
 void ZeroAdamW::step(float* params, const float* grads, bool sharded, double lr, double clip) {
   ++step_;
   for (const Piece& p : pieces_) {

@@ -5,6 +5,7 @@
 // layout and stage; the full-size state exists only while saving or loading.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "src/model/params.h"
@@ -23,6 +24,8 @@ class ZeroAdamW {
   // Sum of squares of this rank's owned, updated gradients: summed over the dp group it is the
   // global squared norm, each element counted once.
   double grad_sq_sum(const float* grads, bool sharded) const;
+  // The same over the owned parts of the tensors (table index i) for which counts(i) holds.
+  double grad_sq_sum(const float* grads, bool sharded, const std::function<bool(size_t)>& counts) const;
   void step(float* params, const float* grads, bool sharded, double lr, double clip_scale);
   int64_t state_floats() const { return int64_t(m_.size()); }  // per moment
   // Collective over the dp and edp groups: fills `full` (same table and frozen list) with every

@@ -1,5 +1,7 @@
 #include "src/train/checkpoint_state.h"
 
+#include <functional>
+
 #include "src/core/error.h"
 #include "src/train/checkpoint.h"
 #include "src/train/export.h"
@@ -9,15 +11,13 @@ namespace moe {
 
 namespace {
 
-enum class Part { all, replicated, experts };
-
-std::vector<ckpt::TensorRef> state_tensors(ModelState& model, AdamW* optim, Part part = Part::all) {
+// The parameters (and their moments) for which keep(i) holds.
+std::vector<ckpt::TensorRef> state_tensors(ModelState& model, AdamW* optim, const std::function<bool(size_t)>& keep) {
   std::vector<ckpt::TensorRef> out;
   const auto& ps = model.table.params();
   for (size_t i = 0; i < ps.size(); ++i) {
     const ParamInfo& p = ps[i];
-    if ((part == Part::replicated && p.shard.split_dim >= 0) || (part == Part::experts && p.shard.split_dim < 0))
-      continue;
+    if (!keep(i)) continue;
     out.push_back({"param/" + p.name, p.shape, model.params.data() + p.offset});
     if (optim && optim->updates(i)) {  // frozen tensors have no optimizer state
       out.push_back({"adam_m/" + p.name, p.shape, optim->m_of(i)});
@@ -43,22 +43,33 @@ std::vector<WantedTensor> wanted_tensors(ModelState& model, AdamW* optim) {
   return out;
 }
 
-// The world rank that writes expert slice j: edp index 0, ep index j (first stage, etp 0).
+// The world rank that writes expert slice j: edp index 0, ep index j (first stage, etp 0; under
+// etp its etp peers write the other hidden-unit parts of the slice, listed in tensor_slices).
 int expert_writer(const comm::GridShape& s, int j) { return j * s.etp; }
 
-nlohmann::json layout_of(const Config& c, const comm::GridShape& s, const ParamTable& table) {
+// Whether this rank writes its copy of p: each distinct slice once, by the rank with index 0 in
+// every group over which that slice repeats. Dense tensors repeat over dp (and over tp unless
+// split over it); routed-expert tensors over edp (and over ep, etp unless split over them).
+bool writes_param(const ParamInfo& p, const comm::GridCoord& k) {
+  if (k.pp != 0) return false;
+  if (p.shard.expert) return k.edp == 0 && (p.shard.group == "ep" || k.ep == 0) && (p.shard.etp_dim >= 0 || k.etp == 0);
+  return k.dp == 0 && (p.shard.group == "tp" || k.tp == 0);
+}
+
+// Collective over the world: every rank reports the slices it writes (layout.tensor_slices).
+nlohmann::json layout_of(const Config& c, const comm::ProcessGrid& grid, const ParamTable& table) {
   const auto& p = c.parallel;
+  const comm::GridShape& s = grid.shape;
   nlohmann::json slices = nlohmann::json::array();
-  std::vector<int> writers;
   const int64_t per = c.moe.num_experts / p.ep;
-  for (int j = 0; j < s.ep; ++j) {
+  for (int j = 0; j < s.ep; ++j)
     slices.push_back({{"ep_rank", j}, {"rank", expert_writer(s, j)}, {"split_dim", 0}, {"offset", j * per},
                       {"count", per}});
-    writers.push_back(expert_writer(s, j));
-  }
+  const std::string mine = written_slices(
+      table, [&](size_t i) { return writes_param(table.params()[i], grid.coord); }, grid.world->rank());
   // tensor_slices (per tensor, a box per piece) is what loading reads; expert_slices stays for tools.
   return {{"dp", p.dp},   {"tp", p.tp},   {"pp", p.pp}, {"ep", p.ep}, {"etp", p.etp}, {"zero_stage", p.zero_stage},
-          {"expert_slices", slices}, {"tensor_slices", tensor_slices(table, writers)}};
+          {"expert_slices", slices}, {"tensor_slices", merge_tensor_slices(grid.world->allgather_string(mine))}};
 }
 
 }  // namespace
@@ -78,15 +89,10 @@ void save_training_state(const Config& c, const std::string& root, int64_t step,
   req.step = step;
   req.rank = world.rank();
   req.world = world.size();
-  req.layout = layout_of(c, grid.shape, model.table);
+  req.layout = layout_of(c, grid, model.table);
   req.meta = {{"config", dump_config(c)}, {"optimizer_step", optim.steps_done()}, {"loader", loader.state()}};
   req.keep = c.checkpoint.keep;
-  if (world.rank() == 0) req.tensors = state_tensors(model, &optim, Part::replicated);  // written once
-  const bool writes_slice = grid.coord.edp == 0 && grid.coord.etp == 0 && grid.coord.pp == 0;
-  if (writes_slice) {
-    std::vector<ckpt::TensorRef> experts = state_tensors(model, &optim, Part::experts);
-    req.tensors.insert(req.tensors.end(), experts.begin(), experts.end());
-  }
+  req.tensors = state_tensors(model, &optim, [&](size_t i) { return writes_param(model.table.params()[i], grid.coord); });
   ckpt::save(
       req, [&] { world.barrier(); },
       [&](const std::string& s) { return world.allgather_string(s); });

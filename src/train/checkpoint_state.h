@@ -1,8 +1,9 @@
 // What a training checkpoint holds: parameters ("param/NAME"), AdamW state ("adam_m/NAME",
 // "adam_v/NAME"), and in the manifest's meta the resolved config, optimizer step and loader state.
-// Replicated state is written once, by rank 0. Under expert parallelism each expert slice is
-// written once, by the rank of edp index 0 that holds it (a tensor named by its logical name with
-// the slice's shape); the manifest's layout lists which rank wrote which slice.
+// Every distinct slice is written once: replicated state by rank 0, each tensor-parallel slice by
+// the dp-0 rank of its tp index, each expert slice by the edp-0 rank that holds it (a tensor named
+// by its logical name with the slice's shape); the manifest's layout.tensor_slices lists which
+// rank wrote which box of which tensor.
 #pragma once
 #include <optional>
 #include <string>

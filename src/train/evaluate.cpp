@@ -9,7 +9,8 @@
 
 namespace moe {
 
-EvalResult evaluate(const Config& c, const ModelParams& p, int64_t batches, comm::Communicator& dp) {
+EvalResult evaluate(const Config& c, const ModelParams& p, int64_t batches, comm::Communicator& dp,
+                    const DispatcherFactory& make_dispatcher, comm::Communicator* tp, comm::Communicator* etp) {
   const int64_t T = c.model.seq_len, B = c.train.batch_size;
   data::EvalReader reader(c.data.path, T, c.model.vocab_size);
   const int64_t available = reader.num_sequences() / B;
@@ -19,7 +20,7 @@ EvalResult evaluate(const Config& c, const ModelParams& p, int64_t batches, comm
                     std::to_string(B) + ": prepare with a larger --valid-fraction or lower train.batch_size");
   const int64_t n = batches > 0 ? std::min(batches, available) : available;
   const int64_t rows = B / dp.size(), first_row = int64_t(dp.rank()) * rows;
-  Transformer model(c, rows);
+  Transformer model(c, rows, make_dispatcher, tp, etp);
   std::vector<int32_t> tokens(size_t(rows * (T + 1)));
   // Router statistics over the whole batch, so capacity drops match the single-process run.
   const SumReducer reduce = [&](std::vector<double>& v) { dp.allreduce_sum(v.data(), int64_t(v.size())); };

@@ -35,7 +35,7 @@ std::unique_ptr<ExportedFile> ExportedFile::open(const std::string& path) {
 std::vector<ExportTensor> model_tensors(const ModelState& model) {
   std::vector<ExportTensor> out;
   for (const auto& p : model.table.params()) {
-    MOE_CHECK(p.shard.split_dim < 0, "export needs the full model, " + p.name + " is a shard");
+    MOE_CHECK(!p.shard.split(), "export needs the full model, " + p.name + " is a shard");
     out.push_back({p.name, p.shape, model.params.data() + p.offset});
   }
   return out;

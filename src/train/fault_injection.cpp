@@ -1,5 +1,6 @@
 #include "src/train/fault_injection.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -19,7 +20,8 @@ void inject_nan_for_test(int64_t step, const ParamTable& table, float* params) {
                       ": no such parameter (use a logical name such as layers.0.moe.experts.w1)");
   const ParamInfo& p = table.params()[size_t(i)];
   // Element 0 of the global tensor: under expert parallelism only the rank holding its slice.
-  if (p.numel == 0 || (p.shard.split_dim >= 0 && p.shard.offset != 0)) return;
+  const std::vector<int64_t> start = shard_start(p);
+  if (p.numel == 0 || std::any_of(start.begin(), start.end(), [](int64_t s) { return s != 0; })) return;
   params[p.offset] = std::numeric_limits<float>::quiet_NaN();
   std::fprintf(stderr, "moe: test fault: %s[0] = NaN before step %lld (MOE_TEST_NAN_STEP)\n", name, (long long)step);
 }

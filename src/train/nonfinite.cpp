@@ -5,10 +5,12 @@
 #include <cstring>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include "kernels/ops.h"
 #include "src/model/attention.h"
 #include "src/model/mlp.h"
+#include "src/parallel/tensor_parallel.h"
 
 namespace moe {
 
@@ -41,8 +43,9 @@ class ActivationScan {
 // Same sequence of ops as Transformer::forward, checking each named activation as it is made.
 // Every rank runs the whole replay, since MoE layers communicate.
 FirstBad replay_forward(const Config& c, const NonfiniteStep& s, const ModelParams& p,
-                        const DispatcherFactory& make_dispatcher, const SumReducer& reduce_sum) {
-  const Dims d = make_dims(c, s.local_rows);
+                        const DispatcherFactory& make_dispatcher, const SumReducer& reduce_sum,
+                        comm::Communicator* tp, comm::Communicator* etp) {
+  const Dims d = make_dims(c, s.local_rows, tp ? tp->size() : 1, etp ? etp->size() : 1);
   std::vector<int32_t> inputs(size_t(d.N)), targets(size_t(d.N));
   for (int64_t b = 0; b < d.B; ++b) {
     const int32_t* row = s.tokens + b * (d.T + 1);
@@ -58,7 +61,7 @@ FirstBad replay_forward(const Config& c, const NonfiniteStep& s, const ModelPara
     const BlockParams& bp = p.blocks[size_t(i)];
     AttentionActs a;
     a.resize(d);
-    attention_layer_forward(x.data(), a, bp, d);
+    attention_layer_forward(x.data(), a, bp, d, tp);
     scan.check(layer + ".attention_norm output", a.xn);
     scan.check(layer + ".attention q (after RoPE)", a.q);
     scan.check(layer + ".attention k (after RoPE)", a.k);
@@ -77,7 +80,7 @@ FirstBad replay_forward(const Config& c, const NonfiniteStep& s, const ModelPara
       m.ctx.token_offset = s.token_offset;
       m.ctx.training = true;
       std::unique_ptr<TokenDispatcher> disp = make_dispatcher(i);
-      moe_layer_forward(x.data(), m, xn.data(), bp, d, c.moe, *disp, reduce_sum);
+      moe_layer_forward(x.data(), m, xn.data(), bp, d, c.moe, *disp, reduce_sum, etp);
       scan.check(layer + ".moe.router logits", m.router.logits);
       scan.check(layer + ".moe.router scores", m.router.scores);
       scan.check(layer + ".moe.experts input (dispatched tokens)", m.expert_in);
@@ -89,7 +92,11 @@ FirstBad replay_forward(const Config& c, const NonfiniteStep& s, const ModelPara
     } else {
       SwigluActs f;
       f.resize(d.N, d.F);
-      swiglu_mlp_forward(x.data(), f, xn.data(), bp.w1, bp.w3, bp.w2, d.N, d.D, d.F);
+      // This rank's hidden units; under tp g's all-reduce sums the partial outputs.
+      std::vector<float> part(x.size(), 0.0f);
+      swiglu_mlp_forward(part.data(), f, xn.data(), bp.w1, bp.w3, bp.w2, d.N, d.D, d.F);
+      tp_allreduce(tp, part.data(), int64_t(part.size()));
+      for (size_t j = 0; j < x.size(); ++j) x[j] += part[j];
       scan.check(layer + ".feed_forward w1 x", f.a);
       scan.check(layer + ".feed_forward w3 x", f.b);
       scan.check(layer + " residual stream after feed_forward", x);
@@ -105,28 +112,34 @@ FirstBad replay_forward(const Config& c, const NonfiniteStep& s, const ModelPara
   return scan.first();
 }
 
-// Indices (table order) of the tensors of `buf` that hold a non-finite value, with their counts.
+// Index (table order), slice position (ep and etp offsets) and count of the tensors of `buf` that
+// hold a non-finite value.
 std::string nonfinite_tensors(const ParamTable& table, const std::vector<float>& buf) {
   std::ostringstream out;
   const auto& ps = table.params();
   for (size_t i = 0; i < ps.size(); ++i) {
     int64_t bad = 0;
     for (int64_t j = 0; j < ps[i].numel; ++j) bad += !std::isfinite(buf[size_t(ps[i].offset + j)]);
-    if (bad > 0) out << i << ' ' << bad << ' ';
+    if (bad > 0) out << i << ' ' << ps[i].shard.offset << ' ' << ps[i].shard.etp_offset << ' ' << bad << ' ';
   }
   return out.str();
 }
 
 // Union over ranks of nonfinite_tensors: "name (count values), ...", or "none".
 std::string gather_tensors(const ParamTable& table, const std::vector<float>& buf, comm::Communicator& world) {
-  std::map<size_t, int64_t> bad;
+  // Copies of one slice (replicas over dp, edp) count once; distinct slices of a split tensor add up.
+  std::map<std::tuple<size_t, int64_t, int64_t>, int64_t> per_slice;
   for (const std::string& r : world.allgather_string(nonfinite_tensors(table, buf))) {
     std::istringstream in(r);
     size_t i;
-    int64_t n;
-    // Slices of a split tensor add up; a replicated one counts once.
-    while (in >> i >> n) bad[i] = table.params()[i].shard.split_dim >= 0 ? bad[i] + n : std::max(bad[i], n);
+    int64_t offset, etp_offset, n;
+    while (in >> i >> offset >> etp_offset >> n) {
+      int64_t& m = per_slice[{i, offset, etp_offset}];
+      m = std::max(m, n);
+    }
   }
+  std::map<size_t, int64_t> bad;
+  for (const auto& [key, n] : per_slice) bad[std::get<0>(key)] += n;
   if (bad.empty()) return "none";
   // The first few in table order (forward order); a NaN usually spreads to every gradient.
   std::string out;
@@ -142,8 +155,8 @@ std::string gather_tensors(const ParamTable& table, const std::vector<float>& bu
 
 std::string describe_nonfinite(const Config& c, const NonfiniteStep& s, const ModelState& model,
                                const DispatcherFactory& make_dispatcher, const SumReducer& reduce_sum,
-                               comm::Communicator& world) {
-  const FirstBad local = replay_forward(c, s, model.p, make_dispatcher, reduce_sum);
+                               comm::Communicator& world, comm::Communicator* tp, comm::Communicator* etp) {
+  const FirstBad local = replay_forward(c, s, model.p, make_dispatcher, reduce_sum, tp, etp);
   // Earliest position over ranks (max of the negated order); ranks holding it name it.
   double neg = local.order >= 0 ? -double(local.order) : -1e18;
   world.allreduce_max(&neg, 1);

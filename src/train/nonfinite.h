@@ -22,9 +22,11 @@ struct NonfiniteStep {
 };
 
 // Collective over `world` (every rank calls it: the loss and gradient norm are global values).
+// tp, etp: the (expert) tensor-parallel groups the model's shard was built for (null = none).
 // Returns the message of the error the trainer raises.
 std::string describe_nonfinite(const Config& c, const NonfiniteStep& s, const ModelState& model,
                                const DispatcherFactory& make_dispatcher, const SumReducer& reduce_sum,
-                               comm::Communicator& world);
+                               comm::Communicator& world, comm::Communicator* tp = nullptr,
+                               comm::Communicator* etp = nullptr);
 
 }  // namespace moe

@@ -35,7 +35,7 @@ AdamW::SqSums AdamW::grad_sq_sums(const float* grad) const {
   const auto& ps = table_.params();
   for (size_t i = 0; i < ps.size(); ++i)
     if (updates(i))
-      (ps[i].shard.split_dim >= 0 ? s.sharded : s.replicated) += ops::sum_squares(grad + ps[i].offset, ps[i].numel);
+      (ps[i].shard.split() ? s.sharded : s.replicated) += ops::sum_squares(grad + ps[i].offset, ps[i].numel);
   return s;
 }
 

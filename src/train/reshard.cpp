@@ -20,25 +20,28 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-Box shard_box(const ParamInfo& p) {
-  Box b{std::vector<int64_t>(p.shape.size(), 0), p.shape};
-  if (p.shard.split_dim >= 0) b.start[size_t(p.shard.split_dim)] = p.shard.offset;
-  return b;
+Box shard_box(const ParamInfo& p) { return Box{shard_start(p), p.shape}; }
+
+std::string written_slices(const ParamTable& table, const std::function<bool(size_t)>& writes, int rank) {
+  nlohmann::json out = nlohmann::json::array();
+  const auto& ps = table.params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    if (!ps[i].shard.split() || !writes(i)) continue;
+    const Box b = shard_box(ps[i]);
+    out.push_back({{"name", ps[i].name}, {"global_shape", ps[i].shard.global_shape}, {"rank", rank},
+                   {"start", b.start}, {"shape", b.shape}});
+  }
+  return out.dump();
 }
 
-nlohmann::json tensor_slices(const ParamTable& table, const std::vector<int>& writers) {
+nlohmann::json merge_tensor_slices(const std::vector<std::string>& per_rank) {
   nlohmann::json out = nlohmann::json::object();
-  for (const auto& p : table.params()) {
-    const int dim = p.shard.split_dim;
-    if (dim < 0) continue;
-    nlohmann::json pieces = nlohmann::json::array();
-    for (size_t j = 0; j < writers.size(); ++j) {
-      std::vector<int64_t> start(p.shape.size(), 0);
-      start[size_t(dim)] = int64_t(j) * p.shape[size_t(dim)];
-      pieces.push_back({{"rank", writers[j]}, {"start", start}, {"shape", p.shape}});
+  for (const std::string& text : per_rank)
+    for (const auto& s : nlohmann::json::parse(text)) {
+      nlohmann::json& t = out[s.at("name").get<std::string>()];
+      t["global_shape"] = s.at("global_shape");
+      t["pieces"].push_back({{"rank", s.at("rank")}, {"start", s.at("start")}, {"shape", s.at("shape")}});
     }
-    out[p.name] = {{"global_shape", p.shard.global_shape}, {"pieces", pieces}};
-  }
   return out;
 }
 

@@ -6,6 +6,7 @@
 // Format: docs/checkpoint-format.md, "Slices and resharding".
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -24,11 +25,13 @@ struct Box {
 // The box of this rank's shard of a parameter (the whole tensor when replicated).
 Box shard_box(const ParamInfo& p);
 
-// What manifest.json's layout.tensor_slices says for a table whose split tensors are cut over
-// writers.size() ranks along their split dim, part j written by rank writers[j]:
+// manifest.json's layout.tensor_slices is
 // {"NAME": {"global_shape": [...], "pieces": [{"rank": r, "start": [...], "shape": [...]}]}}.
-// Tensors that are not listed are whole, in the file of rank 0.
-nlohmann::json tensor_slices(const ParamTable& table, const std::vector<int>& writers);
+// Tensors that are not listed are whole, in the file of rank 0. Each rank describes the split
+// tensors it writes (writes(i) for table index i) in one string; merge_tensor_slices joins the
+// strings of all ranks (an all-gather) into the manifest object, pieces in rank order.
+std::string written_slices(const ParamTable& table, const std::function<bool(size_t)>& writes, int rank);
+nlohmann::json merge_tensor_slices(const std::vector<std::string>& per_rank);
 
 struct StoredPiece {
   int rank = 0;

@@ -18,6 +18,7 @@
 #include "src/parallel/zero.h"
 #include "src/parallel/zero3.h"
 #include "src/parallel/zero_optimizer.h"
+#include "src/parallel/zero_tp.h"
 #include "src/train/checkpoint.h"
 #include "src/train/checkpoint_state.h"
 #include "src/train/evaluate.h"
@@ -49,19 +50,12 @@ void require_supported(const Config& c) {
     throw ConfigError(key + " in " + c.source + ": " + why);
   };
   const auto& p = c.parallel;
-  if (p.tp != 1 && c.train.eval_every > 0)
-    refuse("train.eval_every", "periodic evaluation does not support tensor parallelism yet; use 0 with tp > 1");
-  // The checkpoint writer records expert slices only; tp slices are not written yet (docs/distributed.md).
-  if (p.tp != 1 && c.checkpoint.every != 0)
-    refuse("checkpoint.every", "checkpoints do not support tensor parallelism yet; use 0 with tp > 1 (none is written)");
-  if (p.tp != 1 && c.checkpoint.resume != "never")
-    refuse("checkpoint.resume", "checkpoints do not support tensor parallelism yet; use never with tp > 1");
   if (p.pp != 1) refuse("parallel.pp", "pipeline parallelism is not available in this build; use 1");
-  if (p.ep != 1 && c.train.eval_every > 0)
-    refuse("train.eval_every", "periodic evaluation does not support expert parallelism yet; use 0 with ep > 1");
-  if (p.etp != 1) refuse("parallel.etp", "expert tensor parallelism is not available in this build; use 1");
-  if (p.zero_stage != 0 && p.tp != 1)
-    refuse("parallel.zero_stage", "ZeRO shards over the dp group, which does not yet combine with tp; use 0 with tp > 1");
+  if (p.etp != 1 && p.etp != p.tp && p.tp != 1)  // etp groups are the tp groups, or span dp ranks (tp 1)
+    refuse("parallel.etp", "expert tensor parallelism runs over the tp group or, with tp 1, over dp ranks; use 1 or "
+                               "parallel.tp (" + std::to_string(p.tp) + ")");
+  if (p.zero_stage == 3 && p.tp != 1)
+    refuse("parallel.zero_stage", "ZeRO stage 3 does not combine with tensor parallelism yet; use 1 or 2 with tp > 1");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
   if (p.recompute != "none") refuse("parallel.recompute", "recomputation is not available in this build; use none");
   if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");
@@ -123,7 +117,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   if (lead) write_run_config(opt.run_dir, dump_config(c));
   world.barrier();
 
-  ModelState model(c, ExpertShard{pc.ep, grid.coord.ep}, TensorShard{pc.tp, grid.coord.tp});
+  ModelState model(c, ExpertShard{pc.ep, grid.coord.ep, pc.etp, grid.coord.etp}, TensorShard{pc.tp, grid.coord.tp});
   init_params(model.table, model.params.data(), c.train.seed);
   const std::vector<bool> frozen = frozen_params(c, model.table);  // finetune.freeze: no update, no state
   const int64_t zero = pc.zero_stage;
@@ -176,7 +170,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     return std::make_unique<LocalDispatcher>(&dp);
   };
   comm::Communicator* tp = pc.tp > 1 ? grid.tp.get() : nullptr;
-  Transformer net(c, local_rows, make_dispatcher, tp);
+  comm::Communicator* etp = pc.etp > 1 ? grid.etp.get() : nullptr;
+  Transformer net(c, local_rows, make_dispatcher, tp, etp);
   std::unique_ptr<Zero3Params> z3;
   if (zero == 3) {  // from here on only the owned ranges stay resident (and gradients: none)
     const int64_t total = int64_t(model.params.size());
@@ -226,16 +221,16 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     net.backward(model.p, model.g, global_tokens,
                  [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
     buckets.finish(model.grads.data());
-    if (tp) scale_expert_grads(model.table, model.grads.data(), 1.0f / float(pc.tp));
+    if (tp && !etp) scale_expert_grads(model.table, model.grads.data(), 1.0f / float(pc.tp));
+    if (tp && !etp && zero >= 2) scale_expert_shard(*zpart, grad_shard.data(), 1.0f / float(pc.tp));
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
     const float* zgrads = zero >= 2 ? grad_shard.data() : model.grads.data();
     double gsq = 0;
     if (zoptim) {
-      // Owned ranges partition dense tensors over dp and expert slices over edp x ep = dp.
-      gsq = zoptim->grad_sq_sum(zgrads, zero >= 2);
-      dp.allreduce_sum(&gsq, 1);
+      // Owned ranges partition dense tensors over dp and expert slices over edp (src/parallel/zero_tp.h).
+      gsq = zero_grad_sq_norm(*zoptim, model.table, zgrads, zero >= 2, dp, tp);
     } else {
       // Replicated tensors count once; expert slices differ over the ep group.
       AdamW::SqSums sq = optim->grad_sq_sums(model.grads.data());
@@ -243,18 +238,16 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       double tp_sq = split_grad_sq_sum(model.table, model.grads.data(), "tp", [&](size_t i) { return optim->updates(i); });
       sq.sharded -= tp_sq;
       ep.allreduce_sum(&sq.sharded, 1);
+      if (etp) etp->allreduce_sum(&sq.sharded, 1);  // expert slices also differ over etp
       if (tp) tp->allreduce_sum(&tp_sq, 1);
       gsq = sq.replicated + sq.sharded + tp_sq;
     }
     const double gnorm = std::sqrt(gsq);
     // Both are global values, so every rank takes this branch together (the scan is collective).
-    if (tp && (!std::isfinite(loss) || !std::isfinite(gnorm)))  // the activation scan assumes tp = 1
-      throw Error(kExitOther, "non-finite loss (" + std::to_string(loss) + ") or grad norm (" + std::to_string(gnorm) +
-                                  ") at step " + std::to_string(step + 1) + "; rerun with parallel.tp 1 to locate it");
     if ((!std::isfinite(loss) || !std::isfinite(gnorm)) && z3) z3->gather_all();  // the replay reads every stage
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
-                                                 model, make_dispatcher, reduce, world));
+                                                 model, make_dispatcher, reduce, world, tp, etp));
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
     {
       PhaseScope timed(Phase::optimizer);
@@ -305,7 +298,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       if (z3) z3->reset_peaks();
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
         if (z3) z3->gather_all();
-        EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp);
+        EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp, make_dispatcher, tp, etp);
         if (z3) z3->release_all();
         rec["eval_loss"] = ev.loss;
       }
@@ -323,7 +316,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       interval_start = Clock::now();
       interval_steps = 0;
     }
-    if (!tp && ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last))
+    if ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last)
       save_checkpoint(step + 1);
     if (exiting) break;
   }

@@ -3,7 +3,6 @@
 # alone and with dp and ep, match the single process to 1e-5 (dense and MoE tiny models).
 source "$(dirname "$0")/../lib/common.sh"
 prepare_fortunes
-# Checkpoints do not record tp slices yet, so tp runs write none (checkpoint.every 0).
 common=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WORK/fortunes"
         --set train.steps=3 --set train.log_every=1 --set checkpoint.resume=never --set checkpoint.every=0
         --set train.batch_size=8 --set model.seq_len=32)
@@ -28,12 +27,6 @@ run() {
   compare_losses "$WORK/$model-base/metrics.jsonl" "$WORK/$model-$name/metrics.jsonl" 1e-5
   compare_norms "$WORK/$model-base/metrics.jsonl" "$WORK/$model-$name/metrics.jsonl"
 }
-
-# What tp does not support yet is refused by name (exit 2), before any rank starts work.
-expect_exit 2 "$MOE_BIN" train "${common[@]}" --set parallel.tp=2 --set checkpoint.every=2 --run-dir "$WORK/refused"
-grep -q "checkpoint.every" "$WORK/stderr" || fail "no checkpoint.every in: $(cat "$WORK/stderr")"
-expect_exit 2 "$MOE_BIN" train "${common[@]}" --set parallel.tp=2 --set train.eval_every=2 --run-dir "$WORK/refused"
-grep -q "train.eval_every" "$WORK/stderr" || fail "no train.eval_every in: $(cat "$WORK/stderr")"
 
 # Dense model, multi-head attention (kv heads = heads, so tp 4 divides them).
 model=dense args=("${common[@]}" --set model.moe_every=0 --set model.n_kv_heads=4)
