@@ -54,8 +54,6 @@ void require_supported(const Config& c) {
   if (p.etp != 1 && p.etp != p.tp && p.tp != 1)  // etp groups are the tp groups, or span dp ranks (tp 1)
     refuse("parallel.etp", "expert tensor parallelism runs over the tp group or, with tp 1, over dp ranks; use 1 or "
                                "parallel.tp (" + std::to_string(p.tp) + ")");
-  if (p.zero_stage == 3 && p.tp != 1)
-    refuse("parallel.zero_stage", "ZeRO stage 3 does not combine with tensor parallelism yet; use 1 or 2 with tp > 1");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
   if (p.recompute != "none") refuse("parallel.recompute", "recomputation is not available in this build; use none");
   if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");

@@ -3,8 +3,8 @@
 # edp). Per-step losses within 1e-5 and gradient norms within 1e-4 of the single process with
 # zero_stage 0 (the tolerances of tp_invariance.sh): stage 1 with tp 2 x dp 2 x ep 2; stage 2 with
 # tp 2 x dp 2, tp 2 x dp 2 x ep 2 (experts replicated over tp: the 1/tp expert-gradient scale
-# applies to the shard) and etp 2 x dp 2 x ep 2. A stage-2 etp checkpoint resumes bit-exactly, and
-# under stage 0 on one process.
+# applies to the shard) and etp 2 x dp 2 x ep 2; stage 3 with tp 2 x dp 2 x ep 2 and etp 2 x dp 2 x
+# ep 2. A stage-2 etp checkpoint resumes bit-exactly, and under stage 0 on one process.
 source "$(dirname "$0")/../lib/common.sh"
 prepare_fortunes
 args=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WORK/fortunes"
@@ -24,7 +24,7 @@ PY
 
 "$MOE_BIN" train "${args[@]}" --set checkpoint.resume=never --run-dir "$WORK/one"
 tp2dp2=(--set parallel.tp=2 --set parallel.dp=2)
-for run in 1:tp2xdp2xep2 2:tp2xdp2 2:tp2xdp2xep2 2:etp2xdp2xep2; do
+for run in 1:tp2xdp2xep2 2:tp2xdp2 2:tp2xdp2xep2 2:etp2xdp2xep2 3:tp2xdp2xep2 3:etp2xdp2xep2; do
   stage=${run%%:*} name=${run#*:}
   case $name in
     tp2xdp2) extra=() ;;
