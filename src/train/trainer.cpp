@@ -63,7 +63,6 @@ void require_supported(const Config& c) {
   if (p.zero_stage != 0 && p.tp != 1)
     refuse("parallel.zero_stage", "ZeRO shards over the dp group, which does not yet combine with tp; use 0 with tp > 1");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
-  if (p.recompute != "none") refuse("parallel.recompute", "recomputation is not available in this build; use none");
   if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");
   if (c.train.device != "cpu") refuse("train.device", "the CUDA backend is not available in this build; use cpu");
 }

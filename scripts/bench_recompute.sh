@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Activation recomputation on the CPU benchmark shape: configs/bench_cpu.yaml trained under each
+# parallel.recompute mode (none, attention, moe, block) in one run, with tokens/s (median step
+# after warm-up) and mem_activations (Transformer::activation_bytes) side by side.
+# Usage: scripts/bench_recompute.sh [threads] [timed steps]     (defaults: nproc, 4)
+# MOE_BUILD_DIR: use that build instead of building build/.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+threads=${1:-$(nproc)}
+steps=${2:-4}
+warmup=2
+if [ -n "${MOE_BUILD_DIR:-}" ]; then
+  moe="$MOE_BUILD_DIR/moe"
+else
+  bash scripts/build.sh >/dev/null
+  moe="$root/build/moe"
+fi
+MOE_BIN="$moe" bash scripts/prepare_default_corpus.sh
+export MOE_THREADS=$threads OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); threads $threads;" \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg) before"
+for mode in none attention moe block; do
+  "$moe" train --config configs/bench_cpu.yaml --run-dir "$out/$mode" --quiet --set checkpoint.resume=never \
+    --set train.steps=$((warmup + steps)) --set train.log_every=1 --set checkpoint.every=0 \
+    --set parallel.recompute=$mode
+done
+python3 - "$out" "$warmup" <<'PY'
+import json, statistics, sys
+out, warmup = sys.argv[1], int(sys.argv[2])
+base = None
+print(f"{'recompute':>10} {'tokens/s':>9} {'vs none':>8} {'mem_activations':>16} {'vs none':>8}")
+for mode in ("none", "attention", "moe", "block"):
+    rows = [json.loads(l) for l in open(f"{out}/{mode}/metrics.jsonl")][warmup:]
+    tps = statistics.median(r["tokens_per_s"] for r in rows)
+    mem = rows[-1]["mem_activations"]
+    base = base or (tps, mem)
+    print(f"{mode:>10} {tps:9.1f} {tps / base[0]:7.2f}x {mem / 2**20:12.1f} MiB {mem / base[1]:7.2f}x")
+PY
+echo "load average $(cut -d' ' -f1-3 /proc/loadavg) after"
