@@ -54,6 +54,9 @@ void require_supported(const Config& c) {
     refuse("checkpoint.every", "checkpoints do not support tensor parallelism yet; use 0 with tp > 1 (none is written)");
   if (p.tp != 1 && c.checkpoint.resume != "never")
     refuse("checkpoint.resume", "checkpoints do not support tensor parallelism yet; use never with tp > 1");
+  if (p.recompute != "none" && (p.pp != 1 || p.microbatches != 1))  // src/model/recompute.h
+    refuse("parallel.recompute", "recomputation keeps one activation set per layer, not one per in-flight "
+                                 "micro-batch; use none with pp > 1 or microbatches > 1");
   if (p.pp != 1) refuse("parallel.pp", "pipeline parallelism is not available in this build; use 1");
   if (p.ep != 1 && c.train.eval_every > 0)
     refuse("train.eval_every", "periodic evaluation does not support expert parallelism yet; use 0 with ep > 1");
