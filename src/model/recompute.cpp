@@ -34,6 +34,7 @@ Recomputer::Recomputer(Recompute mode, const Config& c, const Dims& d) : mode_(m
     attn_.resize(d);
   } else if (mode == Recompute::moe && any_moe && d.Fs > 0) {
     ffn_.moe.shared.resize(d.N, d.Fs);  // the experts' acts are sized by each forward (rows vary)
+    ffn_.moe.shared_scratch.resize(d.N, d.Fs);
   }
 }
 
@@ -50,12 +51,22 @@ void Recomputer::size_layer(bool moe_layer, AttentionActs& attn, FfnActs& ffn) c
     return;
   }
   ffn.moe.resize(d_);
-  if (mode_ == Recompute::moe) ffn.moe.shared = SwigluActs{};  // lives in the workspace
+  if (mode_ == Recompute::moe) {  // these live in the workspace
+    ffn.moe.shared = SwigluActs{};
+    ffn.moe.shared_scratch = SwigluScratch{};
+  }
 }
 
-void Recomputer::swap_expert_acts(FfnActs& ffn) {
-  std::swap(ffn.moe.experts, ffn_.moe.experts);
-  std::swap(ffn.moe.shared, ffn_.moe.shared);
+void Recomputer::swap_expert_buffers(FfnActs& ffn) {
+  MoeLayerState& s = ffn.moe;
+  MoeLayerState& w = ffn_.moe;
+  std::swap(s.experts, w.experts);
+  std::swap(s.shared, w.shared);
+  // The experts' backward scratch is as large as their activations: shared too.
+  std::swap(s.dexpert_out, w.dexpert_out);
+  std::swap(s.dexpert_in, w.dexpert_in);
+  std::swap(s.expert_scratch, w.expert_scratch);
+  std::swap(s.shared_scratch, w.shared_scratch);
 }
 
 BlockActsRef Recomputer::begin_forward(int64_t i, bool moe_layer, const float* x, AttentionActs& attn, FfnActs& ffn) {
@@ -69,7 +80,7 @@ BlockActsRef Recomputer::begin_forward(int64_t i, bool moe_layer, const float* x
     case Recompute::attention:
       return {&attn_, &ffn};
     case Recompute::moe:
-      if (moe_layer) swap_expert_acts(ffn);  // the layer writes them into the workspace's buffers
+      if (moe_layer) swap_expert_buffers(ffn);  // the layer writes them into the workspace's buffers
       break;
   }
   return {&attn, &ffn};
@@ -83,7 +94,7 @@ void Recomputer::end_forward(bool moe_layer, AttentionActs& attn, FfnActs& ffn) 
   } else if (mode_ == Recompute::attention) {
     std::copy(attn_.x_in.begin(), attn_.x_in.end(), attn.x_in.begin());
   } else if (mode_ == Recompute::moe && moe_layer) {
-    swap_expert_acts(ffn);
+    swap_expert_buffers(ffn);
   }
 }
 
@@ -109,7 +120,7 @@ BlockActsRef Recomputer::begin_backward(int64_t i, bool moe_layer, AttentionActs
       experts_forward(ffn_.moe.experts, s.expert_in.data(), p.experts_w1, p.experts_w3, p.experts_w2,
                       s.offsets.data(), int64_t(s.offsets.size()) - 1, d_.D, d_.Fe);
       if (d_.Fs > 0) swiglu_hidden_forward(ffn_.moe.shared, ffn.xn.data(), p.shared_w1, p.shared_w3, d_.N, d_.D, d_.Fs);
-      swap_expert_acts(ffn);
+      swap_expert_buffers(ffn);
       break;
     }
   }
@@ -117,7 +128,7 @@ BlockActsRef Recomputer::begin_backward(int64_t i, bool moe_layer, AttentionActs
 }
 
 void Recomputer::end_backward(bool moe_layer, FfnActs& ffn) {
-  if (mode_ == Recompute::moe && moe_layer) swap_expert_acts(ffn);
+  if (mode_ == Recompute::moe && moe_layer) swap_expert_buffers(ffn);
 }
 
 size_t Recomputer::floats() const {

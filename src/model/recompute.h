@@ -58,7 +58,7 @@ class Recomputer {
   size_t floats() const;
 
  private:
-  void swap_expert_acts(FfnActs& ffn);
+  void swap_expert_buffers(FfnActs& ffn);
 
   Recompute mode_;
   Dims d_;
@@ -66,6 +66,7 @@ class Recomputer {
   std::vector<float> x_;                      // block: the residual stream a re-run works on
   AttentionActs attn_;                        // block, attention
   FfnActs ffn_;                               // block: the whole FFN; moe: experts' and shared acts
+                                              // and their backward scratch
 };
 
 }  // namespace moe
