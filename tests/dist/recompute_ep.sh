@@ -30,3 +30,13 @@ print(f"recompute {sys.argv[3]}: 4 steps bit-identical to none; mem_activations 
       f"{b[-1]['mem_activations']} < {a[-1]['mem_activations']}")
 PY
 done
+# The profile readers take a recompute run's load_balance.h5 (same format; a2a bytes include the re-run).
+"$MOE_BIN" profile "$WORK/block" --json >"$WORK/profile.json"
+python3 - "$WORK/profile.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+lb = p["load_balance"]
+assert lb["phase_mean_seconds"]["attention"] > 0, lb["phase_mean_seconds"]
+assert len(lb["a2a_total_bytes"]) == 2, lb.keys()
+print("moe profile reads the block run")
+PY
