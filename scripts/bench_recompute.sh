@@ -10,7 +10,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-threads=${1:-$(nproc)}
+cores=$(nproc)  # before OMP_NUM_THREADS is set: nproc honours it
+threads=${1:-$cores}
 steps=${2:-4}
 warmup=2
 if [ -n "${MOE_BUILD_DIR:-}" ]; then
@@ -24,7 +25,7 @@ export MOE_THREADS=$threads OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threa
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); threads $threads;" \
+echo "machine: $cores cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); threads $threads;" \
   "load average $(cut -d' ' -f1-3 /proc/loadavg) before"
 for mode in none attention moe block; do
   /usr/bin/time -o "$out/$mode.rss" -f "%M %U %S" "$moe" train --config configs/bench_cpu.yaml --run-dir "$out/$mode" \
