@@ -56,9 +56,16 @@ class TokenDispatcher {
   virtual void combine_backward(float* dexpert_out, float* dweights_by_slot, const float* dout,
                                 const float* expert_out, const float* weights_by_slot) = 0;
   virtual void dispatch_backward(float* dtokens, const float* dexpert_in) = 0;
+  // parallel.recompute block re-runs the forward hooks in backward, identically; per-step
+  // counters then add to the forward's instead of starting over.
+  void set_recomputing(bool on) { recomputing_ = on; }
+
+ protected:
+  bool recomputing() const { return recomputing_; }
 
  private:
   comm::Communicator* batch_group_;
+  bool recomputing_ = false;
 };
 
 class LocalDispatcher final : public TokenDispatcher {

@@ -21,7 +21,7 @@ void EpDispatcher::dispatch_preprocess(const DispatchPlan& plan) {
   // already destination-major.
   send_counts_.resize(size_t(E_));
   send_rows_.assign(size_t(P_), 0);
-  sent_bytes_.assign(size_t(P_), 0);
+  if (!recomputing()) sent_bytes_.assign(size_t(P_), 0);
   for (int64_t e = 0; e < E_; ++e) {
     send_counts_[size_t(e)] = plan.offsets[size_t(e + 1)] - plan.offsets[size_t(e)];
     send_rows_[size_t(e / El_)] += send_counts_[size_t(e)];

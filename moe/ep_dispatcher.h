@@ -36,7 +36,8 @@ class EpDispatcher final : public TokenDispatcher {
   int64_t local_experts() const { return El_; }
   // Bytes of token rows this rank sent to each ep rank (P entries, its own rank included) by the
   // all-to-all-v of this step so far: dispatch, combine and their backward twins. The counts
-  // exchange is not included. Zeroed by dispatch_preprocess, i.e. at each forward.
+  // exchange is not included. Zeroed by dispatch_preprocess, i.e. at each forward (not by a
+  // recompute pass, whose re-sent rows add to the step's).
   const std::vector<int64_t>& sent_bytes() const { return sent_bytes_; }
 
  private:

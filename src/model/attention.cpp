@@ -27,8 +27,7 @@ void AttentionScratch::resize(const Dims& d) {
   dy.resize(size_t(d.N * d.H * d.hd));
 }
 
-void attention_layer_forward(float* x, AttentionActs& a, const BlockParams& p, const Dims& d,
-                             comm::Communicator* tp) {
+void attention_core_forward(AttentionActs& a, const float* x, const BlockParams& p, const Dims& d) {
   const int64_t qd = d.H * d.hd, kvd = d.KV * d.hd;
   std::memcpy(a.x_in.data(), x, sizeof(float) * size_t(d.N * d.D));
   ops::rmsnorm_forward(a.xn.data(), a.rstd.data(), x, p.attention_norm, d.N, d.D, d.eps);
@@ -38,7 +37,12 @@ void attention_layer_forward(float* x, AttentionActs& a, const BlockParams& p, c
   ops::rope_forward(a.q.data(), a.q.data(), d.B, d.T, d.H, d.hd, d.theta);
   ops::rope_forward(a.k.data(), a.k.data(), d.B, d.T, d.KV, d.hd, d.theta);
   ops::attention_forward(a.y.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), d.B, d.T, d.H, d.KV, d.hd);
-  row_linear_forward(x, a.wo_partial, a.y.data(), p.wo, d.N, qd, d.D, tp);  // residual add
+}
+
+void attention_layer_forward(float* x, AttentionActs& a, const BlockParams& p, const Dims& d,
+                             comm::Communicator* tp) {
+  attention_core_forward(a, x, p, d);
+  row_linear_forward(x, a.wo_partial, a.y.data(), p.wo, d.N, d.H * d.hd, d.D, tp);  // residual add
 }
 
 void attention_layer_backward(float* dx, const AttentionActs& a, const BlockParams& p, const BlockParams& g,

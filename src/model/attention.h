@@ -25,6 +25,9 @@ struct AttentionScratch {
   void resize(const Dims& d);
 };
 
+// Everything before wo: a.x_in = x, then xn, rstd, q, k, v, att and y (no communication). Also
+// how parallel.recompute rebuilds the sub-layer's activations in backward (src/model/recompute.h).
+void attention_core_forward(AttentionActs& a, const float* x, const BlockParams& p, const Dims& d);
 // x (N, D) is updated in place: x += attention branch.
 // Tensor parallelism (tp non-null, d holds this rank's H and KV): p holds this rank's heads, q/k/v
 // are column-parallel and wo row-parallel (src/parallel/tensor_parallel.h); x stays replicated.

@@ -18,11 +18,16 @@ void SwigluScratch::resize(int64_t N, int64_t F) {
   dh.resize(size_t(N * F));
 }
 
-void swiglu_mlp_forward(float* out, SwigluActs& acts, const float* xn, const float* w1, const float* w3,
-                        const float* w2, int64_t N, int64_t D, int64_t F) {
+void swiglu_hidden_forward(SwigluActs& acts, const float* xn, const float* w1, const float* w3, int64_t N, int64_t D,
+                           int64_t F) {
   ops::matmul_forward(acts.a.data(), xn, w1, N, D, F);
   ops::matmul_forward(acts.b.data(), xn, w3, N, D, F);
   ops::swiglu_forward(acts.h.data(), acts.a.data(), acts.b.data(), N * F);
+}
+
+void swiglu_mlp_forward(float* out, SwigluActs& acts, const float* xn, const float* w1, const float* w3,
+                        const float* w2, int64_t N, int64_t D, int64_t F) {
+  swiglu_hidden_forward(acts, xn, w1, w3, N, D, F);
   ops::matmul_forward(out, acts.h.data(), w2, N, F, D, /*accumulate=*/true);
 }
 

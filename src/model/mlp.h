@@ -15,6 +15,9 @@ struct SwigluScratch {
   void resize(int64_t N, int64_t F);
 };
 
+// The hidden activations alone: acts.a = w1 xn, acts.b = w3 xn, acts.h = silu(a) * b.
+void swiglu_hidden_forward(SwigluActs& acts, const float* xn, const float* w1, const float* w3, int64_t N, int64_t D,
+                           int64_t F);
 // out (N, D) += w2(silu(w1 xn) * (w3 xn)).
 void swiglu_mlp_forward(float* out, SwigluActs& acts, const float* xn, const float* w1, const float* w3,
                         const float* w2, int64_t N, int64_t D, int64_t F);

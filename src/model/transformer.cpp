@@ -10,7 +10,8 @@ namespace moe {
 
 Transformer::Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher,
                          comm::Communicator* tp, comm::Communicator* etp)
-    : c_(c), d_(make_dims(c, batch, tp ? tp->size() : 1, etp ? etp->size() : 1)), tp_(tp), etp_(etp) {
+    : c_(c), d_(make_dims(c, batch, tp ? tp->size() : 1, etp ? etp->size() : 1)), tp_(tp), etp_(etp),
+      recompute_(parse_recompute(c.parallel.recompute), c, d_) {
   const size_t ND = size_t(d_.N * d_.D);
   inputs_.resize(size_t(d_.N));
   targets_.resize(size_t(d_.N));
@@ -19,17 +20,9 @@ Transformer::Transformer(const Config& c, int64_t batch, const DispatcherFactory
   ffn_.resize(size_t(d_.L));
   dispatchers_.resize(size_t(d_.L));
   for (int64_t i = 0; i < d_.L; ++i) {
-    attn_[size_t(i)].resize(d_);
-    FfnActs& f = ffn_[size_t(i)];
-    f.x_in.resize(ND);
-    f.xn.resize(ND);
-    f.rstd.resize(size_t(d_.N));
-    if (c.model.is_moe_layer(i)) {
-      f.moe.resize(d_);
+    recompute_.size_layer(c.model.is_moe_layer(i), attn_[size_t(i)], ffn_[size_t(i)]);
+    if (c.model.is_moe_layer(i))
       dispatchers_[size_t(i)] = make_dispatcher ? make_dispatcher(i) : std::make_unique<LocalDispatcher>();
-    } else {
-      f.dense.resize(d_.N, d_.F);
-    }
   }
   xf_.resize(ND);
   xnf_.resize(ND);
@@ -47,6 +40,7 @@ Transformer::Transformer(const Config& c, int64_t batch, const DispatcherFactory
 
 StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, const SumReducer& reduce_sum) {
   before_use(-1, false);
+  reduce_sum_ = reduce_sum;
   embed_forward(tokens, p);
   after_use(-1, false);
   StepLosses out;
@@ -72,25 +66,33 @@ void Transformer::embed_forward(const int32_t* tokens, const ModelParams& p) {
 }
 
 void Transformer::block_forward(int64_t i, const BlockParams& bp, const SumReducer& reduce_sum, StepLosses& out) {
+  const bool moe = c_.model.is_moe_layer(i);
+  const BlockActsRef acts = recompute_.begin_forward(i, moe, x_.data(), attn_[size_t(i)], ffn_[size_t(i)]);
+  run_block(i, x_.data(), *acts.attn, *acts.ffn, bp, reduce_sum, out);
+  recompute_.end_forward(moe, attn_[size_t(i)], ffn_[size_t(i)]);
+}
+
+void Transformer::run_block(int64_t i, float* x, AttentionActs& a, FfnActs& f, const BlockParams& bp,
+                            const SumReducer& reduce_sum, StepLosses& out) {
+  const size_t ND = size_t(d_.N * d_.D);
   {
     PhaseScope timed(Phase::attention);
-    attention_layer_forward(x_.data(), attn_[size_t(i)], bp, d_, tp_);
+    attention_layer_forward(x, a, bp, d_, tp_);
   }
-  FfnActs& f = ffn_[size_t(i)];
-  std::memcpy(f.x_in.data(), x_.data(), sizeof(float) * x_.size());
-  ops::rmsnorm_forward(f.xn.data(), f.rstd.data(), x_.data(), bp.ffn_norm, d_.N, d_.D, d_.eps);
+  std::memcpy(f.x_in.data(), x, sizeof(float) * ND);
+  ops::rmsnorm_forward(f.xn.data(), f.rstd.data(), x, bp.ffn_norm, d_.N, d_.D, d_.eps);
   if (c_.model.is_moe_layer(i)) {
-    moe_layer_forward(x_.data(), f.moe, f.xn.data(), bp, d_, c_.moe, *dispatchers_[size_t(i)], reduce_sum, etp_);
+    moe_layer_forward(x, f.moe, f.xn.data(), bp, d_, c_.moe, *dispatchers_[size_t(i)], reduce_sum, etp_);
     out.aux += f.moe.losses.aux;
     out.z += f.moe.losses.z;
   } else if (d_.tp == 1) {
-    swiglu_mlp_forward(x_.data(), f.dense, f.xn.data(), bp.w1, bp.w3, bp.w2, d_.N, d_.D, d_.F);
+    swiglu_mlp_forward(x, f.dense, f.xn.data(), bp.w1, bp.w3, bp.w2, d_.N, d_.D, d_.F);
   } else {
     // w1/w3 column-parallel, w2 row-parallel: g's all-reduce sums the ranks' partial outputs.
-    ffn_partial_.assign(x_.size(), 0.0f);
+    ffn_partial_.assign(ND, 0.0f);
     swiglu_mlp_forward(ffn_partial_.data(), f.dense, f.xn.data(), bp.w1, bp.w3, bp.w2, d_.N, d_.D, d_.F);
     tp_allreduce(tp_, ffn_partial_.data(), int64_t(ffn_partial_.size()));
-    for (size_t j = 0; j < x_.size(); ++j) x_[j] += ffn_partial_[j];
+    for (size_t j = 0; j < ND; ++j) x[j] += ffn_partial_[j];
   }
 }
 
@@ -130,7 +132,15 @@ void Transformer::head_backward(const ModelParams& p, const ModelParams& g, doub
 }
 
 void Transformer::block_backward(int64_t i, const BlockParams& bp, const BlockParams& bg) {
-  FfnActs& f = ffn_[size_t(i)];
+  const bool moe = c_.model.is_moe_layer(i);
+  const BlockActsRef acts = recompute_.begin_backward(
+      i, moe, attn_[size_t(i)], ffn_[size_t(i)], bp, [&](float* x, AttentionActs& a, FfnActs& f) {
+        StepLosses unused;  // the forward counted this block's losses and routing statistics
+        if (moe) dispatchers_[size_t(i)]->set_recomputing(true);
+        run_block(i, x, a, f, bp, reduce_sum_, unused);
+        if (moe) dispatchers_[size_t(i)]->set_recomputing(false);
+      });
+  FfnActs& f = *acts.ffn;
   std::fill(dxn_.begin(), dxn_.end(), 0.0f);
   if (c_.model.is_moe_layer(i)) {
     moe_layer_backward(dxn_.data(), dx_.data(), f.moe, f.xn.data(), bp, bg, d_, c_.moe, *dispatchers_[size_t(i)],
@@ -143,8 +153,9 @@ void Transformer::block_backward(int64_t i, const BlockParams& bp, const BlockPa
   ops::rmsnorm_backward(dx_.data(), bg.ffn_norm, dxn_.data(), f.x_in.data(), bp.ffn_norm, f.rstd.data(), d_.N, d_.D);
   {
     PhaseScope timed(Phase::attention);
-    attention_layer_backward(dx_.data(), attn_[size_t(i)], bp, bg, attn_scratch_, d_, tp_);
+    attention_layer_backward(dx_.data(), *acts.attn, bp, bg, attn_scratch_, d_, tp_);
   }
+  recompute_.end_backward(moe, ffn_[size_t(i)]);
 }
 
 void Transformer::embed_backward(const ModelParams& g) {
@@ -179,15 +190,9 @@ std::vector<const TokenDispatcher*> Transformer::moe_dispatchers() const {
 
 int64_t Transformer::activation_bytes() const {
   size_t n = x_.size() + xf_.size() + xnf_.size() + rstdf_.size() + logits_.size() + lse_.size() + losses_.size();
-  for (const auto& a : attn_)
-    n += a.x_in.size() + a.xn.size() + a.rstd.size() + a.q.size() + a.k.size() + a.v.size() + a.att.size() +
-         a.y.size();
-  for (const auto& f : ffn_) {
-    n += f.x_in.size() + f.xn.size() + f.rstd.size() + f.dense.a.size() + f.dense.b.size() + f.dense.h.size();
-    n += f.moe.expert_in.size() + f.moe.experts.a.size() + f.moe.experts.b.size() + f.moe.experts.h.size() +
-         f.moe.experts.out.size() + f.moe.router.logits.size() + f.moe.router.scores.size();
-    n += f.moe.etp_rows.size() + f.moe.etp_out.size();  // etp over dp ranks: the gathered rows
-  }
+  for (const auto& a : attn_) n += attention_acts_floats(a);
+  for (const auto& f : ffn_) n += ffn_acts_floats(f);
+  n += recompute_.floats();
   return int64_t(n * sizeof(float));
 }
 

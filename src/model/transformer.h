@@ -9,20 +9,14 @@
 
 #include "moe/moe_layer.h"
 #include "src/model/attention.h"
+#include "src/model/block_acts.h"
 #include "src/model/dims.h"
 #include "src/model/mlp.h"
 #include "src/model/params.h"
 #include "src/model/phase_timer.h"
+#include "src/model/recompute.h"
 
 namespace moe {
-
-struct FfnActs {
-  std::vector<float> x_in;  // (N, D) sub-layer input
-  std::vector<float> xn;    // (N, D)
-  std::vector<float> rstd;  // (N)
-  SwigluActs dense;
-  MoeLayerState moe;
-};
 
 struct StepLosses {
   double lm_sum = 0;  // sum of token cross-entropies over the local tokens
@@ -78,7 +72,8 @@ class Transformer {
   // Routing statistics of the last forward, one entry per MoE layer (layer order).
   std::vector<const LayerLoadStats*> load_stats() const;
   const Dims& dims() const { return d_; }
-  // Bytes held by activations (for metrics).
+  // Bytes held by activations (for metrics): what each block keeps for backward under
+  // parallel.recompute, plus the recompute workspace (src/model/recompute.h).
   int64_t activation_bytes() const;
   // Phase times of the step (attention here, route/dispatch/experts/combine in the MoE layers,
   // communication waits in the dispatchers and gradient buckets). The owner resets it each step
@@ -103,6 +98,10 @@ class Transformer {
   void after_use(int64_t stage, bool backward) {
     if (hooks_) hooks_->after_use(stage, backward);
   }
+  // Block i's forward on the residual stream x into (a, f): block_forward's body, and what a
+  // recompute re-runs.
+  void run_block(int64_t i, float* x, AttentionActs& a, FfnActs& f, const BlockParams& bp,
+                 const SumReducer& reduce_sum, StepLosses& out);
 
   Config c_;
   Dims d_;
@@ -121,6 +120,8 @@ class Transformer {
   AttentionScratch attn_scratch_;
   SwigluScratch dense_scratch_;
   PhaseTimer timer_;
+  Recomputer recompute_;
+  SumReducer reduce_sum_;  // the last forward's, for a recompute in backward
 };
 
 }  // namespace moe

@@ -25,12 +25,12 @@ double layer_activation_bytes_per_token(const Config& c, const Hardware& hw, boo
   const double scores = hw.stores_attention_scores ? H * double(m.seq_len) : H;
   double attention = 2 * D + 1 + (2 * H + 2 * KV) * hd + scores;
   // FFN: input, normed input, rstd, then the dense SwiGLU (a, b, h) or the MoE layer.
-  double ffn_inner = 0;
+  double ffn_inner = 0, expert_rows = 0;
   if (moe_layer) {
     const double K = double(c.moe.top_k), Fe = double(c.moe.expert_hidden) / double(p.etp);
     const double Fs = double(c.moe.num_shared_experts * c.moe.expert_hidden) / double(p.tp);
     // Each rank of an expert's etp group sees all of that expert's tokens: etp x the even share.
-    const double expert_rows = K * a2a_factor * double(p.etp) / double(p.tp);
+    expert_rows = K * a2a_factor * double(p.etp) / double(p.tp);
     ffn_inner = expert_rows * (2 * D + 3 * Fe) + 2 * double(c.moe.num_experts) + 3 * Fs;
   } else {
     ffn_inner = 3 * double(m.ffn_hidden) / double(p.tp);
@@ -38,7 +38,8 @@ double layer_activation_bytes_per_token(const Config& c, const Hardware& hw, boo
   double ffn = 2 * D + 1 + ffn_inner;
   if (recompute == "block") return D * bytes;                       // the block input only
   if (recompute == "attention") attention = D;                      // input kept, rest recomputed
-  if (recompute == "moe" && moe_layer) ffn = 2 * D + 1 + 2 * double(c.moe.num_experts);  // router kept
+  // moe: router and the dispatched rows kept, the experts' hidden activations and outputs rebuilt.
+  if (recompute == "moe" && moe_layer) ffn = 2 * D + 1 + 2 * double(c.moe.num_experts) + expert_rows * D;
   return (attention + ffn) * bytes;
 }
 

@@ -95,13 +95,14 @@ StepBreakdown stage_step(const Config& c, const Hardware& hw, double imbalance, 
   const double act = tokens * D * pb;
   double tp_ops = 2.0 * double(sp.layers) + 2.0 * double(sp.dense_ffn_layers);
   if (p.recompute == "block") tp_ops += double(sp.layers + sp.dense_ffn_layers);
-  if (p.recompute == "attention") tp_ops += double(sp.layers);
+  // attention recompute rebuilds the sub-layer up to wo only: no all-reduce (src/model/recompute.h).
   const double tp_comm = tp_ops * allreduce_time(act, p.tp, tp_link) / sh.share;
 
   // Expert parallel: dispatch and combine in forward and backward; the busiest rank waits.
   const double rows = tokens * double(c.moe.top_k) * double(p.etp) / double(p.tp) * imbalance;
   double a2a_ops = 4.0 * double(sp.moe_layers);
-  if (p.recompute == "block" || p.recompute == "moe") a2a_ops += 2.0 * double(sp.moe_layers);
+  // block re-runs dispatch and combine; moe recomputes the experts from the kept dispatched rows.
+  if (p.recompute == "block") a2a_ops += 2.0 * double(sp.moe_layers);
   double ep_comm = a2a_ops * alltoall_time(rows * D * pb, p.ep, link_for_span(hw, p.ep * p.etp));
   // Expert tensor parallel: gather the expert input and reduce-scatter its output, both passes.
   ep_comm += 2.0 * double(sp.moe_layers) *

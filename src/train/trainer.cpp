@@ -50,12 +50,14 @@ void require_supported(const Config& c) {
     throw ConfigError(key + " in " + c.source + ": " + why);
   };
   const auto& p = c.parallel;
+  if (p.recompute != "none" && (p.pp != 1 || p.microbatches != 1))  // src/model/recompute.h
+    refuse("parallel.recompute", "recomputation keeps one activation set per layer, not one per in-flight "
+                                 "micro-batch; use none with pp > 1 or microbatches > 1");
   if (p.pp != 1) refuse("parallel.pp", "pipeline parallelism is not available in this build; use 1");
   if (p.etp != 1 && p.etp != p.tp && p.tp != 1)  // etp groups are the tp groups, or span dp ranks (tp 1)
     refuse("parallel.etp", "expert tensor parallelism runs over the tp group or, with tp 1, over dp ranks; use 1 or "
                                "parallel.tp (" + std::to_string(p.tp) + ")");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
-  if (p.recompute != "none") refuse("parallel.recompute", "recomputation is not available in this build; use none");
   if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");
   if (c.train.device != "cpu") refuse("train.device", "the CUDA backend is not available in this build; use cpu");
 }
