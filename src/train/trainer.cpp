@@ -23,11 +23,13 @@
 #include "src/train/finetune.h"
 #include "src/train/flops.h"
 #include "src/train/load_balance_hook.h"
+#include "src/train/loss_scaler.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/metrics.h"
 #include "src/train/model_state.h"
 #include "src/train/nonfinite.h"
 #include "src/train/optimizer.h"
+#include "src/train/precision_weights.h"
 #include "src/train/profile_trace.h"
 #include "src/train/routing_update.h"
 #include "src/train/stop_signal.h"
@@ -64,7 +66,6 @@ void require_supported(const Config& c) {
     refuse("parallel.zero_stage", "ZeRO shards over the dp group, which does not yet combine with tp; use 0 with tp > 1");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
   if (p.recompute != "none") refuse("parallel.recompute", "recomputation is not available in this build; use none");
-  if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");
   if (c.train.device != "cpu") refuse("train.device", "the CUDA backend is not available in this build; use cpu");
 }
 
@@ -162,6 +163,9 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   } else {
     start_step = restore_or_init(c, opt, ckpt_root, model, *optim, loader, grid);
   }
+  ComputeWeights compute_weights(c, model.table);  // train.precision bf16 | fp16 (docs/precision.md)
+  LossScaler scaler(c);
+  scaler.restore_from_resume(c, ckpt_root);
 
   const int64_t local_rows = c.train.batch_size / dp.size();
   // Capacity is decided over the dp group (the whole micro-batch); tokens travel over ep.
@@ -185,10 +189,11 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
 
   // ZeRO gathers the moments into a full-size AdamW for the checkpoint (collective over dp / edp).
   auto save_checkpoint = [&](int64_t step) {
-    if (!zoptim) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid);
+    const nlohmann::json extra = scaler.enabled() ? nlohmann::json{{"loss_scaler", scaler.state()}} : nlohmann::json::object();
+    if (!zoptim) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid, extra);
     AdamW full(model.table, c.optim, frozen);
     zoptim->to_full(full, gather_staging);
-    save_training_state(c, ckpt_root, step, model, full, loader, grid);
+    save_training_state(c, ckpt_root, step, model, full, loader, grid, extra);
   };
 
   TrainResult result;
@@ -206,11 +211,18 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     inject_nan_for_test(step + 1, model.table, model.params.data());
     const int64_t token_offset = int64_t(dp.rank()) * local_rows * c.model.seq_len;
     net.set_routing_step(step, token_offset, /*training=*/true);
-    StepLosses sl = net.forward(tokens.data(), model.p, reduce);
-    net.backward(model.p, model.g, global_tokens,
-                 [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
+    const ModelParams& wp = compute_weights.refresh(model);
+    const double step_scale = scaler.scale();
+    StepLosses sl;
+    {
+      const PrecisionScope precision(compute_weights.precision(), step_scale);
+      sl = net.forward(tokens.data(), wp, reduce);
+      net.backward(wp, model.g, global_tokens,
+                   [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
+    }
     buckets.finish(model.grads.data());
     if (tp) scale_expert_grads(model.table, model.grads.data(), 1.0f / float(pc.tp));
+    inject_overflow_for_test(step + 1, world.rank(), zero >= 2 ? grad_shard.data() : model.grads.data());
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
@@ -230,18 +242,19 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       if (tp) tp->allreduce_sum(&tp_sq, 1);
       gsq = sq.replicated + sq.sharded + tp_sq;
     }
-    const double gnorm = std::sqrt(gsq);
+    const double gnorm = std::sqrt(gsq) / step_scale;
+    const bool skip = scaler.should_skip(loss, gnorm, world);  // fp16: every rank skips together
     // Both are global values, so every rank takes this branch together (the scan is collective).
-    if (tp && (!std::isfinite(loss) || !std::isfinite(gnorm)))  // the activation scan assumes tp = 1
+    if (!skip && tp && (!std::isfinite(loss) || !std::isfinite(gnorm)))  // the activation scan assumes tp = 1
       throw Error(kExitOther, "non-finite loss (" + std::to_string(loss) + ") or grad norm (" + std::to_string(gnorm) +
                                   ") at step " + std::to_string(step + 1) + "; rerun with parallel.tp 1 to locate it");
-    if (!std::isfinite(loss) || !std::isfinite(gnorm))
+    if (!skip && (!std::isfinite(loss) || !std::isfinite(gnorm)))
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
                                                  model, make_dispatcher, reduce, world));
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
-    {
+    if (!skip) {
       PhaseScope timed(Phase::optimizer);
-      const double clip = clip_scale(gnorm, c.optim.grad_clip);
+      const double clip = clip_scale(gnorm, c.optim.grad_clip) / step_scale;  // also unscales fp16 grads
       if (zoptim) {
         zoptim->step(model.params.data(), zgrads, zero >= 2, lr, clip);
         zpart->gather(model.params.data(), gather_staging);  // every rank gets the updated parameters
@@ -279,6 +292,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
                             {"zero_stage", zero}};
       add_memory(rec, model, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(), grad_shard.size(),
                  net.activation_bytes(), gather_staging.capacity());
+      add_precision_metrics(rec, compute_weights, scaler);
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
         EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp);
         rec["eval_loss"] = ev.loss;
