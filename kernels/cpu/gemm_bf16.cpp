@@ -25,10 +25,15 @@ bool g_enabled = true;
 #define MOE_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 constexpr int64_t kRows = 8, kCols = 32, kRowChunk = 128;
+constexpr int64_t kParallelWork = int64_t(1) << 20;  // multiply-adds below which one thread is faster
+
+// The pack and block functions run inside the one parallel region of gemm_bf16 (orphaned
+// worksharing loops), so that a GEMM synchronises its threads twice, not once per block row:
+// barriers are what costs most on a loaded machine.
 
 // A[m][k] = a[m*rs + k*cs] -> bf16 [M][Kp].
 void pack_a(uint16_t* A, const float* a, int64_t M, int64_t K, int64_t Kp, int64_t rs, int64_t cs) {
-#pragma omp parallel for schedule(static)
+#pragma omp for schedule(static) nowait
   for (int64_t m = 0; m < M; ++m) {
     uint16_t* row = A + m * Kp;
     if (cs == 1) {
@@ -45,40 +50,34 @@ void pack_b(uint16_t* B, const float* b, int64_t N, int64_t K, int64_t Np, int64
   const int64_t pairs = Kp / 2;
   if (cs == 1) {  // rows of B are contiguous along k: convert a row, then spread its pairs
     auto* B32 = reinterpret_cast<uint32_t*>(B);
-#pragma omp parallel
-    {
-      std::vector<uint16_t> row(size_t(Kp), 0);
+    std::vector<uint16_t> row(size_t(Kp), 0);
 #pragma omp for schedule(static)
-      for (int64_t n = 0; n < Np; ++n) {
-        if (n < N) half::fp32_to_bf16(row.data(), b + n * rs, K);
-        else std::fill(row.begin(), row.end(), uint16_t(0));
-        uint32_t pair;
-        for (int64_t p = 0; p < pairs; ++p) {
-          std::memcpy(&pair, row.data() + 2 * p, 4);
-          B32[p * Np + n] = pair;
-        }
+    for (int64_t n = 0; n < Np; ++n) {
+      if (n < N) half::fp32_to_bf16(row.data(), b + n * rs, K);
+      else std::fill(row.begin(), row.end(), uint16_t(0));
+      uint32_t pair;
+      for (int64_t p = 0; p < pairs; ++p) {
+        std::memcpy(&pair, row.data() + 2 * p, 4);
+        B32[p * Np + n] = pair;
       }
     }
     return;
   }
   MOE_CHECK(rs == 1, "gemm_bf16: operand B needs a unit stride");
   // Rows k and k+1 (contiguous along n) interleave into one row of pairs.
-#pragma omp parallel
-  {
-    std::vector<uint16_t> r0(size_t(Np), 0), r1(size_t(Np), 0);
+  std::vector<uint16_t> r0(size_t(Np), 0), r1(size_t(Np), 0);
 #pragma omp for schedule(static)
-    for (int64_t p = 0; p < pairs; ++p) {
-      const int64_t k = 2 * p;
-      half::fp32_to_bf16(r0.data(), b + k * cs, N);
-      if (k + 1 < K) half::fp32_to_bf16(r1.data(), b + (k + 1) * cs, N);
-      else std::fill(r1.begin(), r1.end(), uint16_t(0));
-      uint16_t* out = B + p * Np * 2;
-      for (int64_t n = 0; n < N; ++n) {
-        out[2 * n] = r0[size_t(n)];
-        out[2 * n + 1] = r1[size_t(n)];
-      }
-      for (int64_t n = N; n < Np; ++n) out[2 * n] = out[2 * n + 1] = 0;
+  for (int64_t p = 0; p < pairs; ++p) {
+    const int64_t k = 2 * p;
+    half::fp32_to_bf16(r0.data(), b + k * cs, N);
+    if (k + 1 < K) half::fp32_to_bf16(r1.data(), b + (k + 1) * cs, N);
+    else std::fill(r1.begin(), r1.end(), uint16_t(0));
+    uint16_t* out = B + p * Np * 2;
+    for (int64_t n = 0; n < N; ++n) {
+      out[2 * n] = r0[size_t(n)];
+      out[2 * n + 1] = r1[size_t(n)];
     }
+    for (int64_t n = N; n < Np; ++n) out[2 * n] = out[2 * n + 1] = 0;
   }
 }
 
@@ -114,19 +113,18 @@ __mmask16 lane_mask(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n <= 0 ? _
 
 MOE_BF16_TARGET void run_blocks(float* C, int64_t ldc, const uint16_t* A, const uint16_t* B, int64_t M, int64_t N,
                                 int64_t Kp, int64_t Np, bool accumulate) {
-  const int64_t panels = (N + kCols - 1) / kCols;
-  // Chunks of rows stay in cache while every panel of B passes over them.
-  for (int64_t i0 = 0; i0 < M; i0 += kRowChunk) {
-    const int64_t i1 = std::min(M, i0 + kRowChunk);
-#pragma omp parallel for schedule(static)
-    for (int64_t pnl = 0; pnl < panels; ++pnl) {
-      const int64_t j0 = pnl * kCols, cols = std::min(kCols, N - j0);
-      const __mmask16 m0 = lane_mask(cols), m1 = lane_mask(cols - 16);
-      int64_t i = i0;
-      for (; i + kRows <= i1; i += kRows)
-        micro_kernel<kRows>(C + i * ldc + j0, ldc, A + i * Kp, Kp, B + j0 * 2, Np, m0, m1, accumulate);
-      for (; i < i1; ++i) micro_kernel<1>(C + i * ldc + j0, ldc, A + i * Kp, Kp, B + j0 * 2, Np, m0, m1, accumulate);
-    }
+  const int64_t panels = (N + kCols - 1) / kCols, chunks = (M + kRowChunk - 1) / kRowChunk;
+  // Tasks in chunk-major order: a thread's consecutive tasks share a chunk of rows of A, which
+  // stays in cache while panels of B pass over it.
+#pragma omp for schedule(static)
+  for (int64_t task = 0; task < chunks * panels; ++task) {
+    const int64_t i0 = task / panels * kRowChunk, i1 = std::min(M, i0 + kRowChunk);
+    const int64_t j0 = task % panels * kCols, cols = std::min(kCols, N - j0);
+    const __mmask16 m0 = lane_mask(cols), m1 = lane_mask(cols - 16);
+    int64_t i = i0;
+    for (; i + kRows <= i1; i += kRows)
+      micro_kernel<kRows>(C + i * ldc + j0, ldc, A + i * Kp, Kp, B + j0 * 2, Np, m0, m1, accumulate);
+    for (; i < i1; ++i) micro_kernel<1>(C + i * ldc + j0, ldc, A + i * Kp, Kp, B + j0 * 2, Np, m0, m1, accumulate);
   }
 }
 
@@ -144,9 +142,14 @@ void gemm_bf16(float* C, int64_t ldc, const float* a, int64_t a_rs, int64_t a_cs
   const int64_t Kp = (K + 1) / 2 * 2, Np = (N + 15) / 16 * 16 + 16;  // + 16: the second half of the last panel
   t_a.resize(size_t(M * Kp));
   t_b.resize(size_t(Kp / 2 * Np * 2));
-  pack_a(t_a.data(), a, M, K, Kp, a_rs, a_cs);
-  pack_b(t_b.data(), b, N, K, Np, Kp, b_rs, b_cs);
-  run_blocks(C, ldc, t_a.data(), t_b.data(), M, N, Kp, Np, accumulate);
+  uint16_t *A = t_a.data(), *B = t_b.data();
+  const bool parallel = M * N * std::max<int64_t>(K, 1) >= kParallelWork;
+#pragma omp parallel if (parallel)
+  {
+    pack_a(A, a, M, K, Kp, a_rs, a_cs);
+    pack_b(B, b, N, K, Np, Kp, b_rs, b_cs);  // its loop's barrier also waits for pack_a
+    run_blocks(C, ldc, A, B, M, N, Kp, Np, accumulate);
+  }
 }
 
 }  // namespace moe::ops
