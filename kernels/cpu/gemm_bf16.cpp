@@ -143,8 +143,7 @@ void gemm_bf16(float* C, int64_t ldc, const float* a, int64_t a_rs, int64_t a_cs
   t_a.resize(size_t(M * Kp));
   t_b.resize(size_t(Kp / 2 * Np * 2));
   uint16_t *A = t_a.data(), *B = t_b.data();
-  const bool parallel = M * N * std::max<int64_t>(K, 1) >= kParallelWork;
-#pragma omp parallel if (parallel)
+#pragma omp parallel if (M * N * std::max<int64_t>(K, 1) >= kParallelWork)
   {
     pack_a(A, a, M, K, Kp, a_rs, a_cs);
     pack_b(B, b, N, K, Np, Kp, b_rs, b_cs);  // its loop's barrier also waits for pack_a
