@@ -49,17 +49,12 @@ void pack_a(uint16_t* A, const float* a, int64_t M, int64_t K, int64_t Kp, int64
 void pack_b(uint16_t* B, const float* b, int64_t N, int64_t K, int64_t Np, int64_t Kp, int64_t rs, int64_t cs) {
   const int64_t pairs = Kp / 2;
   if (cs == 1) {  // rows of B are contiguous along k: convert a row, then spread its pairs
-    auto* B32 = reinterpret_cast<uint32_t*>(B);
     std::vector<uint16_t> row(size_t(Kp), 0);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < Np; ++n) {
       if (n < N) half::fp32_to_bf16(row.data(), b + n * rs, K);
       else std::fill(row.begin(), row.end(), uint16_t(0));
-      uint32_t pair;
-      for (int64_t p = 0; p < pairs; ++p) {
-        std::memcpy(&pair, row.data() + 2 * p, 4);
-        B32[p * Np + n] = pair;
-      }
+      for (int64_t p = 0; p < pairs; ++p) std::memcpy(B + (p * Np + n) * 2, row.data() + 2 * p, 4);
     }
     return;
   }

@@ -6,7 +6,8 @@
 # - mean loss of the last 50 steps within 4% of fp32 (measured at most 2.1%; the fp32 runs of the
 #   three seeds alone spread 3.4%).
 # Then fp16 with an overflow injected after step 5's backward, on 1 rank and on 2 (only rank 0 holds
-# the inf): the step is skipped by every rank, the loss scale halves, grows back, and the run ends.
+# the inf): the step is skipped by every rank, the loss scale halves, grows back, and the run ends;
+# and a NaN parameter, which fp16 skips until the scale would fall below 1, then reports.
 source "$(dirname "$0")/../lib/common.sh"
 prepare_fortunes
 args=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WORK/fortunes"
@@ -50,3 +51,11 @@ check_overflow "$WORK/overflow/metrics.jsonl"
 MOE_TEST_OVERFLOW_STEP=5 mpirun --oversubscribe -np 2 "$MOE_BIN" train "${ofl[@]}" --set parallel.dp=2 \
   --set parallel.ep=2 --run-dir "$WORK/overflow_ep" >"$WORK/out_ep" 2>&1 || { cat "$WORK/out_ep"; fail "ep=2 run"; }
 check_overflow "$WORK/overflow_ep/metrics.jsonl"
+
+# A NaN parameter is no fp16 range problem: fp16 skips steps 3 and 4 (scale 4 -> 2 -> 1), then
+# gives up and stops with the non-finite diagnostic at step 5, as fp32 stops at step 3.
+MOE_TEST_NAN_STEP=3 MOE_TEST_NAN_PARAM=layers.1.moe.experts.w1 expect_exit 1 "$MOE_BIN" train "${args[@]}" \
+  --set train.steps=8 --set train.precision=fp16 --set train.loss_scale_init=4 --run-dir "$WORK/nan16"
+grep -q "non-finite loss at step 5 " "$WORK/stderr" || { cat "$WORK/stderr"; fail "fp16 did not give up at step 5"; }
+[ "$(wc -l < "$WORK/nan16/metrics.jsonl")" -eq 4 ] || fail "expected 4 logged steps (2 good, 2 skipped)"
+echo "fp16: NaN parameter skipped twice, then reported at step 5"
