@@ -33,15 +33,27 @@ constexpr int64_t kParallelWork = int64_t(1) << 20;  // multiply-adds below whic
 
 // A[m][k] = a[m*rs + k*cs] -> bf16 [M][Kp].
 void pack_a(uint16_t* A, const float* a, int64_t M, int64_t K, int64_t Kp, int64_t rs, int64_t cs) {
+  if (cs == 1) {
 #pragma omp for schedule(static) nowait
-  for (int64_t m = 0; m < M; ++m) {
-    uint16_t* row = A + m * Kp;
-    if (cs == 1) {
-      half::fp32_to_bf16(row, a + m * rs, K);
-    } else {
-      for (int64_t k = 0; k < K; ++k) row[k] = half::fp32_to_bf16_ref(a[m * rs + k * cs]);
+    for (int64_t m = 0; m < M; ++m) {
+      half::fp32_to_bf16(A + m * Kp, a + m * rs, K);
+      for (int64_t k = K; k < Kp; ++k) A[m * Kp + k] = 0;
     }
-    for (int64_t k = K; k < Kp; ++k) row[k] = 0;
+    return;
+  }
+  MOE_CHECK(rs == 1, "gemm_bf16: operand A needs a unit stride");
+  // A transposed in memory: blocks of kTile rows of A, read as kTile contiguous floats per k.
+  constexpr int64_t kTile = 16;
+#pragma omp for schedule(static) nowait
+  for (int64_t m0 = 0; m0 < M; m0 += kTile) {
+    const int64_t rows = std::min(kTile, M - m0);
+    uint16_t tile[kTile];
+    for (int64_t k = 0; k < K; ++k) {
+      half::fp32_to_bf16(tile, a + m0 + k * cs, rows);
+      for (int64_t j = 0; j < rows; ++j) A[(m0 + j) * Kp + k] = tile[j];
+    }
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t k = K; k < Kp; ++k) A[(m0 + j) * Kp + k] = 0;
   }
 }
 
