@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/ops.h"
+#include "kernels/precision.h"
 #include "src/parallel/tensor_parallel.h"
 
 namespace moe {
@@ -121,7 +122,7 @@ void Transformer::backward(const ModelParams& p, const ModelParams& g, double gl
 }
 
 void Transformer::head_backward(const ModelParams& p, const ModelParams& g, double global_tokens) {
-  std::fill(dlosses_.begin(), dlosses_.end(), float(1.0 / global_tokens));
+  std::fill(dlosses_.begin(), dlosses_.end(), float(loss_scale() / global_tokens));  // fp16: scaled loss
   std::fill(dlogits_.begin(), dlogits_.end(), 0.0f);
   std::fill(dxn_.begin(), dxn_.end(), 0.0f);
   std::fill(dx_.begin(), dx_.end(), 0.0f);

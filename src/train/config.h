@@ -64,6 +64,8 @@ struct TrainConfig {
   int64_t log_every = 10;
   int64_t eval_every = 0;          // 0 = no periodic eval
   int64_t eval_batches = 4;
+  double loss_scale_init = 65536.0;  // fp16 dynamic loss scaling (src/train/loss_scaler.h)
+  int64_t loss_scale_window = 1000;  // good steps before the scale doubles
 };
 
 struct OptimConfig {

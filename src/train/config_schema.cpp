@@ -269,6 +269,8 @@ std::vector<KeySpec> build_schema() {
       int_key("train", "batch_size", &C::train, &T::batch_size, 1),
       uint_key("train", "seed", &C::train, &T::seed),
       string_key("train", "precision", &C::train, &T::precision, {"fp32", "bf16", "fp16"}, false),
+      real_key("train", "loss_scale_init", &C::train, &T::loss_scale_init, positive),
+      int_key("train", "loss_scale_window", &C::train, &T::loss_scale_window, 1),
       string_key("train", "device", &C::train, &T::device, {"cpu", "cuda"}, false),
       int_key("train", "log_every", &C::train, &T::log_every, 1),
       int_key("train", "eval_every", &C::train, &T::eval_every, 0),

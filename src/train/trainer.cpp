@@ -26,11 +26,13 @@
 #include "src/train/finetune.h"
 #include "src/train/flops.h"
 #include "src/train/load_balance_hook.h"
+#include "src/train/loss_scaler.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/metrics.h"
 #include "src/train/model_state.h"
 #include "src/train/nonfinite.h"
 #include "src/train/optimizer.h"
+#include "src/train/precision_weights.h"
 #include "src/train/profile_trace.h"
 #include "src/train/routing_update.h"
 #include "src/train/stop_signal.h"
@@ -58,7 +60,11 @@ void require_supported(const Config& c) {
     refuse("parallel.etp", "expert tensor parallelism runs over the tp group or, with tp 1, over dp ranks; use 1 or "
                                "parallel.tp (" + std::to_string(p.tp) + ")");
   if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
-  if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");
+  // The compute copy of the weights is rounded from the whole master buffer once per step, which
+  // stage 3 never holds.
+  if (p.zero_stage == 3 && c.train.precision != "fp32")
+    refuse("parallel.zero_stage", "ZeRO stage 3 runs in fp32 only for now; use zero_stage 2 with train.precision " +
+                                      c.train.precision);
   if (c.train.device != "cpu") refuse("train.device", "the CUDA backend is not available in this build; use cpu");
 }
 
@@ -162,6 +168,9 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   } else {
     start_step = restore_or_init(c, opt, ckpt_root, model, *optim, loader, grid);
   }
+  ComputeWeights compute_weights(c, model.table);  // train.precision bf16 | fp16 (docs/precision.md)
+  LossScaler scaler(c);
+  scaler.restore_from_resume(c, ckpt_root);
 
   const int64_t local_rows = c.train.batch_size / dp.size();
   // Capacity is decided over the dp group (the whole micro-batch); tokens travel over ep.
@@ -193,11 +202,12 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
 
   // ZeRO gathers the moments into a full-size AdamW for the checkpoint (collective over dp / edp).
   auto save_checkpoint = [&](int64_t step) {
-    if (!zoptim) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid);
+    const nlohmann::json extra = scaler.enabled() ? nlohmann::json{{"loss_scaler", scaler.state()}} : nlohmann::json::object();
+    if (!zoptim) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid, extra);
     AdamW full(model.table, c.optim, frozen);
     zoptim->to_full(full, gather_staging);
     if (z3) z3->gather_all();  // the checkpoint holds full tensors, as for every stage
-    save_training_state(c, ckpt_root, step, model, full, loader, grid);
+    save_training_state(c, ckpt_root, step, model, full, loader, grid, extra);
     if (z3) z3->release_all();
   };
 
@@ -217,12 +227,19 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     inject_nan_for_test(step + 1, model.table, model.params.data());
     const int64_t token_offset = int64_t(dp.rank()) * local_rows * c.model.seq_len;
     net.set_routing_step(step, token_offset, /*training=*/true);
-    StepLosses sl = net.forward(tokens.data(), model.p, reduce);
-    net.backward(model.p, model.g, global_tokens,
-                 [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
+    const ModelParams& wp = compute_weights.refresh(model);
+    const double step_scale = scaler.scale();
+    StepLosses sl;
+    {
+      const PrecisionScope precision(compute_weights.precision(), step_scale);
+      sl = net.forward(tokens.data(), wp, reduce);
+      net.backward(wp, model.g, global_tokens,
+                   [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
+    }
     buckets.finish(model.grads.data());
     if (tp && !etp) scale_expert_grads(model.table, model.grads.data(), 1.0f / float(pc.tp));
     if (tp && !etp && zero >= 2) scale_expert_shard(*zpart, grad_shard.data(), 1.0f / float(pc.tp));
+    inject_overflow_for_test(step + 1, world.rank(), zero >= 2 ? grad_shard.data() : model.grads.data());
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
@@ -242,16 +259,17 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       if (tp) tp->allreduce_sum(&tp_sq, 1);
       gsq = sq.replicated + sq.sharded + tp_sq;
     }
-    const double gnorm = std::sqrt(gsq);
+    const double gnorm = std::sqrt(gsq) / step_scale;
+    const bool skip = scaler.should_skip(loss, gnorm, world);  // fp16: every rank skips together
     // Both are global values, so every rank takes this branch together (the scan is collective).
-    if ((!std::isfinite(loss) || !std::isfinite(gnorm)) && z3) z3->gather_all();  // the replay reads every stage
-    if (!std::isfinite(loss) || !std::isfinite(gnorm))
+    if (!skip && (!std::isfinite(loss) || !std::isfinite(gnorm)) && z3) z3->gather_all();  // the replay reads every stage
+    if (!skip && (!std::isfinite(loss) || !std::isfinite(gnorm)))
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
                                                  model, make_dispatcher, reduce, world, tp, etp));
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
-    {
+    if (!skip) {
       PhaseScope timed(Phase::optimizer);
-      const double clip = clip_scale(gnorm, c.optim.grad_clip);
+      const double clip = clip_scale(gnorm, c.optim.grad_clip) / step_scale;  // also unscales fp16 grads
       if (zoptim) {
         zoptim->step(model.params.data(), zgrads, zero >= 2, lr, clip);
         // Every rank gets the updated parameters (stage 3: gathered when next used).
@@ -296,6 +314,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
         buckets.reset_peak();
       }
       if (z3) z3->reset_peaks();
+      add_precision_metrics(rec, compute_weights, scaler);
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
         if (z3) z3->gather_all();
         EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp, make_dispatcher, tp, etp);
