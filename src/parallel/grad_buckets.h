@@ -23,8 +23,10 @@ struct GradBucket {
 
 class GradBuckets {
  public:
+  // skip (one entry per table parameter, or empty): parameters left out of every bucket (those of
+  // other pipeline stages).
   GradBuckets(const ParamTable& table, int64_t num_layers, comm::Communicator& dp, comm::Communicator& edp,
-              int64_t bucket_bytes = int64_t(4) << 20);
+              int64_t bucket_bytes = int64_t(4) << 20, const std::vector<bool>& skip = {});
   // Backward reached `stage` (L = head, L-1 .. 0 = blocks, -1 = embeddings); grads is the buffer.
   void on_stage_ready(int64_t stage, float* grads);
   // Starts the buckets not started yet, waits for every one; then resets for the next step.

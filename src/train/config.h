@@ -53,6 +53,7 @@ struct ParallelConfig {
   std::string schedule = "1f1b";  // gpipe | 1f1b
   std::string recompute = "none"; // none | block | attention | moe
   double timeout_s = 300.0;
+  std::vector<int64_t> pp_layout;  // blocks per pipeline stage (pp entries); empty = even split
 };
 
 struct TrainConfig {

@@ -30,8 +30,10 @@
 #include "src/train/optimizer.h"
 #include "src/train/profile_trace.h"
 #include "src/train/routing_update.h"
+#include "src/train/pipeline_state.h"
 #include "src/train/stop_signal.h"
 #include "src/train/threads.h"
+#include "src/train/train_step.h"
 
 namespace moe {
 
@@ -54,7 +56,7 @@ void require_supported(const Config& c) {
     refuse("checkpoint.every", "checkpoints do not support tensor parallelism yet; use 0 with tp > 1 (none is written)");
   if (p.tp != 1 && c.checkpoint.resume != "never")
     refuse("checkpoint.resume", "checkpoints do not support tensor parallelism yet; use never with tp > 1");
-  if (p.pp != 1) refuse("parallel.pp", "pipeline parallelism is not available in this build; use 1");
+  require_pipeline_supported(c, refuse);  // src/train/train_step_checks.cpp: pp and micro-batch limits
   if (p.ep != 1 && c.train.eval_every > 0)
     refuse("train.eval_every", "periodic evaluation does not support expert parallelism yet; use 0 with ep > 1");
   if (p.etp != 1) refuse("parallel.etp", "expert tensor parallelism is not available in this build; use 1");
@@ -62,7 +64,6 @@ void require_supported(const Config& c) {
     refuse("parallel.zero_stage", "ZeRO stage 3 (sharded parameters) is not available in this build; use 0, 1 or 2");
   if (p.zero_stage != 0 && p.tp != 1)
     refuse("parallel.zero_stage", "ZeRO shards over the dp group, which does not yet combine with tp; use 0 with tp > 1");
-  if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
   if (p.recompute != "none") refuse("parallel.recompute", "recomputation is not available in this build; use none");
   if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");
   if (c.train.device != "cpu") refuse("train.device", "the CUDA backend is not available in this build; use cpu");
@@ -123,7 +124,12 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   ModelState model(c, ExpertShard{pc.ep, grid.coord.ep}, TensorShard{pc.tp, grid.coord.tp});
   init_params(model.table, model.params.data(), c.train.seed);
   const std::vector<bool> frozen = frozen_params(c, model.table);  // finetune.freeze: no update, no state
-  GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp);
+  // A pipeline stage reduces, clips and updates only its own tensors (the table stays whole).
+  const StageLayout stages = make_stage_layout(c);
+  const std::vector<bool> foreign = foreign_params(stages, model.table, grid.coord.pp);
+  std::vector<bool> not_updated = foreign;
+  for (size_t i = 0; i < frozen.size(); ++i) not_updated[i] = not_updated[i] || frozen[i];
+  GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp, int64_t(4) << 20, foreign);
   // ZeRO (stage >= 1) keeps moments for this rank's shard only; stage 0 keeps a full AdamW.
   const int64_t zero = pc.zero_stage;
   std::unique_ptr<AdamW> optim;
@@ -131,7 +137,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   std::unique_ptr<ZeroAdamW> zoptim;
   std::vector<float> grad_shard, gather_staging;
   if (zero == 0) {
-    optim = std::make_unique<AdamW>(model.table, c.optim, frozen);
+    optim = std::make_unique<AdamW>(model.table, c.optim, not_updated);
   } else {
     zpart = std::make_unique<ZeroPartition>(buckets.buckets(), dp, *grid.edp);
     zoptim = std::make_unique<ZeroAdamW>(model.table, c.optim, frozen, *zpart);
@@ -148,6 +154,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   lo.global_batch = c.train.batch_size;
   lo.dp_rank = dp.rank();
   lo.dp_size = dp.size();
+  lo.microbatches = pc.microbatches;
   lo.seed = c.train.seed;
   lo.model_vocab_size = c.model.vocab_size;
   lo.prefetch = c.data.prefetch;
@@ -170,7 +177,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     return std::make_unique<LocalDispatcher>(&dp);
   };
   comm::Communicator* tp = pc.tp > 1 ? grid.tp.get() : nullptr;
-  Transformer net(c, local_rows, make_dispatcher, tp);
+  TrainStep stepper(c, grid, local_rows, make_dispatcher, tp);
+  Transformer& net = stepper.front();
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
   const double flops_per_token = train_flops_per_token(c);
@@ -185,6 +193,11 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
 
   // ZeRO gathers the moments into a full-size AdamW for the checkpoint (collective over dp / edp).
   auto save_checkpoint = [&](int64_t step) {
+    if (pc.pp > 1) {  // the first stage gathers every stage's tensors and moments, then saves as pp 1
+      AdamW full(model.table, c.optim, frozen);
+      gather_pipeline_state(stages, model, *optim, full, *grid.pp);
+      return save_training_state(c, ckpt_root, step, model, full, loader, grid);
+    }
     if (!zoptim) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid);
     AdamW full(model.table, c.optim, frozen);
     zoptim->to_full(full, gather_staging);
@@ -205,11 +218,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     std::fill(model.grads.begin(), model.grads.end(), 0.0f);
     inject_nan_for_test(step + 1, model.table, model.params.data());
     const int64_t token_offset = int64_t(dp.rank()) * local_rows * c.model.seq_len;
-    net.set_routing_step(step, token_offset, /*training=*/true);
-    StepLosses sl = net.forward(tokens.data(), model.p, reduce);
-    net.backward(model.p, model.g, global_tokens,
-                 [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
-    buckets.finish(model.grads.data());
+    StepLosses sl = stepper.run(step, tokens.data(), model, buckets);  // micro-batches, pipeline, dp reduction
     if (tp) scale_expert_grads(model.table, model.grads.data(), 1.0f / float(pc.tp));
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
@@ -230,11 +239,13 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       if (tp) tp->allreduce_sum(&tp_sq, 1);
       gsq = sq.replicated + sq.sharded + tp_sq;
     }
+    if (pc.pp > 1) grid.pp->allreduce_sum(&gsq, 1);  // each stage counted its own tensors
     const double gnorm = std::sqrt(gsq);
     // Both are global values, so every rank takes this branch together (the scan is collective).
-    if (tp && (!std::isfinite(loss) || !std::isfinite(gnorm)))  // the activation scan assumes tp = 1
+    if ((tp || pc.pp > 1) && (!std::isfinite(loss) || !std::isfinite(gnorm)))  // the activation scan assumes tp = pp = 1
       throw Error(kExitOther, "non-finite loss (" + std::to_string(loss) + ") or grad norm (" + std::to_string(gnorm) +
-                                  ") at step " + std::to_string(step + 1) + "; rerun with parallel.tp 1 to locate it");
+                                  ") at step " + std::to_string(step + 1) +
+                                  "; rerun with parallel.tp 1 and parallel.pp 1 to locate it");
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
                                                  model, make_dispatcher, reduce, world));
@@ -252,7 +263,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     }
     const auto step_end = Clock::now();
     if (load_balance.wants(step + 1))
-      load_balance.record(step + 1, net, model, std::chrono::duration<double>(step_end - step_start).count(), ep);
+      stepper.record_load_balance(load_balance, step + 1, model, std::chrono::duration<double>(step_end - step_start).count());
     trace.add_step(step + 1, step_start, step_end, timer.spans());
     result.steps_done = step + 1;
     result.last_loss = loss;
@@ -270,7 +281,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
       const double tps = double(interval_steps) * global_tokens / secs;
       const double mfu = tps * flops_per_token / peak;
-      StepRouting routing = summarize_routing(net);
+      StepRouting routing = stepper.routing();
       nlohmann::json rec = {{"step", step + 1},       {"loss", loss},          {"lm_loss", lm},
                             {"aux_loss", sl.aux},     {"z_loss", sl.z},        {"lr", lr},
                             {"grad_norm", gnorm},     {"tokens_per_s", tps},   {"mfu", mfu},
@@ -278,7 +289,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
                             {"max_over_mean", routing.worst_max_over_mean},
                             {"zero_stage", zero}};
       add_memory(rec, model, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(), grad_shard.size(),
-                 net.activation_bytes(), gather_staging.capacity());
+                 stepper.activation_bytes(), gather_staging.capacity());
+      stepper.add_pipeline_metrics(rec);
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
         EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp);
         rec["eval_loss"] = ev.loss;

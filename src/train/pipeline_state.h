@@ -1,0 +1,20 @@
+// Checkpoints under pipeline parallelism. Every rank holds the full parameter table, but a stage
+// updates only its own tensors and keeps AdamW moments for those only. Before a save, each
+// tensor's parameters and moments are broadcast from its owning stage over the pp group, so the
+// first stage holds the whole up-to-date state and the ordinary (pp = 1) writer saves it: the
+// checkpoint is a set of full tensors that loads under any pp (src/train/checkpoint_state.h).
+#pragma once
+#include "src/comm/communicator.h"
+#include "src/parallel/pipeline_layout.h"
+#include "src/train/model_state.h"
+#include "src/train/optimizer.h"
+
+namespace moe {
+
+// Fills `full` (an AdamW over the whole table: moments for every tensor it updates) and the
+// parameters in `model` from the owning stages; `stage_optim` is this stage's optimizer.
+// Collective over pp.
+void gather_pipeline_state(const StageLayout& layout, ModelState& model, AdamW& stage_optim, AdamW& full,
+                           comm::Communicator& pp);
+
+}  // namespace moe

@@ -1,0 +1,161 @@
+// Pipeline parallelism without ranks: schedules (op order, in-flight bound), stage ownership, the
+// per-stage activation memory, and micro-batching (gradient accumulation) in process.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "src/model/transformer.h"
+#include "src/parallel/pipeline_layout.h"
+#include "src/parallel/pipeline_schedule.h"
+#include "src/train/trainer.h"
+#include "tests/unit/train_fixtures.h"
+
+namespace moe {
+namespace {
+
+std::string render(const std::vector<PipeOp>& ops) {
+  std::string s;
+  for (const PipeOp& op : ops) s += (op.kind == PipeOpKind::forward ? "F" : "B") + std::to_string(op.micro) + " ";
+  return s;
+}
+
+TEST(PipelineSchedule, GpipeRunsAllForwardsThenAllBackwards) {
+  for (int64_t stage = 0; stage < 4; ++stage)
+    EXPECT_EQ(render(pipeline_schedule("gpipe", 4, stage, 3)), "F0 F1 F2 B0 B1 B2 ");
+}
+
+TEST(PipelineSchedule, OneFOneBWarmsUpThenAlternates) {
+  // pp 4, m 6: stage s warms up with pp - s - 1 forwards.
+  EXPECT_EQ(render(pipeline_schedule("1f1b", 4, 0, 6)), "F0 F1 F2 F3 B0 F4 B1 F5 B2 B3 B4 B5 ");
+  EXPECT_EQ(render(pipeline_schedule("1f1b", 4, 1, 6)), "F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 B4 B5 ");
+  EXPECT_EQ(render(pipeline_schedule("1f1b", 4, 2, 6)), "F0 F1 B0 F2 B1 F3 B2 F4 B3 F5 B4 B5 ");
+  EXPECT_EQ(render(pipeline_schedule("1f1b", 4, 3, 6)), "F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5 ");
+  // Fewer micro-batches than stages: the warm-up is cut at m.
+  EXPECT_EQ(render(pipeline_schedule("1f1b", 4, 0, 2)), "F0 F1 B0 B1 ");
+  // pp 1: gradient accumulation, one micro-batch at a time.
+  EXPECT_EQ(render(pipeline_schedule("1f1b", 1, 0, 3)), "F0 B0 F1 B1 F2 B2 ");
+}
+
+TEST(PipelineSchedule, EveryMicroBatchRunsOnceEachWayForwardFirst) {
+  for (const char* kind : {"gpipe", "1f1b"})
+    for (int64_t pp : {1, 2, 3, 4, 8})
+      for (int64_t m : {1, 2, 3, 4, 8, 13})
+        for (int64_t s = 0; s < pp; ++s) {
+          const auto ops = pipeline_schedule(kind, pp, s, m);
+          ASSERT_EQ(int64_t(ops.size()), 2 * m);
+          std::vector<int> fwd(size_t(m), 0), bwd(size_t(m), 0);
+          int64_t next_b = 0;
+          for (const PipeOp& op : ops) {
+            if (op.kind == PipeOpKind::forward) {
+              ++fwd[size_t(op.micro)];
+            } else {
+              ASSERT_EQ(fwd[size_t(op.micro)], 1) << kind << " backward before forward";
+              ASSERT_EQ(op.micro, next_b++) << kind << " backwards out of order";
+              ++bwd[size_t(op.micro)];
+            }
+          }
+          for (int64_t j = 0; j < m; ++j) ASSERT_TRUE(fwd[size_t(j)] == 1 && bwd[size_t(j)] == 1);
+        }
+}
+
+// The memory bound of the issue: under 1f1b stage s keeps at most pp - s micro-batches alive.
+TEST(PipelineSchedule, InFlightBound) {
+  for (int64_t pp : {1, 2, 4, 8})
+    for (int64_t m : {1, 2, 4, 8, 16})
+      for (int64_t s = 0; s < pp; ++s) {
+        EXPECT_EQ(max_in_flight(pipeline_schedule("1f1b", pp, s, m)), std::min(m, pp - s));
+        EXPECT_LE(max_in_flight(pipeline_schedule("1f1b", pp, s, m)), pp - s);
+        EXPECT_EQ(max_in_flight(pipeline_schedule("gpipe", pp, s, m)), m);
+      }
+  EXPECT_DOUBLE_EQ(theoretical_bubble(4, 8), 3.0 / 11.0);
+  EXPECT_DOUBLE_EQ(theoretical_bubble(1, 8), 0.0);
+}
+
+Config four_layer_config() {
+  Config c;
+  c.model.vocab_size = 64;
+  c.model.d_model = 16;
+  c.model.n_layers = 4;
+  c.model.n_heads = 2;
+  c.model.n_kv_heads = 2;
+  c.model.seq_len = 8;
+  c.model.ffn_hidden = 32;
+  c.model.moe_every = 2;  // blocks 1 and 3 are MoE
+  c.moe.num_experts = 4;
+  c.moe.top_k = 2;
+  c.moe.expert_hidden = 16;
+  return c;
+}
+
+TEST(PipelineLayout, EvenSplitAndExplicitLayout) {
+  Config c = four_layer_config();
+  c.parallel.pp = 2;
+  StageLayout even = make_stage_layout(c);
+  EXPECT_EQ(even.first, (std::vector<int64_t>{0, 2, 4}));
+  EXPECT_EQ(even.stage_of_block(1), 0);
+  EXPECT_EQ(even.stage_of_block(2), 1);
+  EXPECT_EQ(even.owner_of("tok_embeddings.weight"), 0);
+  EXPECT_EQ(even.owner_of("layers.3.moe.experts.w1"), 1);
+  EXPECT_EQ(even.owner_of("norm.weight"), 1);
+  EXPECT_EQ(even.owner_of("output.weight"), 1);
+  c.parallel.pp_layout = {1, 3};
+  StageLayout uneven = make_stage_layout(c);
+  EXPECT_EQ(uneven.first, (std::vector<int64_t>{0, 1, 4}));
+  EXPECT_EQ(uneven.owner_of("layers.1.attention.wq.weight"), 1);
+  // Every parameter has exactly one owner.
+  const ParamTable table = build_param_table(c);
+  const auto f0 = foreign_params(uneven, table, 0), f1 = foreign_params(uneven, table, 1);
+  for (size_t i = 0; i < f0.size(); ++i) EXPECT_NE(f0[i], f1[i]) << table.params()[i].name;
+}
+
+// A stage's slot holds activations for its own blocks only; the head's only on the last stage.
+TEST(PipelineLayout, StageActivationsCoverOwnBlocksOnly) {
+  const Config c = four_layer_config();
+  const int64_t whole = Transformer(c, 2).activation_bytes();
+  const int64_t first = Transformer(c, 2, {}, nullptr, {0, 2}).activation_bytes();
+  const int64_t last = Transformer(c, 2, {}, nullptr, {2, 4}).activation_bytes();
+  EXPECT_LT(first, whole);
+  EXPECT_LT(last, whole);
+  // The residual stream x_ counts in both halves, the rest exactly once.
+  const int64_t residual = 2 * 8 * 16 * int64_t(sizeof(float));
+  EXPECT_EQ(first + last, whole + residual);
+  EXPECT_GT(last, first);  // the last stage also keeps the logits
+}
+
+std::vector<double> losses_of(const std::string& run_dir) {
+  std::ifstream f(run_dir + "/metrics.jsonl");
+  std::vector<double> out;
+  for (std::string line; std::getline(f, line);) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  return out;
+}
+
+// Gradient accumulation: with dropless routing and no aux / z loss, m micro-batches give the same
+// gradient as one batch (loss = sum of CE / global tokens), so the same losses; with gpipe as with
+// 1f1b. The differences are summation order only.
+TEST(MicroBatches, AccumulationMatchesOneBatch) {
+  auto& world = test::test_world();
+  const std::string dir = test::fresh_dir("microbatches");
+  Config c = test::small_train_config(test::make_corpus(dir));
+  c.train.steps = 4;
+  c.moe.aux_loss_coeff = 0;
+  c.moe.z_loss_coeff = 0;
+  TrainOptions o;
+  o.quiet = true;
+  o.run_dir = dir + "/m1";
+  train(c, o, world);
+  const auto ref = losses_of(o.run_dir);
+  ASSERT_EQ(ref.size(), 4u);
+  for (const char* schedule : {"1f1b", "gpipe"}) {
+    c.parallel.microbatches = 2;
+    c.parallel.schedule = schedule;
+    o.run_dir = dir + "/m2_" + schedule;
+    train(c, o, world);
+    const auto got = losses_of(o.run_dir);
+    ASSERT_EQ(got.size(), ref.size());
+    for (size_t s = 0; s < ref.size(); ++s) EXPECT_NEAR(got[s], ref[s], 1e-5 * ref[s]) << schedule << " step " << s;
+  }
+}
+
+}  // namespace
+}  // namespace moe
