@@ -60,7 +60,7 @@ void LoadBalanceHook::record(int64_t step, const std::vector<const LayerLoadStat
   for (size_t k = 0; k < moe_layers_.size(); ++k) {
     rows_[k] = *stats[k];
     const float* bias = model.p.blocks[size_t(moe_layers_[k])].router_bias;
-    rows_[k].bias.assign(bias, bias + num_experts_);
+    if (stats[k]->bias.empty()) rows_[k].bias.assign(bias, bias + num_experts_);  // else: the owner stage's
     rows.push_back(&rows_[k]);
   }
   recorder_->record(step, rows, phase_times(timer, step_seconds), a2a);

@@ -11,6 +11,11 @@
 
 namespace moe {
 
+// Broadcasts every tensor's parameters from its owning stage over the pp group, so every rank
+// holds the whole up-to-date model (for periodic eval and the non-finite scan, which run the
+// whole model on every stage). Collective over pp.
+void gather_pipeline_params(const StageLayout& layout, ModelState& model, comm::Communicator& pp);
+
 // Fills `full` (an AdamW over the whole table: moments for every tensor it updates) and the
 // parameters in `model` from the owning stages; `stage_optim` is this stage's optimizer.
 // Collective over pp.

@@ -53,6 +53,9 @@ class TrainStep {
   // With pp > 1: mem_activations (max over stages), mem_activations_stage, bubble_frac (measured
   // since the last call, mean over stages) and bubble_frac_theory. Collective over the pp group.
   void add_pipeline_metrics(nlohmann::json& rec);
+  // Aux-loss-free balancing of this stage's MoE layers from the step's global counts (summed
+  // over the micro-batches; with one micro-batch the forward's own update). Not collective.
+  void update_balancing_bias(ModelState& model) const;
   // Writes the step's row of the load-balance profile through `hook` (every MoE layer of the
   // model, micro-batches combined). Collective over ep and pp; call where hook.wants(step).
   void record_load_balance(LoadBalanceHook& hook, int64_t step, const ModelState& model, double seconds);

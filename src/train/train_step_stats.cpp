@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "moe/ep_dispatcher.h"
+#include "moe/router.h"
 #include "src/core/error.h"
 #include "src/train/train_step.h"
 
@@ -61,9 +62,21 @@ void TrainStep::accumulate_a2a(const Transformer& net) {
   }
 }
 
+void TrainStep::update_balancing_bias(ModelState& model) const {
+  if (c_.moe.bias_update_rate <= 0) return;
+  for (size_t k = 0; k < moe_layers_.size(); ++k) {
+    float* bias = model.p.blocks[size_t(moe_layers_[k])].router_bias;
+    MOE_CHECK(bias != nullptr, "layer " + std::to_string(moe_layers_[k]) + " has no balancing bias");
+    const LayerLoadStats& s = stats_[k];  // the step's global counts, summed over micro-batches
+    const std::vector<float> next = next_balancing_bias(bias, s.tokens_per_expert, s.assignments,
+                                                        c_.moe.router == "expert_choice" ? 0.0 : c_.moe.bias_update_rate);
+    std::copy(next.begin(), next.end(), bias);
+  }
+}
+
 void TrainStep::record_load_balance(LoadBalanceHook& hook, int64_t step, const ModelState& model, double seconds) {
   // Every MoE layer's statistics, from the stage that owns it (zeros elsewhere, summed over pp).
-  const int64_t E = c_.moe.num_experts, W = E + 5;
+  const int64_t E = c_.moe.num_experts, W = 2 * E + 5;
   std::vector<int64_t> all_moe;
   for (int64_t i = 0; i < c_.model.n_layers; ++i)
     if (c_.model.is_moe_layer(i)) all_moe.push_back(i);
@@ -78,6 +91,8 @@ void TrainStep::record_load_balance(LoadBalanceHook& hook, int64_t step, const M
     row[E + 2] = s.entropy;
     row[E + 3] = s.aux_loss;
     row[E + 4] = s.z_loss;
+    const float* bias = model.p.blocks[size_t(moe_layers_[k])].router_bias;  // after the step's update
+    if (bias) std::copy(bias, bias + E, row + E + 5);
   }
   if (pp_ > 1) grid_.pp->allreduce_sum(buf.data(), int64_t(buf.size()));
   std::vector<LayerLoadStats> layers(all_moe.size());
@@ -91,6 +106,7 @@ void TrainStep::record_load_balance(LoadBalanceHook& hook, int64_t step, const M
     s.entropy = row[E + 2];
     s.aux_loss = row[E + 3];
     s.z_loss = row[E + 4];
+    s.bias.assign(row + E + 5, row + 2 * E + 5);
     ptrs.push_back(&s);
   }
   // The ep x ep all-to-all bytes of this stage's layers, summed over the stages.

@@ -28,9 +28,9 @@
 #include "src/train/model_state.h"
 #include "src/train/nonfinite.h"
 #include "src/train/optimizer.h"
+#include "src/train/pipeline_state.h"
 #include "src/train/profile_trace.h"
 #include "src/train/routing_update.h"
-#include "src/train/pipeline_state.h"
 #include "src/train/stop_signal.h"
 #include "src/train/threads.h"
 #include "src/train/train_step.h"
@@ -242,10 +242,11 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     if (pc.pp > 1) grid.pp->allreduce_sum(&gsq, 1);  // each stage counted its own tensors
     const double gnorm = std::sqrt(gsq);
     // Both are global values, so every rank takes this branch together (the scan is collective).
-    if ((tp || pc.pp > 1) && (!std::isfinite(loss) || !std::isfinite(gnorm)))  // the activation scan assumes tp = pp = 1
+    if (tp && (!std::isfinite(loss) || !std::isfinite(gnorm)))  // the activation scan assumes tp = 1
       throw Error(kExitOther, "non-finite loss (" + std::to_string(loss) + ") or grad norm (" + std::to_string(gnorm) +
-                                  ") at step " + std::to_string(step + 1) +
-                                  "; rerun with parallel.tp 1 and parallel.pp 1 to locate it");
+                                  ") at step " + std::to_string(step + 1) + "; rerun with parallel.tp 1 to locate it");
+    // The scan runs the whole model on every stage: first every stage gets the owners' tensors.
+    if (pc.pp > 1 && (!std::isfinite(loss) || !std::isfinite(gnorm))) gather_pipeline_params(stages, model, *grid.pp);
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
                                                  model, make_dispatcher, reduce, world));
@@ -259,7 +260,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       } else {
         optim->step(model.params.data(), model.grads.data(), lr, clip);
       }
-      update_balancing_bias(c, net, model);
+      stepper.update_balancing_bias(model);
     }
     const auto step_end = Clock::now();
     if (load_balance.wants(step + 1))
@@ -292,6 +293,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
                  stepper.activation_bytes(), gather_staging.capacity());
       stepper.add_pipeline_metrics(rec);
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
+        if (pc.pp > 1) gather_pipeline_params(stages, model, *grid.pp);  // eval runs the whole model per stage
         EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp);
         rec["eval_loss"] = ev.loss;
       }

@@ -50,3 +50,18 @@ assert a2a.shape == (5, 2, 2), a2a.shape
 assert (a2a.reshape(5, 4).sum(axis=1) == 4 * 4 * 32 * kept.sum(axis=1)).all(), "a2a bytes"
 print("profile: both stages' layers recorded; counts equal the single process")
 PY
+
+# The balancing bias: each stage updates its own layers from the step's global counts (summed over
+# the micro-batches); the profile's bias rows come from the owning stages.
+"$MOE_BIN" train "${args[@]}" --set moe.bias_update_rate=0.01 --run-dir "$WORK/bias_base"
+mpirun --oversubscribe -np 4 "$MOE_BIN" train "${args[@]}" --set moe.bias_update_rate=0.01 --set parallel.pp=2 \
+  --set parallel.dp=2 --set parallel.ep=2 --run-dir "$WORK/bias_pp2"
+echo -n "bias pp2_dp2_ep2: "
+compare_losses "$WORK/bias_base/metrics.jsonl" "$WORK/bias_pp2/metrics.jsonl" 1e-5
+/usr/bin/python3 - "$WORK/bias_base/load_balance.h5" "$WORK/bias_pp2/load_balance.h5" <<'PY' || fail "bias rows"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+assert np.abs(a["bias"][:]).max() > 0, "the bias moved"
+assert (a["bias"][:] == b["bias"][:]).all(), "bias rows differ"
+print("bias rows equal the single process")
+PY

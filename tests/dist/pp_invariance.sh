@@ -3,7 +3,7 @@
 # process with the same micro-batches to 1e-5 (MoE statistics are per micro-batch, so the
 # reference is pp 1 with the same parallel.microbatches). The model has 4 blocks, MoE in blocks 1
 # and 3, so under pp 4 stages 0 and 2 have no MoE layer. Also checks the activation slots per
-# stage (1f1b: min(m, pp - stage); gpipe: m) and that the bubble metrics are there.
+# stage (1f1b: min(m, pp - stage); gpipe: m), that the bubble metrics are there, and periodic eval.
 source "$(dirname "$0")/../lib/common.sh"
 prepare_fortunes
 args=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WORK/fortunes"
@@ -11,7 +11,7 @@ args=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WOR
       --set train.batch_size=8 --set model.seq_len=32 --set model.d_model=32 --set model.n_layers=4
       --set model.moe_every=2 --set model.ffn_hidden=64 --set moe.expert_hidden=64)
 
-"$MOE_BIN" train "${args[@]}" --set parallel.microbatches=2 --run-dir "$WORK/m2"
+"$MOE_BIN" train "${args[@]}" --set parallel.microbatches=2 --set train.eval_every=5 --run-dir "$WORK/m2"
 "$MOE_BIN" train "${args[@]}" --set parallel.microbatches=4 --run-dir "$WORK/m4"
 
 # run NAME RANKS M EXTRA...: compares against the pp 1 run with M micro-batches.
@@ -37,7 +37,14 @@ print(f'slots {want}, activations {per}, bubble {rec["bubble_frac"]:.3f} (theory
 PY
 }
 
-run pp2_gpipe 2 2 --set parallel.pp=2 --set parallel.schedule=gpipe
+run pp2_gpipe 2 2 --set parallel.pp=2 --set parallel.schedule=gpipe --set train.eval_every=5
+# Periodic eval under pp (every stage evaluates the whole model after gathering the owners' tensors).
+python3 - "$WORK/m2/metrics.jsonl" "$WORK/pp2_gpipe/metrics.jsonl" <<'PY'
+import json, sys
+a, b = ([json.loads(l) for l in open(f)][-1]["eval_loss"] for f in sys.argv[1:])
+assert abs(a - b) <= 1e-5 * a, f"eval_loss {a} vs {b}"
+print(f"eval_loss {a:.6f} vs {b:.6f}")
+PY
 slots "$WORK/pp2_gpipe/metrics.jsonl" "[2, 2]"
 run pp2_1f1b 2 4 --set parallel.pp=2 --set parallel.schedule=1f1b
 slots "$WORK/pp2_1f1b/metrics.jsonl" "[2, 1]"

@@ -26,3 +26,20 @@ compare_losses "$WORK/pp2_straight/metrics.jsonl" "$WORK/pp2_resumed/metrics.jso
 "$MOE_BIN" train "${args[@]}" --set checkpoint.resume=auto --run-dir "$WORK/pp1_resumed"
 echo -n "pp2 -> pp1: "
 compare_losses "$WORK/pp1_straight/metrics.jsonl" "$WORK/pp1_resumed/metrics.jsonl" 1e-5
+
+# A NaN in a parameter of the second stage (block 3's experts) before step 3: exit 1 naming the
+# step, the first non-finite activation and the parameter (the scan runs after every stage got the
+# owners' tensors); the last good checkpoint (step 2) is kept.
+set +e
+MOE_TEST_NAN_STEP=3 MOE_TEST_NAN_PARAM=layers.3.moe.experts.w1 mpirun --oversubscribe -np 2 "$MOE_BIN" train \
+  "${args[@]}" "${pp2[@]}" --set checkpoint.resume=never --set checkpoint.every=2 --run-dir "$WORK/nan" \
+  >"$WORK/out_nan" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || { cat "$WORK/out_nan"; fail "pp=2 NaN: exit $rc, expected 1"; }
+grep -q "non-finite loss at step 3 " "$WORK/out_nan" || { cat "$WORK/out_nan"; fail "no step 3"; }
+grep -q "first non-finite activation in forward order: layers.3.moe.experts w1 x" "$WORK/out_nan" ||
+  { cat "$WORK/out_nan"; fail "first non-finite activation is not block 3's experts"; }
+grep -q "non-finite parameters: layers.3.moe.experts.w1" "$WORK/out_nan" || { cat "$WORK/out_nan"; fail "parameter"; }
+[ "$(ls "$WORK/nan/checkpoints")" = "step_00000002" ] || fail "pp=2 NaN checkpoints: $(ls "$WORK/nan/checkpoints")"
+echo "pp=2: non-finite step 3 diagnosed; checkpoint step 2 kept"

@@ -17,8 +17,7 @@ check "train.batch_size: 16 is not divisible by parallel.dp \* parallel.microbat
   --set parallel.microbatches=3
 check "parallel.pp" --set parallel.pp=2 --set parallel.tp=2 --set checkpoint.every=0 --set checkpoint.resume=never
 check "parallel.zero_stage" --set parallel.pp=2 --set parallel.zero_stage=1
-check "train.eval_every" --set parallel.pp=2 --set train.eval_every=5
-check "moe.bias_update_rate" --set parallel.microbatches=2 --set moe.bias_update_rate=0.001
+
 check "parallel.microbatches" --set parallel.microbatches=2 --set parallel.tp=2 --set checkpoint.every=0 --set checkpoint.resume=never
 # A valid pipeline layout on the wrong number of processes names the world size.
 check "parallel.dp \* parallel.tp \* parallel.pp: 1 \* 1 \* 2 = 2 but the world has 1" --set parallel.pp=2
