@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "src/core/error.h"
-
 namespace moe {
 
 void gather_pipeline_params(const StageLayout& layout, ModelState& model, comm::Communicator& pp) {
@@ -11,24 +9,26 @@ void gather_pipeline_params(const StageLayout& layout, ModelState& model, comm::
     pp.broadcast(model.params.data() + p.offset, p.numel * int64_t(sizeof(float)), int(layout.owner_of(p.name)));
 }
 
-void gather_pipeline_state(const StageLayout& layout, ModelState& model, AdamW& stage_optim, AdamW& full,
-                           comm::Communicator& pp) {
-  const auto& ps = model.table.params();
+void gather_pipeline_state(const StageLayout& layout, ModelState& model, AdamW& full, comm::Communicator& pp) {
   gather_pipeline_params(layout, model, pp);
-  full.set_steps_done(stage_optim.steps_done());
+  const auto& ps = model.table.params();
   for (size_t i = 0; i < ps.size(); ++i) {
-    const ParamInfo& p = ps[i];
-    const int owner = int(layout.owner_of(p.name));
-    const int64_t bytes = p.numel * int64_t(sizeof(float));
     if (!full.updates(i)) continue;
-    if (pp.rank() == owner) {
-      MOE_CHECK(stage_optim.updates(i), "stage optimizer lacks the moments of " + p.name);
-      std::copy(stage_optim.m_of(i), stage_optim.m_of(i) + p.numel, full.m_of(i));
-      std::copy(stage_optim.v_of(i), stage_optim.v_of(i) + p.numel, full.v_of(i));
-    }
+    const int owner = int(layout.owner_of(ps[i].name));
+    const int64_t bytes = ps[i].numel * int64_t(sizeof(float));
     pp.broadcast(full.m_of(i), bytes, owner);
     pp.broadcast(full.v_of(i), bytes, owner);
   }
+}
+
+void copy_moments(const ParamTable& table, AdamW& from, AdamW& to) {
+  const auto& ps = table.params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    if (!from.updates(i) || !to.updates(i)) continue;
+    std::copy_n(from.m_of(i), ps[i].numel, to.m_of(i));
+    std::copy_n(from.v_of(i), ps[i].numel, to.v_of(i));
+  }
+  to.set_steps_done(from.steps_done());
 }
 
 }  // namespace moe

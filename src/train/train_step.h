@@ -8,7 +8,6 @@
 // memory of the metrics is what the schedule really keeps alive. Micro-batch j uses slot j % slots.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <nlohmann/json.hpp>
@@ -24,11 +23,6 @@
 #include "src/train/routing_update.h"
 
 namespace moe {
-
-// Refuses (through `refuse(key, why)`, which throws) the combinations with parallel.pp > 1 or
-// parallel.microbatches > 1 that are not implemented.
-void require_pipeline_supported(const Config& c,
-                                const std::function<void(const std::string&, const std::string&)>& refuse);
 
 class TrainStep {
  public:

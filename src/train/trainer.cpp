@@ -56,7 +56,6 @@ void require_supported(const Config& c) {
     refuse("checkpoint.every", "checkpoints do not support tensor parallelism yet; use 0 with tp > 1 (none is written)");
   if (p.tp != 1 && c.checkpoint.resume != "never")
     refuse("checkpoint.resume", "checkpoints do not support tensor parallelism yet; use never with tp > 1");
-  require_pipeline_supported(c, refuse);  // src/train/train_step_checks.cpp: pp and micro-batch limits
   if (p.ep != 1 && c.train.eval_every > 0)
     refuse("train.eval_every", "periodic evaluation does not support expert parallelism yet; use 0 with ep > 1");
   if (p.etp != 1) refuse("parallel.etp", "expert tensor parallelism is not available in this build; use 1");
@@ -192,15 +191,13 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   const ActivePhaseTimer timing(c.profile.load_balance || trace.enabled() ? &timer : nullptr);
 
   // ZeRO gathers the moments into a full-size AdamW for the checkpoint (collective over dp / edp).
+  // Under pp the first stage gathers every stage's tensors and moments, then saves as pp 1 would.
   auto save_checkpoint = [&](int64_t step) {
-    if (pc.pp > 1) {  // the first stage gathers every stage's tensors and moments, then saves as pp 1
-      AdamW full(model.table, c.optim, frozen);
-      gather_pipeline_state(stages, model, *optim, full, *grid.pp);
-      return save_training_state(c, ckpt_root, step, model, full, loader, grid);
-    }
-    if (!zoptim) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid);
+    if (!zoptim && pc.pp == 1) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid);
     AdamW full(model.table, c.optim, frozen);
-    zoptim->to_full(full, gather_staging);
+    if (zoptim) zoptim->to_full(full, gather_staging);
+    else copy_moments(model.table, *optim, full);
+    if (pc.pp > 1) gather_pipeline_state(stages, model, full, *grid.pp);
     save_training_state(c, ckpt_root, step, model, full, loader, grid);
   };
 

@@ -20,3 +20,5 @@ run tp2 2 --set parallel.tp=2
 run dp2_zero1 2 --set parallel.dp=2 --set parallel.zero_stage=1
 run dp2_ep2_zero2 2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.zero_stage=2
 run pp2_tp2 4 --set parallel.pp=2 --set parallel.tp=2
+run pp2_dp2_zero1 4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.zero_stage=1
+run pp2_dp2_ep2_zero2 4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.zero_stage=2

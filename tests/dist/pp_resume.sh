@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checkpoints under pipeline parallelism: a pp 2 run stopped after 3 steps resumes under pp 2 with
 # the losses of the uninterrupted pp 2 run (bit for bit), and the same checkpoint resumes on one
-# process (pp 1, same micro-batches) with the losses of an uninterrupted single-process run (1e-5).
+# process (pp 1, same micro-batches) with the losses of an uninterrupted single-process run (1e-5);
+# pp 2 x dp 2 with ZeRO 2 resumes bit for bit; a NaN under pp 2 is diagnosed.
 source "$(dirname "$0")/../lib/common.sh"
 prepare_fortunes
 args=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WORK/fortunes"
@@ -26,6 +27,18 @@ compare_losses "$WORK/pp2_straight/metrics.jsonl" "$WORK/pp2_resumed/metrics.jso
 "$MOE_BIN" train "${args[@]}" --set checkpoint.resume=auto --run-dir "$WORK/pp1_resumed"
 echo -n "pp2 -> pp1: "
 compare_losses "$WORK/pp1_straight/metrics.jsonl" "$WORK/pp1_resumed/metrics.jsonl" 1e-5
+
+# The same with ZeRO stage 2 and expert parallelism inside each stage (pp 2 x dp 2, ep 2): the
+# moments are unsharded over dp, then gathered over pp, for the save; resume is bit for bit.
+zero=("${pp2[@]}" --set parallel.dp=2 --set parallel.ep=2 --set parallel.zero_stage=2)
+mpirun --oversubscribe -np 4 "$MOE_BIN" train "${args[@]}" "${zero[@]}" --set checkpoint.resume=never \
+  --run-dir "$WORK/zero_straight"
+mpirun --oversubscribe -np 4 "$MOE_BIN" train "${args[@]}" "${zero[@]}" --set checkpoint.resume=auto \
+  --run-dir "$WORK/zero_resumed" --exit-after 3
+mpirun --oversubscribe -np 4 "$MOE_BIN" train "${args[@]}" "${zero[@]}" --set checkpoint.resume=auto \
+  --run-dir "$WORK/zero_resumed"
+echo -n "pp2 x dp2 zero2 -> same: "
+compare_losses "$WORK/zero_straight/metrics.jsonl" "$WORK/zero_resumed/metrics.jsonl" 0
 
 # A NaN in a parameter of the second stage (block 3's experts) before step 3: exit 1 naming the
 # step, the first non-finite activation and the parameter (the scan runs after every stage got the

@@ -15,10 +15,7 @@ check "parallel.pp_layout: 0 is out of range" --set parallel.pp=2 --set "paralle
 check "parallel.pp_layout: got" --set parallel.pp=2 --set parallel.pp_layout=2
 check "train.batch_size: 16 is not divisible by parallel.dp \* parallel.microbatches = 1 \* 3" \
   --set parallel.microbatches=3
-check "parallel.pp" --set parallel.pp=2 --set parallel.tp=2 --set checkpoint.every=0 --set checkpoint.resume=never
-check "parallel.zero_stage" --set parallel.pp=2 --set parallel.zero_stage=1
 
-check "parallel.microbatches" --set parallel.microbatches=2 --set parallel.tp=2 --set checkpoint.every=0 --set checkpoint.resume=never
 # A valid pipeline layout on the wrong number of processes names the world size.
 check "parallel.dp \* parallel.tp \* parallel.pp: 1 \* 1 \* 2 = 2 but the world has 1" --set parallel.pp=2
 echo "pipeline config errors: ok"
