@@ -52,7 +52,9 @@ TrainStep::TrainStep(const Config& c, const comm::ProcessGrid& grid, int64_t loc
   a2a_sent_.assign(size_t(grid.ep->size()), 0);
 }
 
+// Pipeline waits are communication waits in the phase profile too.
 void TrainStep::timed_recv(std::vector<float>& buf, int peer, int tag) {
+  PhaseScope timed(Phase::comm_wait);
   const auto t = Clock::now();
   grid_.pp->recv(buf.data(), int64_t(buf.size() * sizeof(float)), peer, tag);
   wait_s_ += seconds_since(t);
@@ -60,6 +62,7 @@ void TrainStep::timed_recv(std::vector<float>& buf, int peer, int tag) {
 
 void TrainStep::wait_sends(size_t slot) {
   if (sends_[slot].empty()) return;
+  PhaseScope timed(Phase::comm_wait);
   const auto t = Clock::now();
   for (auto& r : sends_[slot]) r->wait();
   sends_[slot].clear();
