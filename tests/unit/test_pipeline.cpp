@@ -5,7 +5,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "src/comm/thread_communicator.h"
 #include "src/model/transformer.h"
+#include "src/parallel/grad_buckets.h"
 #include "src/parallel/pipeline_layout.h"
 #include "src/parallel/pipeline_schedule.h"
 #include "src/train/trainer.h"
@@ -125,6 +127,27 @@ TEST(PipelineLayout, StageActivationsCoverOwnBlocksOnly) {
   const int64_t residual = 2 * 8 * 16 * int64_t(sizeof(float));
   EXPECT_EQ(first + last, whole + residual);
   EXPECT_GT(last, first);  // the last stage also keeps the logits
+}
+
+// Gradient buckets of a stage hold its own tensors only, each float of them once, and never span
+// a left-out tensor (a bucket is one contiguous range).
+TEST(PipelineLayout, BucketsHoldOnlyTheStagesTensors) {
+  auto group = comm::make_thread_group(1, "dp");
+  Config c = four_layer_config();
+  c.parallel.pp = 2;
+  const StageLayout layout = make_stage_layout(c);
+  const ParamTable table = build_param_table(c);
+  for (int64_t stage = 0; stage < 2; ++stage) {
+    const std::vector<bool> foreign = foreign_params(layout, table, stage);
+    GradBuckets gb(table, c.model.n_layers, *group[0], *group[0], 2048, foreign);
+    std::vector<int> covered(size_t(table.total()), 0);
+    for (const GradBucket& b : gb.buckets())
+      for (int64_t f = b.begin; f < b.end; ++f) ++covered[size_t(f)];
+    const auto& ps = table.params();
+    for (size_t i = 0; i < ps.size(); ++i)
+      for (int64_t f = ps[i].offset; f < ps[i].offset + ps[i].numel; ++f)
+        ASSERT_EQ(covered[size_t(f)], foreign[i] ? 0 : 1) << "stage " << stage << " " << ps[i].name;
+  }
 }
 
 std::vector<double> losses_of(const std::string& run_dir) {
