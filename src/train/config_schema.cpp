@@ -289,6 +289,7 @@ std::vector<KeySpec> build_schema() {
       int_key("parallel", "microbatches", &C::parallel, &P::microbatches, 1),
       string_key("parallel", "schedule", &C::parallel, &P::schedule, {"gpipe", "1f1b"}, false),
       int_list_key("parallel", "pp_layout", &C::parallel, &P::pp_layout, 1),
+      int_key("parallel", "virtual_stages", &C::parallel, &P::virtual_stages, 1),
       string_key("parallel", "recompute", &C::parallel, &P::recompute, {"none", "block", "attention", "moe"}, false),
       real_key("parallel", "timeout_s", &C::parallel, &P::timeout_s, positive),
 

@@ -13,9 +13,10 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Tags of the pipeline's point-to-point messages: activations and their gradients of micro-batch j.
-int act_tag(int64_t j) { return int(2 * (j % 16384)); }
-int grad_tag(int64_t j) { return int(2 * (j % 16384) + 1); }
+// Tags of the pipeline's point-to-point messages, named by the receiving virtual stage vs (of V):
+// activations and gradients of micro-batch j.
+int act_tag(int64_t j, int64_t vs, int64_t V) { return int(2 * ((j * V + vs) % 16384)); }
+int grad_tag(int64_t j, int64_t vs, int64_t V) { return act_tag(j, vs, V) + 1; }
 
 // MoE statistics are per micro-batch forward; scaling the aux and z coefficients by 1/m makes the
 // step's aux and z losses (and their gradients) the mean over the micro-batches.
@@ -34,20 +35,28 @@ TrainStep::TrainStep(const Config& c, const comm::ProcessGrid& grid, int64_t loc
   stage_ = grid.coord.pp;
   pp_ = c.parallel.pp;
   m_ = c.parallel.microbatches;
+  v_ = c.parallel.virtual_stages;
   MOE_CHECK(local_rows % m_ == 0, "micro-batches must divide the local batch");
   micro_rows_ = local_rows / m_;
   global_tokens_ = double(c.train.batch_size * c.model.seq_len);
-  ops_ = pipeline_schedule(c.parallel.schedule, pp_, stage_, m_);
+  ops_ = pipeline_schedule(c.parallel.schedule, pp_, stage_, m_, v_);
   const Config sc = slot_config(c);
-  const StageBlocks blocks{layout_.begin(stage_), layout_.end(stage_)};
-  const int64_t n = max_in_flight(ops_);
-  for (int64_t k = 0; k < n; ++k)
-    slots_.push_back(std::make_unique<Transformer>(sc, micro_rows_, make_dispatcher, tp, blocks));
+  final_backward_.assign(size_t(v_), 0);
+  for (size_t k = 0; k < ops_.size(); ++k)
+    if (ops_[k].kind == PipeOpKind::backward) final_backward_[size_t(ops_[k].chunk)] = k;
+  for (int64_t chunk = 0; chunk < v_; ++chunk) {
+    const int64_t vs = chunk * pp_ + stage_;
+    const StageBlocks blocks{layout_.begin(vs), layout_.end(vs)};
+    slot_base_.push_back(slots_.size());
+    for (int64_t k = 0; k < max_in_flight(ops_, chunk); ++k)
+      slots_.push_back(std::make_unique<Transformer>(sc, micro_rows_, make_dispatcher, tp, blocks));
+    for (int64_t i = blocks.begin; i < blocks.end; ++i)
+      if (c.model.is_moe_layer(i)) moe_layers_.push_back(i);
+  }
+  slot_base_.push_back(slots_.size());
   sends_.resize(slots_.size());
   comm::Communicator* dp = grid.dp.get();
   reduce_ = [dp](std::vector<double>& v) { dp->allreduce_sum(v.data(), int64_t(v.size())); };
-  for (int64_t i = blocks.begin; i < blocks.end; ++i)
-    if (c.model.is_moe_layer(i)) moe_layers_.push_back(i);
   stats_.resize(moe_layers_.size());
   a2a_sent_.assign(size_t(grid.ep->size()), 0);
 }
@@ -69,52 +78,62 @@ void TrainStep::wait_sends(size_t slot) {
   wait_s_ += seconds_since(t);
 }
 
-void TrainStep::forward(int64_t j, Transformer& net, const int32_t* tokens, const ModelParams& p, StepLosses& out) {
+size_t TrainStep::slot_of(const PipeOp& op) const {
+  const size_t base = slot_base_[size_t(op.chunk)], n = slot_base_[size_t(op.chunk) + 1] - base;
+  return base + size_t(op.micro) % n;
+}
+
+// Virtual stage vs = chunk * pp + stage receives from the previous rank (ring order: the last
+// rank's chunk c feeds the first rank's chunk c + 1) and sends to the next.
+void TrainStep::forward(const PipeOp& op, Transformer& net, const int32_t* tokens, const ModelParams& p,
+                        StepLosses& out) {
+  const int64_t j = op.micro, vs = op.chunk * pp_ + stage_, last = layout_.stages() - 1;
   const int64_t T = c_.model.seq_len, dp = grid_.dp->size(), dp_rank = grid_.dp->rank();
   const int32_t* rows = tokens + j * micro_rows_ * (T + 1);
   // This rank's rows of global micro-batch j start at global row (j * dp + dp_rank) * micro_rows
   // (data::LoaderOptions::microbatches).
   net.set_routing_step(step_, (j * dp + dp_rank) * micro_rows_ * T, /*training=*/true);
-  if (stage_ == 0) {
+  if (vs == 0) {
     net.embed_forward(rows, p);
   } else {
-    if (stage_ == pp_ - 1) net.load_tokens(rows);
-    timed_recv(net.residual(), int(stage_ - 1), act_tag(j));
+    if (vs == last) net.load_tokens(rows);
+    timed_recv(net.residual(), int((stage_ + pp_ - 1) % pp_), act_tag(j, vs, last + 1));
   }
-  for (int64_t i = layout_.begin(stage_); i < layout_.end(stage_); ++i)
-    net.block_forward(i, p.blocks[size_t(i)], reduce_, out);
-  if (stage_ == pp_ - 1) {
+  for (int64_t i = layout_.begin(vs); i < layout_.end(vs); ++i) net.block_forward(i, p.blocks[size_t(i)], reduce_, out);
+  if (vs == last) {
     net.head_forward(p, out);
   } else {
     auto& x = net.residual();
-    sends_[size_t(j) % slots_.size()].push_back(
-        grid_.pp->isend(x.data(), int64_t(x.size() * sizeof(float)), int(stage_ + 1), act_tag(j)));
+    sends_[slot_of(op)].push_back(
+        grid_.pp->isend(x.data(), int64_t(x.size() * sizeof(float)), int((stage_ + 1) % pp_), act_tag(j, vs + 1, last + 1)));
   }
-  accumulate_stats(net, j == 0);
+  accumulate_stats(net, vs, j == 0);
 }
 
-void TrainStep::backward(int64_t j, Transformer& net, ModelState& model, bool last_op, GradBuckets& buckets) {
-  // Gradients are final only after the step's last backward: only then may buckets reduce them.
+void TrainStep::backward(const PipeOp& op, Transformer& net, ModelState& model, bool final, GradBuckets& buckets) {
+  const int64_t vs = op.chunk * pp_ + stage_, last = layout_.stages() - 1;
+  // Gradients are final only after the chunk's last backward (later chunks finish earlier): only
+  // then may buckets reduce them.
   const auto ready = [&](int64_t at) {
-    if (last_op) buckets.on_stage_ready(at, model.grads.data());
+    if (final) buckets.on_stage_ready(at, model.grads.data());
   };
-  if (stage_ == pp_ - 1) {
+  if (vs == last) {
     net.head_backward(model.p, model.g, global_tokens_);
     ready(layout_.num_layers);
   } else {
-    timed_recv(net.residual_grad(), int(stage_ + 1), grad_tag(j));
+    timed_recv(net.residual_grad(), int((stage_ + 1) % pp_), grad_tag(op.micro, vs, last + 1));
   }
-  for (int64_t i = layout_.end(stage_) - 1; i >= layout_.begin(stage_); --i) {
+  for (int64_t i = layout_.end(vs) - 1; i >= layout_.begin(vs); --i) {
     net.block_backward(i, model.p.blocks[size_t(i)], model.g.blocks[size_t(i)]);
     ready(i);
   }
-  if (stage_ == 0) {
+  if (vs == 0) {
     net.embed_backward(model.g);
     ready(-1);
   } else {
     auto& dx = net.residual_grad();
-    sends_[size_t(j) % slots_.size()].push_back(
-        grid_.pp->isend(dx.data(), int64_t(dx.size() * sizeof(float)), int(stage_ - 1), grad_tag(j)));
+    sends_[slot_of(op)].push_back(grid_.pp->isend(dx.data(), int64_t(dx.size() * sizeof(float)),
+                                                  int((stage_ + pp_ - 1) % pp_), grad_tag(op.micro, vs - 1, last + 1)));
   }
 }
 
@@ -125,12 +144,12 @@ StepLosses TrainStep::run(int64_t step, const int32_t* tokens, ModelState& model
   std::fill(a2a_sent_.begin(), a2a_sent_.end(), 0);
   for (size_t k = 0; k < ops_.size(); ++k) {
     const PipeOp& op = ops_[k];
-    const size_t slot = size_t(op.micro) % slots_.size();
+    const size_t slot = slot_of(op);
     wait_sends(slot);  // the slot's buffers are about to be overwritten
     if (op.kind == PipeOpKind::forward)
-      forward(op.micro, *slots_[slot], tokens, model.p, out);
+      forward(op, *slots_[slot], tokens, model.p, out);
     else
-      backward(op.micro, *slots_[slot], model, k + 1 == ops_.size(), buckets);
+      backward(op, *slots_[slot], model, k == final_backward_[size_t(op.chunk)], buckets);
     if (op.kind == PipeOpKind::backward) accumulate_a2a(*slots_[slot]);
   }
   for (size_t s = 0; s < slots_.size(); ++s) wait_sends(s);
@@ -144,7 +163,11 @@ StepLosses TrainStep::run(int64_t step, const int32_t* tokens, ModelState& model
   return out;
 }
 
-int64_t TrainStep::activation_bytes() const { return slots() * slots_.front()->activation_bytes(); }
+int64_t TrainStep::activation_bytes() const {
+  int64_t n = 0;
+  for (const auto& s : slots_) n += s->activation_bytes();
+  return n;
+}
 
 void TrainStep::add_pipeline_metrics(nlohmann::json& rec) {
   if (pp_ == 1) return;
@@ -162,7 +185,7 @@ void TrainStep::add_pipeline_metrics(nlohmann::json& rec) {
   pp.allgather(&slots, slots_per.data(), int64_t(sizeof(int64_t)));
   rec["activation_slots_stage"] = slots_per;
   rec["bubble_frac"] = frac / double(pp.size());
-  rec["bubble_frac_theory"] = theoretical_bubble(pp_, m_);
+  rec["bubble_frac_theory"] = theoretical_bubble(pp_, m_, v_);
 }
 
 }  // namespace moe

@@ -6,6 +6,8 @@
 // blocks and the micro-batch's rows, with its own MoE dispatchers); the stage allocates as many
 // slots as its schedule ever has in flight (1f1b: min(m, pp - stage), gpipe: m), so the activation
 // memory of the metrics is what the schedule really keeps alive. Micro-batch j uses slot j % slots.
+// With parallel.virtual_stages = v > 1 (interleaved 1F1B) the stage runs v model chunks, each
+// with its own slots.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -42,7 +44,7 @@ class TrainStep {
   std::vector<const LayerLoadStats*> load_stats() const;
   // Routing summary over every stage (collective over the pp group).
   StepRouting routing() const;
-  // Peak activation bytes of this stage: slots x bytes per slot.
+  // Peak activation bytes of this stage: the bytes of all its slots.
   int64_t activation_bytes() const;
   // With pp > 1: mem_activations (max over stages), mem_activations_stage, bubble_frac (measured
   // since the last call, mean over stages) and bubble_frac_theory. Collective over the pp group.
@@ -59,9 +61,10 @@ class TrainStep {
   int64_t slots() const { return int64_t(slots_.size()); }
 
  private:
-  void forward(int64_t j, Transformer& net, const int32_t* tokens, const ModelParams& p, StepLosses& out);
-  void backward(int64_t j, Transformer& net, ModelState& model, bool last_op, GradBuckets& buckets);
-  void accumulate_stats(const Transformer& net, bool first_micro);
+  void forward(const PipeOp& op, Transformer& net, const int32_t* tokens, const ModelParams& p, StepLosses& out);
+  void backward(const PipeOp& op, Transformer& net, ModelState& model, bool final, GradBuckets& buckets);
+  void accumulate_stats(const Transformer& net, int64_t vstage, bool first_micro);
+  size_t slot_of(const PipeOp& op) const;
   void accumulate_a2a(const Transformer& net);
   void wait_sends(size_t slot);
   void timed_recv(std::vector<float>& buf, int peer, int tag);
@@ -69,10 +72,12 @@ class TrainStep {
   Config c_;
   const comm::ProcessGrid& grid_;
   StageLayout layout_;
-  int64_t stage_ = 0, pp_ = 1, m_ = 1, micro_rows_ = 0, step_ = 0;
+  int64_t stage_ = 0, pp_ = 1, m_ = 1, v_ = 1, micro_rows_ = 0, step_ = 0;
   double global_tokens_ = 0;
   std::vector<PipeOp> ops_;
-  std::vector<std::unique_ptr<Transformer>> slots_;
+  std::vector<std::unique_ptr<Transformer>> slots_;  // chunk c owns slots [slot_base_[c], slot_base_[c + 1])
+  std::vector<size_t> slot_base_;
+  std::vector<size_t> final_backward_;  // per chunk: index in ops_ of its last backward
   std::vector<std::vector<comm::RequestPtr>> sends_;  // per slot: sends still reading its buffers
   SumReducer reduce_;
   std::vector<int64_t> moe_layers_;    // this stage's MoE layers

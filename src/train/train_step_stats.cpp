@@ -8,14 +8,15 @@
 
 namespace moe {
 
-void TrainStep::accumulate_stats(const Transformer& net, bool first_micro) {
+void TrainStep::accumulate_stats(const Transformer& net, int64_t vstage, bool first_micro) {
   const auto all = net.load_stats();  // every MoE layer of the model, in layer order
-  size_t k_all = 0, k = 0;
-  for (int64_t i = 0; i < c_.model.n_layers && k < moe_layers_.size(); ++i) {
+  size_t k_all = 0;
+  for (int64_t i = 0; i < c_.model.n_layers; ++i) {
     if (!c_.model.is_moe_layer(i)) continue;
     const LayerLoadStats& s = *all[k_all++];
-    if (i != moe_layers_[k]) continue;
-    LayerLoadStats& t = stats_[k++];
+    if (i < layout_.begin(vstage) || i >= layout_.end(vstage)) continue;  // another chunk's or stage's
+    const size_t k = size_t(std::find(moe_layers_.begin(), moe_layers_.end(), i) - moe_layers_.begin());
+    LayerLoadStats& t = stats_[k];
     if (first_micro) {
       t = s;
       t.entropy = s.entropy / double(m_);

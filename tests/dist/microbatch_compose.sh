@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Micro-batching (gradient accumulation, pp 1) composed with tensor parallelism and ZeRO, and
 # pipeline parallelism composed with tensor parallelism: each matches one process with the same
-# micro-batches to 1e-5 (the tp runs write no checkpoint: tp checkpoints are refused).
+# micro-batches to 1e-5 (the tp runs write no checkpoint: tp checkpoints are refused); also ZeRO
+# under pp and interleaved 1F1B with dp and ep.
 source "$(dirname "$0")/../lib/common.sh"
 prepare_fortunes
 args=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WORK/fortunes"
@@ -22,3 +23,4 @@ run dp2_ep2_zero2 2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.zero_
 run pp2_tp2 4 --set parallel.pp=2 --set parallel.tp=2
 run pp2_dp2_zero1 4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.zero_stage=1
 run pp2_dp2_ep2_zero2 4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.zero_stage=2
+run pp2_v2_dp2_ep2 4 --set parallel.pp=2 --set parallel.virtual_stages=2 --set parallel.dp=2 --set parallel.ep=2

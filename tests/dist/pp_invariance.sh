@@ -54,3 +54,7 @@ run pp4_1f1b 4 4 --set parallel.pp=4 --set parallel.schedule=1f1b
 slots "$WORK/pp4_1f1b/metrics.jsonl" "[4, 3, 2, 1]"
 # An explicit, uneven stage layout (stage 0: block 0 only, no MoE layer).
 run pp2_layout 2 2 --set parallel.pp=2 --set "parallel.pp_layout=[1, 3]"
+# Interleaved 1F1B: 2 ranks x 2 model chunks (rank 0 holds blocks 0 and 2, rank 1 blocks 1 and 3),
+# with m = pp (all warm-up) and m = 2 pp.
+run pp2_v2_m2 2 2 --set parallel.pp=2 --set parallel.virtual_stages=2
+run pp2_v2_m4 2 4 --set parallel.pp=2 --set parallel.virtual_stages=2

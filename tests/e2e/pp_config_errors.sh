@@ -16,6 +16,13 @@ check "parallel.pp_layout: got" --set parallel.pp=2 --set parallel.pp_layout=2
 check "train.batch_size: 16 is not divisible by parallel.dp \* parallel.microbatches = 1 \* 3" \
   --set parallel.microbatches=3
 
+check "parallel.virtual_stages: 2 needs pipeline stages" --set parallel.virtual_stages=2
+check "parallel.virtual_stages: 2 needs parallel.schedule 1f1b" --set parallel.pp=2 --set parallel.virtual_stages=2 \
+  --set parallel.schedule=gpipe --set model.n_layers=4
+check "parallel.microbatches: 3 is not a multiple of parallel.pp = 2" --set parallel.pp=2 \
+  --set parallel.virtual_stages=2 --set parallel.microbatches=3 --set model.n_layers=4 --set train.batch_size=12
+check "model.n_layers: 2 is not divisible by parallel.pp \* parallel.virtual_stages = 4" --set parallel.pp=2 \
+  --set parallel.virtual_stages=2 --set parallel.microbatches=2
 # A valid pipeline layout on the wrong number of processes names the world size.
 check "parallel.dp \* parallel.tp \* parallel.pp: 1 \* 1 \* 2 = 2 but the world has 1" --set parallel.pp=2
 echo "pipeline config errors: ok"

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "src/comm/thread_communicator.h"
@@ -76,6 +78,81 @@ TEST(PipelineSchedule, InFlightBound) {
       }
   EXPECT_DOUBLE_EQ(theoretical_bubble(4, 8), 3.0 / 11.0);
   EXPECT_DOUBLE_EQ(theoretical_bubble(1, 8), 0.0);
+}
+
+// Runs every stage's schedule against the others: an op runs once its input exists (forward: the
+// previous virtual stage's forward of the micro-batch; backward: the next virtual stage's
+// backward, or on the last virtual stage its own forward). Receives block, sends do not, so the
+// schedules must all run to the end (no deadlock).
+bool runs_to_completion(const std::string& kind, int64_t pp, int64_t m, int64_t v) {
+  const int64_t V = pp * v;
+  std::vector<std::vector<PipeOp>> ops;
+  for (int64_t s = 0; s < pp; ++s) ops.push_back(pipeline_schedule(kind, pp, s, m, v));
+  std::set<std::tuple<bool, int64_t, int64_t>> done;  // (forward, virtual stage, micro-batch)
+  std::vector<size_t> next(size_t(pp), 0);
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int64_t s = 0; s < pp; ++s) {
+      while (next[size_t(s)] < ops[size_t(s)].size()) {
+        const PipeOp& op = ops[size_t(s)][next[size_t(s)]];
+        const int64_t vs = op.chunk * pp + s;
+        const bool fwd = op.kind == PipeOpKind::forward;
+        const bool ready = fwd ? vs == 0 || done.count({true, vs - 1, op.micro})
+                               : done.count({vs == V - 1, vs == V - 1 ? vs : vs + 1, op.micro});
+        if (!ready) break;
+        done.insert({fwd, vs, op.micro});
+        ++next[size_t(s)];
+        progress = true;
+      }
+    }
+  }
+  for (int64_t s = 0; s < pp; ++s)
+    if (next[size_t(s)] != ops[size_t(s)].size()) return false;
+  return true;
+}
+
+TEST(PipelineSchedule, NoStageWaitsForever) {
+  for (const char* kind : {"gpipe", "1f1b"})
+    for (int64_t pp : {1, 2, 3, 4})
+      for (int64_t m : {1, 2, 3, 5, 8}) EXPECT_TRUE(runs_to_completion(kind, pp, m, 1)) << kind << pp << " " << m;
+  for (int64_t pp : {2, 4})
+    for (int64_t v : {2, 3})
+      for (int64_t m : {pp, 2 * pp, 3 * pp}) EXPECT_TRUE(runs_to_completion("1f1b", pp, m, v)) << pp << v << m;
+}
+
+// Interleaved 1F1B: every (chunk, micro-batch) runs once each way; within a chunk forwards and
+// backwards run in micro-batch order (so a chunk's in-flight micro-batches are a window and
+// micro-batch j can use slot j % slots); warm-up as in Megatron-Core.
+TEST(PipelineSchedule, InterleavedOneFOneB) {
+  // pp 2, v 2, m 4, stage 0: warm-up 2 (2 - 0 - 1) + (2 - 1) 2 = 4 forwards.
+  const auto ops = pipeline_schedule("1f1b", 2, 0, 4, 2);
+  ASSERT_EQ(ops.size(), 16u);
+  EXPECT_EQ(ops[0], (PipeOp{PipeOpKind::forward, 0, 0}));
+  EXPECT_EQ(ops[1], (PipeOp{PipeOpKind::forward, 1, 0}));
+  EXPECT_EQ(ops[2], (PipeOp{PipeOpKind::forward, 0, 1}));
+  EXPECT_EQ(ops[3], (PipeOp{PipeOpKind::forward, 1, 1}));
+  EXPECT_EQ(ops[4], (PipeOp{PipeOpKind::forward, 2, 0}));
+  EXPECT_EQ(ops[5], (PipeOp{PipeOpKind::backward, 0, 1}));  // the last chunk's backward comes first
+  for (int64_t pp : {2, 4})
+    for (int64_t v : {2, 3})
+      for (int64_t m : {pp, 2 * pp})
+        for (int64_t s = 0; s < pp; ++s) {
+          const auto all = pipeline_schedule("1f1b", pp, s, m, v);
+          ASSERT_EQ(int64_t(all.size()), 2 * m * v);
+          for (int64_t c = 0; c < v; ++c) {
+            int64_t next_f = 0, next_b = 0;
+            for (const PipeOp& op : all) {
+              if (op.chunk != c) continue;
+              if (op.kind == PipeOpKind::forward) ASSERT_EQ(op.micro, next_f++);
+              else ASSERT_EQ(op.micro, next_b++);
+              ASSERT_LE(next_b, next_f);
+            }
+            ASSERT_EQ(next_f, m);
+            ASSERT_EQ(next_b, m);
+            EXPECT_LE(max_in_flight(all, c), m);
+          }
+        }
+  EXPECT_DOUBLE_EQ(theoretical_bubble(4, 8, 2), 3.0 / 19.0);
 }
 
 Config four_layer_config() {
