@@ -16,13 +16,18 @@ args=(--config configs/tiny.yaml --quiet --set data.path="$DATA" --set train.ste
       --set train.log_every=$((STEPS / 2)) --set checkpoint.every=0 --set checkpoint.resume=never
       --set train.batch_size=16 --set model.seq_len=64 --set model.d_model=64 --set model.n_layers=4
       --set model.moe_every=2 --set profile.load_balance=false)
-echo "| pp | m | schedule | measured bubble_frac | theory (pp-1)/(m+pp-1) | step s |"
+echo "| pp | m | schedule | measured bubble_frac | theory (pp-1)/(v m+pp-1) | step s |"
 echo "|---|---|---|---|---|---|"
+# "1f1b v2": interleaved 1F1B with 2 model chunks per rank (pp 2 only: 4 blocks = 4 virtual stages).
 for pp in 2 4; do
   for m in 1 2 4 8; do
-    for schedule in gpipe 1f1b; do
+    for schedule in gpipe 1f1b "1f1b v2"; do
+      v=1
+      [ "$schedule" = "1f1b v2" ] && v=2
+      [ "$v" = 2 ] && { [ "$pp" = 2 ] && [ $((m % pp)) = 0 ] || continue; }
       mpirun --oversubscribe -np "$pp" "$MOE" train "${args[@]}" --set parallel.pp="$pp" \
-        --set parallel.microbatches="$m" --set parallel.schedule="$schedule" --run-dir "$WORK/r" >/dev/null
+        --set parallel.microbatches="$m" --set parallel.schedule="${schedule% v2}" \
+        --set parallel.virtual_stages="$v" --run-dir "$WORK/r" >/dev/null
       # The last line averages the second half of the steps (warm-up excluded).
       python3 - "$WORK/r/metrics.jsonl" "$pp" "$m" "$schedule" <<'PY'
 import json, sys
