@@ -53,6 +53,8 @@ struct ParallelConfig {
   std::string schedule = "1f1b";  // gpipe | 1f1b
   std::string recompute = "none"; // none | block | attention | moe
   double timeout_s = 300.0;
+  std::vector<int64_t> pp_layout;  // blocks per (virtual) pipeline stage (pp x virtual_stages entries); empty = even
+  int64_t virtual_stages = 1;      // model chunks per pipeline stage (interleaved 1F1B when > 1)
 };
 
 struct TrainConfig {
