@@ -54,9 +54,6 @@ void require_supported(const Config& c) {
     throw ConfigError(key + " in " + c.source + ": " + why);
   };
   const auto& p = c.parallel;
-  if (p.recompute != "none" && (p.pp != 1 || p.microbatches != 1))  // src/model/recompute.h
-    refuse("parallel.recompute", "recomputation keeps one activation set per layer, not one per in-flight "
-                                 "micro-batch; use none with pp > 1 or microbatches > 1");
   if (p.etp != 1 && p.etp != p.tp && p.tp != 1)  // etp groups are the tp groups, or span dp ranks (tp 1)
     refuse("parallel.etp", "expert tensor parallelism runs over the tp group or, with tp 1, over dp ranks; use 1 or "
                                "parallel.tp (" + std::to_string(p.tp) + ")");
@@ -65,9 +62,6 @@ void require_supported(const Config& c) {
   if (p.zero_stage == 3 && c.train.precision != "fp32")
     refuse("parallel.zero_stage", "ZeRO stage 3 runs in fp32 only for now; use zero_stage 2 with train.precision " +
                                       c.train.precision);
-  // Stage 3 gathers parameters around the whole model's stages; a pipeline stage holds some of them.
-  if (p.zero_stage == 3 && p.pp != 1)
-    refuse("parallel.zero_stage", "ZeRO stage 3 does not combine with pipeline parallelism yet; use 1 or 2 with pp > 1");
   if (c.train.device != "cpu") refuse("train.device", "the CUDA backend is not available in this build; use cpu");
 }
 
@@ -218,8 +212,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     AdamW full(model.table, c.optim, frozen);
     if (zoptim) zoptim->to_full(full, gather_staging);
     else copy_moments(model.table, *optim, full);
-    if (pc.pp > 1) gather_pipeline_state(stages, model, full, *grid.pp);
     if (z3) z3->gather_all();  // the checkpoint holds full tensors, as for every stage
+    if (pc.pp > 1) gather_pipeline_state(stages, model, full, *grid.pp);
     save_training_state(c, ckpt_root, step, model, full, loader, grid, extra);
     if (z3) z3->release_all();
   };
@@ -274,8 +268,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     // Both are global values, so every rank takes this branch together (the scan is collective).
     // It runs the whole model on every rank: first every rank gets every stage's tensors.
     const bool nonfinite = !skip && (!std::isfinite(loss) || !std::isfinite(gnorm));
-    if (nonfinite && pc.pp > 1) gather_pipeline_params(stages, model, *grid.pp);
     if (nonfinite && z3) z3->gather_all();
+    if (nonfinite && pc.pp > 1) gather_pipeline_params(stages, model, *grid.pp);
     if (nonfinite)
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
                                                  model, make_dispatcher, reduce, world, tp, etp));
@@ -330,8 +324,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       add_precision_metrics(rec, compute_weights, scaler);
       stepper.add_pipeline_metrics(rec);
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
-        if (pc.pp > 1) gather_pipeline_params(stages, model, *grid.pp);  // eval runs the whole model per stage
         if (z3) z3->gather_all();
+        if (pc.pp > 1) gather_pipeline_params(stages, model, *grid.pp);  // eval runs the whole model per stage
         EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp, make_dispatcher, tp, etp);
         if (z3) z3->release_all();
         rec["eval_loss"] = ev.loss;
