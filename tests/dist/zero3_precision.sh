@@ -4,6 +4,8 @@
 # two stages, 2 S + slack (S = mem_stage_max, the largest stage; slack: the partial pages at bucket
 # edges, 64 KiB as in zero_memory.sh), well below the fp32 parameter bytes P that the zero 2 run's
 # full copy takes; the master weights keep stage 3's bound P/n + 2 (1 - 1/n) S. mem_bytes counts it.
+# Resume: 2 steps + resume + 2 steps of zero 3 with fp16 (loss scaler in the checkpoint) at
+# dp x ep = 2x2 reproduce 4 straight steps exactly.
 source "$(dirname "$0")/../lib/common.sh"
 prepare_fortunes
 args=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WORK/fortunes"
@@ -30,3 +32,12 @@ for r in recs("z3"):
     print(f"step {r['step']}: mem_compute_weights {cw} <= 2 S + slack = {2 * S + slack} (full copy {full}),"
           f" mem_params {r['mem_params']}")
 PY
+
+r=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WORK/fortunes" --set train.steps=4
+   --set train.log_every=1 --set train.batch_size=8 --set checkpoint.every=0 --set train.precision=fp16
+   --set parallel.dp=2 --set parallel.ep=2 --set parallel.zero_stage=3)
+mpirun --oversubscribe -np 2 "$MOE_BIN" train "${r[@]}" --set checkpoint.resume=auto --run-dir "$WORK/split" --exit-after 2
+mpirun --oversubscribe -np 2 "$MOE_BIN" train "${r[@]}" --set checkpoint.resume=auto --run-dir "$WORK/split"
+mpirun --oversubscribe -np 2 "$MOE_BIN" train "${r[@]}" --set checkpoint.resume=never --run-dir "$WORK/straight"
+echo -n "zero 3 fp16 resume: "
+compare_losses "$WORK/straight/metrics.jsonl" "$WORK/split/metrics.jsonl" 0
