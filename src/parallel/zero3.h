@@ -26,6 +26,8 @@ class Zero3Params final : public ParamStageHooks {
   // ranges only. Both finish an in-flight prefetch first.
   void gather_all();
   void release_all();
+  // Whether stage `stage` is gathered now (in-flight prefetches not counted).
+  bool resident(int64_t stage) const { return resident_[size_t(stage + 1)] != 0; }
 
   // Peak bytes of the parameter buffer held in physical memory (mincore), sampled whenever a stage
   // was gathered, since the last reset.

@@ -4,6 +4,9 @@
 // router (weight and balancing bias) are copied exactly: RMSNorm and routing run in fp32. The copy
 // keeps each half value widened to fp32, so every op keeps its fp32 signature. Under fp32 there is
 // no copy and refresh() returns the master views.
+// Under ZeRO stage 3 the master buffer is never whole, so the copy is made per range instead
+// (set_per_range(), src/train/zero3_compute.h): each stage is rounded when gathered and released
+// with it, and refresh() only returns the views.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -23,6 +26,19 @@ class ComputeWeights {
   const ModelParams& refresh(const ModelState& model);
   Precision precision() const { return prec_; }
   int64_t bytes() const { return int64_t(buf_.size() * sizeof(float)); }
+
+  // Stage 3 mode: the whole copy is released now; refresh() no longer rounds anything.
+  void set_per_range();
+  bool per_range() const { return per_range_; }
+  // Rounds (or copies, for exact tensors) the master floats [begin, end) of `model` into the copy.
+  void refresh_range(const ModelState& model, int64_t begin, int64_t end);
+  // Returns the copy's floats [begin, end) to the OS (they read as zero until refreshed again).
+  void release_range(int64_t begin, int64_t end);
+  // Per-range mode: the most bytes of the copy held in physical memory at a sample (mincore),
+  // since the last reset.
+  void sample_resident();
+  int64_t peak_resident_bytes() const { return peak_resident_; }
+  void reset_peak() { peak_resident_ = 0; }
   // Whether the tensor named `name` is rounded (false: kept exact).
   static bool rounds(const std::string& name);
 
@@ -31,10 +47,13 @@ class ComputeWeights {
   std::vector<bool> rounded_;  // per table entry
   std::vector<float> buf_;
   ModelParams p_{};
+  bool per_range_ = false;
+  int64_t peak_resident_ = 0;
 };
 
-// metrics.jsonl: the compute copy's bytes (mem_compute_weights, added to mem_bytes) and, under
-// fp16, loss_scale and skipped_steps.
-void add_precision_metrics(nlohmann::json& rec, const ComputeWeights& w, const LossScaler& s);
+// metrics.jsonl: the compute copy's bytes (mem_compute_weights, added to mem_bytes; per-range mode:
+// its peak resident bytes since the last log, then the peak is reset) and, under fp16, loss_scale
+// and skipped_steps.
+void add_precision_metrics(nlohmann::json& rec, ComputeWeights& w, const LossScaler& s);
 
 }  // namespace moe

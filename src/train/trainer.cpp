@@ -39,6 +39,7 @@
 #include "src/train/stop_signal.h"
 #include "src/train/threads.h"
 #include "src/train/train_step.h"
+#include "src/train/zero3_compute.h"
 
 namespace moe {
 
@@ -57,11 +58,6 @@ void require_supported(const Config& c) {
   if (p.etp != 1 && p.etp != p.tp && p.tp != 1)  // etp groups are the tp groups, or span dp ranks (tp 1)
     refuse("parallel.etp", "expert tensor parallelism runs over the tp group or, with tp 1, over dp ranks; use 1 or "
                                "parallel.tp (" + std::to_string(p.tp) + ")");
-  // The compute copy of the weights is rounded from the whole master buffer once per step, which
-  // stage 3 never holds.
-  if (p.zero_stage == 3 && c.train.precision != "fp32")
-    refuse("parallel.zero_stage", "ZeRO stage 3 runs in fp32 only for now; use zero_stage 2 with train.precision " +
-                                      c.train.precision);
   if (c.train.device != "cpu") refuse("train.device", "the CUDA backend is not available in this build; use cpu");
 }
 
@@ -186,11 +182,14 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   TrainStep stepper(c, grid, local_rows, make_dispatcher, tp, etp);
   Transformer& net = stepper.front();
   std::unique_ptr<Zero3Params> z3;
+  std::unique_ptr<Zero3ComputeHooks> z3_compute;  // bf16 | fp16: the compute copy follows the gathers
   if (zero == 3) {  // from here on only the owned ranges stay resident (and gradients: none)
     const int64_t total = int64_t(model.params.size());
     z3 = std::make_unique<Zero3Params>(*zpart, c.model.n_layers, model.params.data(), total);
     z3->release_all();
-    stepper.set_param_hooks(z3.get());
+    if (compute_weights.precision() != Precision::fp32)
+      z3_compute = std::make_unique<Zero3ComputeHooks>(*z3, *zpart, c.model.n_layers, compute_weights, model);
+    stepper.set_param_hooks(z3_compute ? static_cast<ParamStageHooks*>(z3_compute.get()) : z3.get());
   }
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
@@ -233,7 +232,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     if (zero < 2) std::fill(model.grads.begin(), model.grads.end(), 0.0f);
     inject_nan_for_test(step + 1, model.table, model.params.data());
     const int64_t token_offset = int64_t(dp.rank()) * local_rows * c.model.seq_len;
-    const ModelParams& wp = compute_weights.refresh(model);
+    if (z3_compute) z3_compute->begin_step();
+    const ModelParams& wp = compute_weights.refresh(model);  // stage 3: views only (rounded per stage)
     const double step_scale = scaler.scale();
     StepLosses sl;
     {

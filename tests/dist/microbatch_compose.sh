@@ -39,3 +39,7 @@ mpirun --oversubscribe -np 2 "$MOE_BIN" train "${args[@]}" --set train.precision
   --run-dir "$WORK/pp2_bf16"
 echo -n "pp 2 bf16: "
 compare_losses "$WORK/bf16/metrics.jsonl" "$WORK/pp2_bf16/metrics.jsonl" 1e-5
+mpirun --oversubscribe -np 4 "$MOE_BIN" train "${args[@]}" --set train.precision=bf16 --set parallel.pp=2 \
+  --set parallel.dp=2 --set parallel.zero_stage=3 --run-dir "$WORK/pp2_dp2_zero3_bf16"
+echo -n "pp 2 x dp 2, zero 3, bf16: "
+compare_losses "$WORK/bf16/metrics.jsonl" "$WORK/pp2_dp2_zero3_bf16/metrics.jsonl" 1e-5
