@@ -3,8 +3,8 @@
 # same model, training step, data and thread count), side by side in one run, repeated.
 # Usage: scripts/bench_cpu.sh [--precision fp32|bf16|both] [threads] [timed steps] [repeats]
 #        (defaults: both, nproc, 4, 2)
-# Per repeat: bench_peak measures the OpenBLAS sgemm peak and the bf16 GEMM kernel's peak (square
-# 1024, best of 10) and the trainer's FLOPs per token; then, per precision, moe trains
+# Per repeat and precision: bench_peak measures the OpenBLAS sgemm peak and the bf16 GEMM kernel's
+# peak (square 1024, best of 10) and the trainer's FLOPs per token; then moe trains
 # configs/bench_cpu.yaml for 2 warm-up + N steps with train.precision set, and PyTorch runs the same
 # steps on the same resolved config (bf16: torch.autocast("cpu", bfloat16) around the forward, fp32
 # master weights and AdamW, as moe). Reports tokens/s (median step), MFU of fp32 runs against the
@@ -55,8 +55,8 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
   "OMP_WAIT_POLICY=$OMP_WAIT_POLICY; torch $($PY -c 'import torch; print(torch.__version__)')"
 for r in $(seq 1 "$repeats"); do
   load0=$(cut -d' ' -f1-3 /proc/loadavg)
-  "$peak_bin" configs/bench_cpu.yaml >"$out/peak_$r.json"
   for p in $precisions; do
+    "$peak_bin" configs/bench_cpu.yaml >"$out/peak_${p}_$r.json"  # just before the run it divides
     run="$out/moe_${p}_$r"
     "$moe" train --config configs/bench_cpu.yaml --run-dir "$run" --quiet --set checkpoint.resume=never \
       --set train.steps=$((warmup + steps)) --set train.log_every=1 --set checkpoint.every=0 \

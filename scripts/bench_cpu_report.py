@@ -3,10 +3,11 @@
 
   bench_cpu_report.py OUT REPEAT WARMUP LOAD_BEFORE LOAD_AFTER PRECISION...
 
-OUT holds peak_R.json (tests/bench/bench_peak.cpp), moe_P_R/ (a run directory: metrics.jsonl,
+OUT holds peak_P_R.json (tests/bench/bench_peak.cpp, run just before moe's P run), moe_P_R/ (a run directory: metrics.jsonl,
 load_balance.h5) and torch_P_R.json (moe_ref.py bench) for each precision P of repeat R.
 MFU = tokens/s x the trainer's FLOPs per token / peak, the peak of the run's precision: the sgemm
-peak for fp32, the bf16 GEMM kernel's peak for bf16 (both measured by bench_peak in this repeat).
+peak for fp32, the bf16 GEMM kernel's peak for bf16 (measured by bench_peak just before that run:
+a loaded machine's peak moves within minutes).
 """
 import json
 import statistics
@@ -29,21 +30,21 @@ def phases(run, warmup):
 def main():
     out, rep, warmup, load0, load1 = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
     precisions = sys.argv[6:]
-    peak = json.load(open(f"{out}/peak_{rep}.json"))
-    fpt = peak["flops_per_token"]
-    peaks = {"fp32": peak["sgemm_peak"], "bf16": peak["bf16_peak"]}
     print(f"repeat {rep} (load average {load0} before, {load1} after):")
-    print(f"  peaks (square {peak['n']}, best of 10, {peak['threads']} threads): sgemm "
-          f"{peaks['fp32'] * 1e-9:.1f} GFLOP/s, bf16 {peaks['bf16'] * 1e-9:.1f} GFLOP/s "
-          f"({'AVX-512 BF16 kernel' if peak['bf16_kernel'] else 'no AVX-512 BF16: sgemm path'})"
-          f"; {fpt * 1e-6:.1f} MFLOP/token")
     moe_tps, ref_tps = {}, {}
     for p in precisions:
+        peak = json.load(open(f"{out}/peak_{p}_{rep}.json"))
+        fpt = peak["flops_per_token"]
+        peaks = {"fp32": peak["sgemm_peak"], "bf16": peak["bf16_peak"]}
+        print(f"  {p} peaks before the run (square {peak['n']}, best of 10, {peak['threads']} threads): sgemm "
+              f"{peaks['fp32'] * 1e-9:.1f} GFLOP/s, bf16 {peaks['bf16'] * 1e-9:.1f} GFLOP/s "
+              f"({'AVX-512 BF16 kernel' if peak['bf16_kernel'] else 'no AVX-512 BF16: sgemm path'})"
+              f"; {fpt * 1e-6:.1f} MFLOP/token")
         rows = [json.loads(l) for l in open(f"{out}/moe_{p}_{rep}/metrics.jsonl")][warmup:]
         moe_tps[p] = statistics.median(r["tokens_per_s"] for r in rows)
         trainer_mfu = statistics.median(r["mfu"] for r in rows)
         ref_tps[p] = json.load(open(f"{out}/torch_{p}_{rep}.json"))["tokens_per_s"]
-        mfu = lambda tps: 100 * tps * fpt / peaks[p]
+        mfu = lambda tps, fpt=fpt, pk=peaks[p]: 100 * tps * fpt / pk
         print(f"  {p} moe      {moe_tps[p]:8.1f} tokens/s  MFU {mfu(moe_tps[p]):5.1f}% of the {p} peak"
               f"   (trainer mfu vs its fp32 sgemm peak: {100 * trainer_mfu:.1f}%; {len(rows)} steps)")
         print(f"  {p} PyTorch  {ref_tps[p]:8.1f} tokens/s  MFU {mfu(ref_tps[p]):5.1f}% of the {p} peak")
