@@ -3,7 +3,7 @@
 
   moe_ref.py eval  --from CKPT [--batches N]             loss of `moe eval --json` on the same weights
   moe_ref.py step  --from CKPT [--compare CKPT2]         the next training step: loss, grad norm, and
-                                                          (with --compare) how far AdamW's update lands
+                 [--precision fp32|bf16]                 (with --compare) how far AdamW's update lands
                                                           from the parameters moe saved after that step
   moe_ref.py bench --config RESOLVED.yaml [--steps S]    tokens/s of the same training step, torch init
                  [--precision fp32|bf16]                 bf16: torch.autocast("cpu", bfloat16) around the
@@ -126,7 +126,7 @@ class TrainStep:
 def cmd_step(args):
     ckpt, manifest, cfg, d, params, biases = open_checkpoint(args)
     step = manifest["step"]
-    ts = TrainStep(cfg, d, params, biases)
+    ts = TrainStep(cfg, d, params, biases, args.precision)
     ts.load_adam_state(os.path.join(ckpt, "rank_00000.h5"), manifest["meta"]["optimizer_step"])
     loader = moe_data.TrainBatches(cfg["data"]["path"], d.T, cfg["train"]["batch_size"], cfg["train"]["seed"])
     out = {"step": step + 1, **ts.run(loader.batch(step), step)}
@@ -170,6 +170,7 @@ def main():
         p.add_argument("--threads", type=int, default=1)
     sub.choices["eval"].add_argument("--batches", type=int, default=1 << 30)
     sub.choices["step"].add_argument("--compare")
+    sub.choices["step"].add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p = sub.add_parser("bench")
     p.add_argument("--config", required=True)
     p.add_argument("--data")
