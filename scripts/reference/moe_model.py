@@ -114,7 +114,8 @@ def attention(xn, P, p, d, cos, sin, mask):
     group = d.H // d.KV  # query head h reads kv head h // group
     q, k, v = q.transpose(1, 2), k.transpose(1, 2).repeat_interleave(group, 1), v.transpose(1, 2).repeat_interleave(group, 1)
     s = (q @ k.transpose(-1, -2)) / math.sqrt(d.hd)
-    y = torch.softmax(s.masked_fill(mask, float("-inf")), dim=-1) @ v
+    # Softmax in fp32 (a no-op in fp32; under bf16 autocast the scores come back in bf16).
+    y = torch.softmax(s.float().masked_fill(mask, float("-inf")), dim=-1) @ v
     return y.transpose(1, 2).reshape(B, T, d.H * d.hd) @ P[p + "attention.wo.weight"].t()
 
 
@@ -125,7 +126,8 @@ def swiglu(x, w1, w3, w2):
 def moe_ffn(x, P, p, d, bias):
     """Returns (y, aux, z) for x [N, D]: the routed (and shared) experts and the router losses."""
     N = x.shape[0]
-    logits = x @ P[p + "moe.router.weight"].t()
+    with torch.autocast("cpu", enabled=False):  # the router stays fp32 under mixed precision, as in moe
+        logits = x.float() @ P[p + "moe.router.weight"].t()
     probs = torch.softmax(logits, dim=-1)
     select = probs.detach() + bias if bias is not None else probs.detach()
     idx = torch.topk(select, d.K, dim=-1).indices
@@ -175,5 +177,5 @@ def forward(P, biases, tokens, d):
             h = h + swiglu(xn, P[p + "feed_forward.w1.weight"], P[p + "feed_forward.w3.weight"],
                            P[p + "feed_forward.w2.weight"])
     logits = rmsnorm(h, P["norm.weight"], d.eps) @ P["output.weight"].t()
-    lm = F.cross_entropy(logits.reshape(B * T, d.V), targets.reshape(-1))
+    lm = F.cross_entropy(logits.float().reshape(B * T, d.V), targets.reshape(-1))  # fp32 under autocast too
     return lm, aux, z

@@ -3,9 +3,11 @@
 
   moe_ref.py eval  --from CKPT [--batches N]             loss of `moe eval --json` on the same weights
   moe_ref.py step  --from CKPT [--compare CKPT2]         the next training step: loss, grad norm, and
-                                                          (with --compare) how far AdamW's update lands
+                 [--precision fp32|bf16]                 (with --compare) how far AdamW's update lands
                                                           from the parameters moe saved after that step
   moe_ref.py bench --config RESOLVED.yaml [--steps S]    tokens/s of the same training step, torch init
+                 [--precision fp32|bf16]                 bf16: torch.autocast("cpu", bfloat16) around the
+                                                          forward; fp32 master weights, grads and AdamW
 
 CKPT: a checkpoint folder (step_N/) or a run directory (its latest checkpoint), single rank. The
 config comes from the checkpoint's manifest (meta.config) unless --config is given; --data
@@ -82,8 +84,9 @@ def lr_at(step, cfg):
 class TrainStep:
     """One optimizer step of moe's trainer: loss, backward, global grad norm, clipping, AdamW."""
 
-    def __init__(self, cfg, d, params, biases):
+    def __init__(self, cfg, d, params, biases, precision="fp32"):
         self.cfg, self.d, self.biases = cfg, d, biases
+        self.autocast = precision == "bf16"  # moe's train.precision bf16 contract (docs/precision.md)
         self.params = {n: t.clone().requires_grad_(True) for n, t in params.items()}
         decay = {n: dec for n, _, dec in moe_model.param_shapes(d)}
         o = cfg["optim"]
@@ -102,7 +105,8 @@ class TrainStep:
     def run(self, tokens, step):
         for t in self.params.values():
             t.grad = None
-        lm, aux, z = moe_model.forward(self.params, self.biases, torch.from_numpy(tokens), self.d)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            lm, aux, z = moe_model.forward(self.params, self.biases, torch.from_numpy(tokens), self.d)
         loss = lm + aux + z
         loss.backward()
         # The norm in double over every trainable tensor (the router bias is not a parameter here).
@@ -122,7 +126,7 @@ class TrainStep:
 def cmd_step(args):
     ckpt, manifest, cfg, d, params, biases = open_checkpoint(args)
     step = manifest["step"]
-    ts = TrainStep(cfg, d, params, biases)
+    ts = TrainStep(cfg, d, params, biases, args.precision)
     ts.load_adam_state(os.path.join(ckpt, "rank_00000.h5"), manifest["meta"]["optimizer_step"])
     loader = moe_data.TrainBatches(cfg["data"]["path"], d.T, cfg["train"]["batch_size"], cfg["train"]["seed"])
     out = {"step": step + 1, **ts.run(loader.batch(step), step)}
@@ -141,7 +145,7 @@ def cmd_bench(args):
     d = moe_model.Dims(cfg)
     torch.set_num_threads(args.threads)
     B = cfg["train"]["batch_size"]
-    ts = TrainStep(cfg, d, moe_model.init_params(d, cfg["train"]["seed"]), {})
+    ts = TrainStep(cfg, d, moe_model.init_params(d, cfg["train"]["seed"]), {}, args.precision)
     loader = moe_data.TrainBatches(cfg["data"]["path"], d.T, B, cfg["train"]["seed"])
     times = []
     for s in range(args.warmup + args.steps):
@@ -152,7 +156,7 @@ def cmd_bench(args):
     timed = sorted(times[args.warmup:])
     med = timed[len(timed) // 2]
     print(json.dumps({"tokens_per_s": B * d.T / med, "step_seconds": med, "steps": args.steps,
-                      "threads": torch.get_num_threads(), "last_loss": r["loss"]}))
+                      "threads": torch.get_num_threads(), "precision": args.precision, "last_loss": r["loss"]}))
 
 
 def main():
@@ -166,12 +170,14 @@ def main():
         p.add_argument("--threads", type=int, default=1)
     sub.choices["eval"].add_argument("--batches", type=int, default=1 << 30)
     sub.choices["step"].add_argument("--compare")
+    sub.choices["step"].add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p = sub.add_parser("bench")
     p.add_argument("--config", required=True)
     p.add_argument("--data")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     {"eval": cmd_eval, "step": cmd_step, "bench": cmd_bench}[args.cmd](args)
