@@ -6,7 +6,8 @@
 # the background load sampled during the run (/proc/stat procs_running, other processes' threads).
 # Prints one table; exits 1 when a step time is off by more than 25% or a memory by more than 10%.
 # Usage: scripts/bench_plan.sh [BUILD_DIR]
-#   BENCH_LAYOUTS="threads:ranks:ep ..."  (default: 1:1:1 2:1:1 1:2:1 1:2:2 1:4:1 1:4:2 1:4:4)
+#   BENCH_LAYOUTS="threads:ranks:ep[:etp[:zero]] ..."  (default: 1:1:1 2:1:1 1:2:1 1:2:2 1:4:1 1:4:2 1:4:4;
+#     etp > 1 runs over dp ranks, tp stays 1)
 #   BENCH_STEPS (4), BENCH_WARMUP (1), BENCH_BATCH (4), BENCH_PROFILE (calibrate afresh when unset)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,10 +37,11 @@ sample_load() {
 }
 
 for spec in $layouts; do
-  IFS=: read -r threads ranks ep <<<"$spec"
-  sets=(--set parallel.dp="$ranks" --set parallel.ep="$ep" --set train.steps="$steps" --set train.batch_size="$batch"
+  IFS=: read -r threads ranks ep etp zero <<<"$spec"
+  sets=(--set parallel.dp="$ranks" --set parallel.ep="$ep" --set parallel.etp="${etp:-1}"
+        --set parallel.zero_stage="${zero:-0}" --set train.steps="$steps" --set train.batch_size="$batch"
         --set profile.load_balance=false --set train.log_every=1)
-  run=$tmp/run_${threads}_${ranks}_$ep
+  run=$tmp/run_${spec//:/_}
   sample_load >"$tmp/load_$spec.txt" &
   sampler=$!
   MOE_THREADS=$threads mpirun --oversubscribe -np "$ranks" "$build/moe" train --config "$config" "${sets[@]}" \
@@ -58,10 +60,11 @@ done
 import json, statistics, sys
 tmp, warmup, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 rows, bad = [], 0
-print(f"| threads x ranks | ep | measured step | predicted step | pred/meas | measured mem | predicted mem | pred/meas | load |")
-print("|---|---|---|---|---|---|---|---|---|")
+print(f"| threads x ranks | ep | etp | zero | measured step | predicted step | pred/meas | measured mem | predicted mem | pred/meas | load |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for spec in specs:
-    t, r, ep = map(int, spec.split(":"))
+    v = list(map(int, spec.split(":")))
+    t, r, ep, etp, zero = v + [1, 0][len(v) - 3:]
     plan = json.load(open(f"{tmp}/plan_{spec}.json"))["configured"]
     recs = [json.loads(l) for l in open(f"{tmp}/metrics_{spec}.jsonl") if l.strip()]
     tokens = plan["tokens_per_s"] * plan["step_s"]["total"]
@@ -73,7 +76,7 @@ for spec in specs:
     ts, ms = ps / step, pm / mem
     flag = "" if abs(ts - 1) <= 0.25 and abs(ms - 1) <= 0.10 else " **out of bounds**"
     bad += bool(flag)
-    print(f"| {t} x {r} | {ep} | {step:.3f} s | {ps:.3f} s | {ts:.2f} | {mem / 2**20:,.1f} MiB | "
+    print(f"| {t} x {r} | {ep} | {etp} | {zero} | {step:.3f} s | {ps:.3f} s | {ts:.2f} | {mem / 2**20:,.1f} MiB | "
           f"{pm / 2**20:,.1f} MiB | {ms:.3f} | {other:.1f}{flag} |")
 print(f"{bad} of {len(specs)} layouts outside 25% (time) / 10% (memory)")
 sys.exit(1 if bad else 0)

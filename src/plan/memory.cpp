@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "src/plan/param_count.h"
+#include "src/plan/zero_shape.h"
 
 namespace moe::plan {
 
@@ -25,21 +26,31 @@ double layer_activation_bytes_per_token(const Config& c, const Hardware& hw, boo
   const double scores = hw.stores_attention_scores ? H * double(m.seq_len) : H;
   double attention = 2 * D + 1 + (2 * H + 2 * KV) * hd + scores;
   // FFN: input, normed input, rstd, then the dense SwiGLU (a, b, h) or the MoE layer.
-  double ffn_inner = 0, expert_rows = 0;
+  double ffn_inner = 0, expert_rows = 0, gathered_rows = 0;
   if (moe_layer) {
     const double K = double(c.moe.top_k), Fe = double(c.moe.expert_hidden) / double(p.etp);
-    const double Fs = double(c.moe.num_shared_experts * c.moe.expert_hidden) / double(p.tp);
-    // Each rank of an expert's etp group sees all of that expert's tokens: etp x the even share.
-    expert_rows = K * a2a_factor * double(p.etp) / double(p.tp);
-    ffn_inner = expert_rows * (2 * D + 3 * Fe) + 2 * double(c.moe.num_experts) + 3 * Fs;
+    const double Fs = double(c.moe.num_shared_experts * c.moe.expert_hidden);  // replicated over tp
+    // Every rank dispatches its own k rows per token (tp ranks the same tokens: the experts are
+    // replicated or, etp = tp, split by hidden units). Input rows and outputs, and the hidden
+    // activations of the rows the experts compute: etp over dp ranks (tp 1) gathers the group's
+    // rows (etp x as many) and keeps them and this rank's outputs too.
+    const double own = K * a2a_factor, gather = p.tp == 1 ? double(p.etp) : 1.0;
+    expert_rows = own;
+    gathered_rows = gather > 1 ? own * gather : 0.0;
+    // Dispatched rows in; hidden activations and outputs of the computed rows; etp over dp also
+    // the gathered rows and this rank's rows' summed outputs.
+    ffn_inner = own * D + own * gather * (3 * Fe + D) + 2 * double(c.moe.num_experts) + 3 * Fs;
+    if (gather > 1) ffn_inner += own * gather * D + own * D;
   } else {
     ffn_inner = 3 * double(m.ffn_hidden) / double(p.tp);
   }
   double ffn = 2 * D + 1 + ffn_inner;
   if (recompute == "block") return D * bytes;                       // the block input only
   if (recompute == "attention") attention = D;                      // input kept, rest recomputed
-  // moe: router and the dispatched rows kept, the experts' hidden activations and outputs rebuilt.
-  if (recompute == "moe" && moe_layer) ffn = 2 * D + 1 + 2 * double(c.moe.num_experts) + expert_rows * D;
+  // moe: router and the dispatched rows kept (etp over dp: the gathered rows too), the experts'
+  // hidden activations and outputs rebuilt.
+  if (recompute == "moe" && moe_layer)
+    ffn = 2 * D + 1 + 2 * double(c.moe.num_experts) + (expert_rows + gathered_rows) * D;
   return (attention + ffn) * bytes;
 }
 
@@ -52,9 +63,15 @@ MemoryBreakdown stage_memory(const Config& c, const Hardware& hw, double a2a_fac
   const double dense = double(sp.dense), expert = double(sp.expert);
   MemoryBreakdown mb;
   mb.stage = stage;
-  mb.params = p.zero_stage >= 3 ? (dense / dp + expert / edp + 2.0 * double(sp.largest_layer)) * pb
-                                : (dense + expert) * pb;
-  mb.grads = p.zero_stage >= 2 ? (dense / dp + expert / edp) * pb : (dense + expert) * pb;
+  const ZeroShape z = zero_shape(c, stage);
+  // Stage 3: the owned shard plus the gathered parts of two consecutive stages (the one in use
+  // and the prefetched one); stage 2 and 3: the shard plus two stages of full gradients.
+  mb.params = p.zero_stage >= 3 ? (z.owned + z.gathered_pair) * pb : (dense + expert) * pb;
+  mb.grads = p.zero_stage >= 2 ? (z.owned + z.grad_pair) * pb : (dense + expert) * pb;
+  // All-gather staging: one bucket; stage 3 also the prefetched stage and a bucket for the
+  // synchronous gathers.
+  if (p.zero_stage >= 1) mb.staging = z.largest_bucket * pb;
+  if (p.zero_stage >= 3) mb.staging += (z.largest_stage + z.largest_bucket) * pb;
   mb.optimizer = p.zero_stage >= 1 ? (dense / dp + expert / edp) * opt_bytes : (dense + expert) * opt_bytes;
 
   // Activations: tokens of one micro-batch on this rank, times the layers, times in-flight.
@@ -73,12 +90,12 @@ MemoryBreakdown stage_memory(const Config& c, const Hardware& hw, double a2a_fac
   if (p.recompute != "none") mb.activations += largest_layer_full * tokens;
   if (stage == p.pp - 1) {
     // Final norm in/out and rstd, then fp32 logits and their gradient (vocab-parallel), lse, loss.
-    const double V = double(c.model.vocab_size) / double(p.tp);
+    const double V = double(c.model.vocab_size);  // the head is replicated over tp
     mb.activations += tokens * ((2 * double(c.model.d_model) + 1) * pb + (2 * V + 2) * 4.0);
   }
   // Dispatch send and receive buffers of one MoE layer (reused layer to layer) under ep > 1.
   if (p.ep > 1 && sp.moe_layers > 0) {
-    const double rows = tokens * double(c.moe.top_k) * double(p.etp) / double(p.tp);
+    const double rows = tokens * double(c.moe.top_k);
     mb.a2a_buffers = rows * (1.0 + a2a_factor) * double(c.model.d_model) * pb;
   }
   return mb;

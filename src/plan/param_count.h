@@ -29,8 +29,9 @@ struct ParamCounts {
 ParamCounts count_params(const Config& c);
 
 // Parameters held by one rank of pipeline stage `stage` (layers split evenly over pp), before
-// ZeRO: `dense` are sharded by tp and replicated over dp; `expert` are split over ep x etp and
-// replicated over the expert-data-parallel group. `largest_layer` is the biggest single layer
+// ZeRO: `dense` are split by tp (attention, dense FFN; embeddings, head, norms, router and shared
+// experts are replicated) and replicated over dp; `expert` are split over ep x etp and replicated
+// over the expert-data-parallel group. `largest_layer` is the biggest single layer
 // (dense + expert) on that rank, the ZeRO-3 gather buffer.
 struct StageParams {
   int64_t dense = 0;

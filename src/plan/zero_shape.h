@@ -1,0 +1,28 @@
+// What ZeRO stages 1-3 keep per rank beyond the owned shard, from the rank's own parameter table
+// (build_param_table) cut into the trainer's gradient buckets (src/parallel/grad_buckets.h):
+// stage 2/3 hold the full gradients of at most two consecutive backward stages, stage 3 the
+// gathered parameters of at most two consecutive stages (the one in use and the prefetched one),
+// and every stage stages one bucket (stage 3 also a whole prefetched stage) for its all-gathers.
+#pragma once
+#include <cstdint>
+
+#include "src/train/config.h"
+
+namespace moe::plan {
+
+struct ZeroShape {
+  double owned = 0;           // floats this rank owns: dense / dp + expert / edp
+  double grad_pair = 0;       // floats of the two consecutive stages with the most parameters
+  double gathered_pair = 0;   // of those, the floats other ranks own (ZeRO-3 gathers them)
+  double largest_stage = 0;   // floats of the largest stage (ZeRO-3 prefetch staging)
+  double largest_bucket = 0;  // floats of the largest bucket reduced over more than one rank
+};
+
+// Rank 0 of pipeline stage `pp_stage` of the config's layout, for its parallel.zero_stage
+// (stage-aligned buckets from stage 2 on, as the trainer builds them).
+ZeroShape zero_shape(const Config& c, int64_t pp_stage);
+
+// Bucket size the trainer uses (GradBuckets' default, 4 MiB of floats).
+inline constexpr int64_t kBucketFloats = (int64_t(4) << 20) / 4;
+
+}  // namespace moe::plan
