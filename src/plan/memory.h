@@ -33,6 +33,11 @@ int64_t inflight_microbatches(const std::string& schedule, int64_t pp, int64_t m
 double layer_activation_bytes_per_token(const Config& c, const Hardware& hw, bool moe_layer,
                                         const std::string& recompute, double a2a_factor);
 
+// Bytes per token of the workspace that parallel.recompute rebuilds into (src/model/recompute.cpp):
+// block a whole block plus its input, attention one attention sub-layer, moe one MoE layer's
+// experts and shared experts; none 0.
+double recompute_workspace_bytes_per_token(const Config& c, const Hardware& hw, double a2a_factor);
+
 // Memory of the config's own parallel layout on `hw`. `a2a_factor`: the all-to-all receive
 // buffer relative to an even split (capacity_factor when dropping tokens, else the expected
 // max/mean expert load).

@@ -49,20 +49,24 @@ ZeroShape zero_shape(const Config& c, int64_t pp_stage) {
     buckets.back().stage = std::min(buckets.back().stage, s);
   }
   ZeroShape z;
+  const int64_t first_stage = stages.begin()->first;
   for (const auto& [s, f] : stages) {
     z.owned += f.dense / dp + f.expert / edp;
     z.largest_stage = std::max(z.largest_stage, f.dense + f.expert);
+    if (s != first_stage) z.largest_prefetched_stage = std::max(z.largest_prefetched_stage, f.dense + f.expert);
+    z.gathered_stage = std::max(z.gathered_stage, f.dense * (1 - 1 / dp) + f.expert * (1 - 1 / edp));
   }
   // Two consecutive stages in use order (forward and backward visit the same neighbours).
   for (auto it = stages.begin(); it != stages.end(); ++it) {
     auto next = std::next(it);
     const StageFloats a = it->second, b = next == stages.end() ? StageFloats{} : next->second;
     z.grad_pair = std::max(z.grad_pair, a.dense + a.expert + b.dense + b.expert);
-    z.gathered_pair =
-        std::max(z.gathered_pair, (a.dense + b.dense) * (1 - 1 / dp) + (a.expert + b.expert) * (1 - 1 / edp));
   }
-  for (const Bucket& b : buckets)
-    if ((b.expert ? edp : dp) > 1) z.largest_bucket = std::max(z.largest_bucket, b.floats);
+  for (const Bucket& b : buckets) {
+    z.largest_bucket = std::max(z.largest_bucket, b.floats);
+    if ((b.expert ? edp : dp) > 1) z.largest_shared_bucket = std::max(z.largest_shared_bucket, b.floats);
+    if (b.stage == first_stage) z.first_stage_bucket = std::max(z.first_stage_bucket, b.floats);
+  }
   return z;
 }
 

@@ -1,8 +1,9 @@
 // What ZeRO stages 1-3 keep per rank beyond the owned shard, from the rank's own parameter table
 // (build_param_table) cut into the trainer's gradient buckets (src/parallel/grad_buckets.h):
-// stage 2/3 hold the full gradients of at most two consecutive backward stages, stage 3 the
-// gathered parameters of at most two consecutive stages (the one in use and the prefetched one),
-// and every stage stages one bucket (stage 3 also a whole prefetched stage) for its all-gathers.
+// stage 2/3 hold the full gradients of at most two consecutive backward stages; stage 3 the
+// gathered parameters of the stage in use (the next one is prefetched into a staging buffer and
+// placed only when it is needed); the all-gather staging holds one bucket (stage 3: a bucket and
+// a whole prefetched stage, src/parallel/zero3.h).
 #pragma once
 #include <cstdint>
 
@@ -11,11 +12,14 @@
 namespace moe::plan {
 
 struct ZeroShape {
-  double owned = 0;           // floats this rank owns: dense / dp + expert / edp
-  double grad_pair = 0;       // floats of the two consecutive stages with the most parameters
-  double gathered_pair = 0;   // of those, the floats other ranks own (ZeRO-3 gathers them)
-  double largest_stage = 0;   // floats of the largest stage (ZeRO-3 prefetch staging)
-  double largest_bucket = 0;  // floats of the largest bucket reduced over more than one rank
+  double owned = 0;                     // floats this rank owns: dense / dp + expert / edp
+  double grad_pair = 0;                 // floats of the two consecutive stages with the most parameters
+  double gathered_stage = 0;            // the most floats of one stage that other ranks own (ZeRO-3 gathers them)
+  double largest_stage = 0;             // floats of the largest stage
+  double largest_prefetched_stage = 0;  // of the stages after the first in use order (ZeRO-3 prefetch staging)
+  double largest_bucket = 0;            // floats of the largest bucket (ZeRO-1/2 gather staging)
+  double largest_shared_bucket = 0;     // of the buckets reduced over more than one rank
+  double first_stage_bucket = 0;        // of the first stage's buckets (ZeRO-3 gathers them without prefetch)
 };
 
 // Rank 0 of pipeline stage `pp_stage` of the config's layout, for its parallel.zero_stage

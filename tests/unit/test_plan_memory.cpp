@@ -48,9 +48,11 @@ TEST(PlanMemory, ZeroStagesShardAsOneOverDp) {
         EXPECT_DOUBLE_EQ(many.grads, one.grads) << at;
       }
       if (z >= 3) {
-        EXPECT_DOUBLE_EQ(many.params, 2 * (zs.owned + zs.gathered_pair)) << at;
-        EXPECT_DOUBLE_EQ(zs.gathered_pair, zs.grad_pair * (1 - 1 / r)) << at;  // no experts split over ep
-        EXPECT_DOUBLE_EQ(many.staging, 2 * (zs.largest_bucket + zs.largest_stage + zs.largest_bucket)) << at;
+        EXPECT_DOUBLE_EQ(many.params, 2 * (zs.owned + zs.gathered_stage)) << at;
+        EXPECT_DOUBLE_EQ(zs.gathered_stage, zs.largest_stage * (1 - 1 / r)) << at;  // no experts split over ep
+        EXPECT_DOUBLE_EQ(many.staging,
+                         2 * (zs.largest_shared_bucket + zs.largest_prefetched_stage + zs.first_stage_bucket))
+            << at;
       } else {
         EXPECT_DOUBLE_EQ(many.params, one.params) << at;
       }
@@ -77,12 +79,18 @@ TEST(PlanMemory, ZeroShapeFollowsTheStagesAndBuckets) {
   const plan::ZeroShape z = plan::zero_shape(c, 0);
   EXPECT_DOUBLE_EQ(z.largest_stage, moe_block);
   EXPECT_DOUBLE_EQ(z.grad_pair, dense_block + moe_block);
-  // Stage-aligned buckets never exceed a stage's dense or expert part.
+  EXPECT_DOUBLE_EQ(z.largest_prefetched_stage, moe_block);
+  // Stage-aligned buckets never exceed a stage's dense or expert part; the first stage in use
+  // order is the embeddings (one bucket).
   EXPECT_GT(z.largest_bucket, 0.0);
   EXPECT_LE(z.largest_bucket, E * 3 * D * Fe);
-  // Under ep 2 the experts are reduced over edp = 1: only dense buckets are gathered.
+  EXPECT_DOUBLE_EQ(z.largest_shared_bucket, z.largest_bucket);
+  EXPECT_DOUBLE_EQ(z.first_stage_bucket, double(m.vocab_size) * D);
+  // Under ep 2 the experts are reduced over edp = 1: only dense buckets are shared.
   c.parallel.ep = 2;
-  EXPECT_LE(plan::zero_shape(c, 0).largest_bucket, dense_block);
+  const plan::ZeroShape ep2 = plan::zero_shape(c, 0);
+  EXPECT_LE(ep2.largest_shared_bucket, dense_block);
+  EXPECT_GT(ep2.largest_bucket, ep2.largest_shared_bucket);
 }
 
 TEST(PlanMemory, MixedPrecisionKeepsFp32MasterWeights) {
