@@ -3,7 +3,8 @@
 # calibrates the cpu_local profile, then for each layout of configs/bench_cpu.yaml (threads per
 # rank x ranks x ep) trains a few steps under mpirun and compares the measured step time (median
 # after the warm-up steps) and rank 0's mem_bytes with the planner's estimate of that layout, given
-# the background load sampled during the run (/proc/stat procs_running, other processes' threads).
+# the background load sampled during the run (other sessions' runnable threads, and their presence
+# per core, which is what the cores are shared by under Linux autogroup scheduling).
 # Prints one table; exits 1 when a step time is off by more than 25% or a memory by more than 10%.
 # Usage: scripts/bench_plan.sh [BUILD_DIR]
 #   BENCH_LAYOUTS="threads:ranks:ep[:etp[:zero]] ..."  (default: 1:1:1 2:1:1 1:2:1 1:2:2 1:4:1 1:4:2 1:4:4;
@@ -31,10 +32,34 @@ fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); profile $profile"
 echo "bench_cpu.yaml, batch $batch x 256 tokens, $steps steps (first $warmup discarded); load $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# Runnable threads (procs_running) every 0.2 s while a run lasts, for the table's load column.
-sample_load() {
-  while :; do awk '/procs_running/ {print $2}' /proc/stat; sleep 0.2; done
-}
+# Every 0.2 s while a run lasts: other sessions' runnable threads, and their presence per core
+# (sum over other sessions of min(runnable threads, cores) / cores): what Linux shares the cores
+# by when autogroup is on. "Ours" is this script's session, which mpirun and its ranks inherit.
+cat >"$tmp/sample.py" <<'PYS'
+import os, sys, time
+cores = os.cpu_count()
+own = open("/proc/self/autogroup").read().split()[0]
+while True:
+    groups = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            group = open(f"/proc/{pid}/autogroup").read().split()[0]
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except (OSError, IndexError):  # gone, or a kernel thread (no autogroup)
+            continue
+        for tid in tasks:
+            try:
+                state = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state == "R" and group != own:
+                groups[group] = groups.get(group, 0) + 1
+    print(sum(groups.values()), sum(min(n, cores) for n in groups.values()) / cores, flush=True)
+    time.sleep(0.2)
+PYS
+# The same profile under the thread-fair sharing model, for comparison.
+sed 's/^autogroup: .*/autogroup: false/' "$profile" >"$tmp/threads_model.yaml"
+autogroup=$(awk '/^autogroup:/ {print $2}' "$profile")
 
 for spec in $layouts; do
   IFS=: read -r threads ranks ep etp zero <<<"$spec"
@@ -42,42 +67,52 @@ for spec in $layouts; do
         --set parallel.zero_stage="${zero:-0}" --set train.steps="$steps" --set train.batch_size="$batch"
         --set profile.load_balance=false --set train.log_every=1)
   run=$tmp/run_${spec//:/_}
-  sample_load >"$tmp/load_$spec.txt" &
+  "$py" "$tmp/sample.py" >"$tmp/load_$spec.txt" &
   sampler=$!
   MOE_THREADS=$threads mpirun --oversubscribe -np "$ranks" "$build/moe" train --config "$config" "${sets[@]}" \
     --run-dir "$run" >"$tmp/train_$spec.log" 2>&1 || { kill "$sampler"; cat "$tmp/train_$spec.log"; exit 1; }
   kill "$sampler"
   cp "$run/metrics.jsonl" "$tmp/metrics_$spec.jsonl"
-  # The machine is shared: other processes' runnable threads during the run (minus our ranks'
-  # threads and the sampler) are an input of the estimate, like the expert imbalance.
-  other=$(awk -v own=$((ranks * threads + 1)) '{s += $1; n++} END {x = n ? s / n - own : 0; print (x > 0 ? x : 0)}' \
+  # The machine is shared: the other sessions' load during the run is an input of the estimate,
+  # like the expert imbalance.
+  read -r other_threads other_sessions < <(awk '{t += $1; g += $2; n++} END {if (n) print t / n, g / n; else print 0, 0}' \
     "$tmp/load_$spec.txt")
+  load=$other_threads
+  [ "$autogroup" = true ] && load=$other_sessions
   "$build/moe" plan --config "$config" "${sets[@]}" --world "$ranks" --threads "$threads" --hardware "$profile" \
-    --background-load "$other" --json --top 1 >"$tmp/plan_$spec.json"
+    --background-load "$load" --json --top 1 >"$tmp/plan_$spec.json"
+  "$build/moe" plan --config "$config" "${sets[@]}" --world "$ranks" --threads "$threads" \
+    --hardware "$tmp/threads_model.yaml" --background-load "$other_threads" --json --top 1 >"$tmp/plan_threads_$spec.json"
 done
 
-"$py" - "$tmp" "$warmup" $layouts <<'PY'
+"$py" - "$tmp" "$warmup" "$autogroup" $layouts <<'PY'
 import json, statistics, sys
-tmp, warmup, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-rows, bad = [], 0
-print(f"| threads x ranks | ep | etp | zero | measured step | predicted step | pred/meas | measured mem | predicted mem | pred/meas | load |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+tmp, warmup, autogroup, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+bad = 0
+model = "session-fair (autogroup)" if autogroup == "true" else "thread-fair"
+print(f"predicted: the profile's sharing model ({model}); thread-fair: every runnable thread shares the cores alike")
+print("| threads x ranks | ep | etp | zero | measured step | predicted step | pred/meas | thread-fair pred/meas "
+      "| measured mem | predicted mem | pred/meas | other threads | other sessions / core |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for spec in specs:
     v = list(map(int, spec.split(":")))
     t, r, ep, etp, zero = v + [1, 0][len(v) - 3:]
     plan = json.load(open(f"{tmp}/plan_{spec}.json"))["configured"]
+    plan_threads = json.load(open(f"{tmp}/plan_threads_{spec}.json"))["configured"]
     recs = [json.loads(l) for l in open(f"{tmp}/metrics_{spec}.jsonl") if l.strip()]
     tokens = plan["tokens_per_s"] * plan["step_s"]["total"]
     step = statistics.median(tokens / x["tokens_per_s"] for x in recs[warmup:])
     mem = recs[-1]["mem_bytes"]
-    loads = [float(x) for x in open(f"{tmp}/load_{spec}.txt") if x.strip()]
-    other = max(0.0, statistics.mean(loads) - r * t - 1) if loads else float("nan")  # minus ours and awk
+    loads = [tuple(map(float, x.split())) for x in open(f"{tmp}/load_{spec}.txt") if x.strip()]
+    threads_bg = statistics.mean(x[0] for x in loads) if loads else float("nan")
+    sessions_bg = statistics.mean(x[1] for x in loads) if loads else float("nan")
     ps, pm = plan["step_s"]["total"], plan["memory_bytes"]["total"]
     ts, ms = ps / step, pm / mem
     flag = "" if abs(ts - 1) <= 0.25 and abs(ms - 1) <= 0.10 else " **out of bounds**"
     bad += bool(flag)
-    print(f"| {t} x {r} | {ep} | {etp} | {zero} | {step:.3f} s | {ps:.3f} s | {ts:.2f} | {mem / 2**20:,.1f} MiB | "
-          f"{pm / 2**20:,.1f} MiB | {ms:.3f} | {other:.1f}{flag} |")
+    print(f"| {t} x {r} | {ep} | {etp} | {zero} | {step:.3f} s | {ps:.3f} s | {ts:.2f} | "
+          f"{plan_threads['step_s']['total'] / step:.2f} | {mem / 2**20:,.1f} MiB | {pm / 2**20:,.1f} MiB | {ms:.3f} | "
+          f"{threads_bg:.1f} | {sessions_bg:.2f}{flag} |")
 print(f"{bad} of {len(specs)} layouts outside 25% (time) / 10% (memory)")
 sys.exit(1 if bad else 0)
 PY
