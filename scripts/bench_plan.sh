@@ -86,18 +86,24 @@ for spec in $layouts; do
   run=$tmp/run_${spec//:/_}
   "$py" "$tmp/sample.py" $((ranks * threads)) >"$tmp/load_$spec.txt" &
   sampler=$!
-  MOE_THREADS=$threads mpirun --oversubscribe -np "$ranks" "$build/moe" train --config "$config" "${sets[@]}" \
+  # The CPU time the run's processes got over its wall time: the cores this session really had.
+  MOE_THREADS=$threads "$py" -c 'import resource, subprocess, sys, time
+t = time.time(); rc = subprocess.call(sys.argv[2:]); r = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(f"{(r.ru_utime + r.ru_stime) / (time.time() - t)}\n"); sys.exit(rc)' "$tmp/cores_$spec.txt" \
+    mpirun --oversubscribe -np "$ranks" "$build/moe" train --config "$config" "${sets[@]}" \
     --run-dir "$run" >"$tmp/train_$spec.log" 2>&1 || { kill "$sampler"; cat "$tmp/train_$spec.log"; exit 1; }
   kill "$sampler"
   cp "$run/metrics.jsonl" "$tmp/metrics_$spec.jsonl"
   # The machine is shared: the other sessions' load during the run is an input of the estimate,
   # like the expert imbalance. Under autogroup the planner's background_load is the one that
-  # gives this session the cores it was measured to get (docs/planning.md, "Step time").
+  # gives this session the cores its processes were measured to use (CPU time / wall time;
+  # docs/planning.md, "Validation").
   read -r other_threads other_sessions ours < <(awk '{t += $1; g += $2; o += $3; n++}
     END {if (n) print t / n, g / n, o / n; else print 0, 0, 1}' "$tmp/load_$spec.txt")
   load=$other_threads
   mine=$((ranks * threads < cores ? ranks * threads : cores))
-  [ "$autogroup" = true ] && load=$(awk -v m="$mine" -v o="$ours" 'BEGIN {x = m / o - 1; print (x > 0 ? x : 0)}')
+  used=$(cat "$tmp/cores_$spec.txt")
+  [ "$autogroup" = true ] && load=$(awk -v m="$mine" -v o="$used" 'BEGIN {x = m / o - 1; print (x > 0 ? x : 0)}')
   # The busiest expert rank's load over the mean, from the run's own routing (load_balance.h5):
   # per layer, the largest share of a rank's experts x ep; averaged over the layers.
   "$build/moe" profile "$run" --json >"$tmp/profile_$spec.json"
@@ -129,8 +135,8 @@ model = "session-fair (autogroup)" if autogroup == "true" else "thread-fair"
 print(f"predicted: the profile's sharing model ({model}); thread-fair: every runnable thread shares the cores alike")
 print("| threads x ranks | ep | etp | zero | rank imbalance | measured step | predicted step | pred/meas "
       "| thread-fair pred/meas | measured mem | predicted mem | pred/meas | other threads | other sessions / core "
-      "| cores of this run |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "| water-filled cores | cores used |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for spec in specs:
     v = list(map(int, spec.split(":")))
     t, r, ep, etp, zero = v + [1, 0][len(v) - 3:]
@@ -146,13 +152,14 @@ for spec in specs:
     threads_bg = statistics.mean(x[0] for x in loads) if loads else float("nan")
     sessions_bg = statistics.mean(x[1] for x in loads) if loads else float("nan")
     ours = statistics.mean(x[2] for x in loads) if loads else float("nan")
+    used = float(open(f"{tmp}/cores_{spec}.txt").read())
     ps, pm = plan["step_s"]["total"], plan_mem["memory_bytes"]["total"]
     ts, ms = ps / step, pm / mem
     flag = "" if abs(ts - 1) <= 0.25 and abs(ms - 1) <= 0.10 else " **out of bounds**"
     bad += bool(flag)
     print(f"| {t} x {r} | {ep} | {etp} | {zero} | {imbalance:.2f} | {step:.3f} s | {ps:.3f} s | {ts:.2f} | "
           f"{plan_threads['step_s']['total'] / step:.2f} | {mem / 2**20:,.1f} MiB | {pm / 2**20:,.1f} MiB | {ms:.3f} | "
-          f"{threads_bg:.1f} | {sessions_bg:.2f} | {ours:.2f}{flag} |")
+          f"{threads_bg:.1f} | {sessions_bg:.2f} | {ours:.2f} | {used:.2f}{flag} |")
 print(f"{bad} of {len(specs)} layouts outside 25% (time) / 10% (memory)")
 sys.exit(1 if bad else 0)
 PY
