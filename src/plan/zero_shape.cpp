@@ -4,8 +4,6 @@
 #include <map>
 #include <vector>
 
-#include "src/model/params.h"
-#include "src/parallel/grad_buckets.h"
 
 namespace moe::plan {
 namespace {
@@ -22,31 +20,54 @@ struct Bucket {
 
 }  // namespace
 
+std::vector<TensorSize> rank_tensors(const Config& c, int64_t pp_stage) {
+  const auto& m = c.model;
+  const auto& e = c.moe;
+  const auto& p = c.parallel;
+  const int64_t D = m.d_model, hd = m.head_dim(), V = m.vocab_size, L = m.n_layers, per = L / p.pp;
+  std::vector<TensorSize> t;
+  if (pp_stage == 0) t.push_back({-1, V * D, false});
+  for (int64_t i = pp_stage * per; i < (pp_stage + 1) * per; ++i) {
+    t.push_back({i, D, false});                             // attention_norm
+    t.push_back({i, m.n_heads * hd / p.tp * D, false});     // wq
+    t.push_back({i, m.n_kv_heads * hd / p.tp * D, false});  // wk
+    t.push_back({i, m.n_kv_heads * hd / p.tp * D, false});  // wv
+    t.push_back({i, D * m.n_heads * hd / p.tp, false});     // wo
+    t.push_back({i, D, false});                             // ffn_norm
+    if (!m.is_moe_layer(i)) {
+      for (int k = 0; k < 3; ++k) t.push_back({i, m.ffn_hidden / p.tp * D, false});  // w1, w3, w2
+      continue;
+    }
+    t.push_back({i, e.num_experts * D, false});  // router weight
+    t.push_back({i, e.num_experts, false});      // router bias
+    for (int k = 0; k < 3; ++k)                  // experts w1, w3, w2: E / ep experts, Fe / etp units
+      t.push_back({i, e.num_experts / p.ep * (e.expert_hidden / p.etp) * D, true});
+    if (e.num_shared_experts > 0)
+      for (int k = 0; k < 3; ++k) t.push_back({i, e.num_shared_experts * e.expert_hidden * D, false});
+  }
+  if (pp_stage == p.pp - 1) {
+    t.push_back({L, D, false});      // norm
+    t.push_back({L, V * D, false});  // output
+  }
+  return t;
+}
+
 ZeroShape zero_shape(const Config& c, int64_t pp_stage) {
   const auto& p = c.parallel;
-  const int64_t L = c.model.n_layers, per = L / p.pp;
-  const int64_t first = pp_stage * per, last = first + per - 1;
   const double dp = double(p.dp), edp = double(p.dp * p.tp / (p.ep * p.etp));
-  const ParamTable table = build_param_table(c, ExpertShard{p.ep, 0, p.etp, 0}, TensorShard{p.tp, 0});
-  // Backward stages this pipeline stage holds: -1 embeddings, 0..L-1 blocks, L the head.
-  auto mine = [&](int64_t s) {
-    return (s == -1 && pp_stage == 0) || (s == L && pp_stage == p.pp - 1) || (s >= first && s <= last);
-  };
+  const std::vector<TensorSize> tensors = rank_tensors(c, pp_stage);
   std::map<int64_t, StageFloats> stages;
   std::vector<Bucket> buckets;
   const bool aligned = p.zero_stage >= 2;
-  const auto& ps = table.params();
-  for (size_t k = ps.size(); k-- > 0;) {  // the order GradBuckets walks them
-    const ParamInfo& info = ps[k];
-    const int64_t s = grad_stage_of(info.name, L);
-    if (!mine(s)) continue;
-    const double n = double(info.numel);
-    (info.shard.expert ? stages[s].expert : stages[s].dense) += n;
-    const bool open = !buckets.empty() && buckets.back().expert == info.shard.expert &&
-                      buckets.back().floats < double(kBucketFloats) && (!aligned || buckets.back().stage == s);
-    if (!open) buckets.push_back({0.0, info.shard.expert, s});
+  for (size_t k = tensors.size(); k-- > 0;) {  // the order GradBuckets walks them
+    const TensorSize& ts = tensors[k];
+    const double n = double(ts.numel);
+    (ts.expert ? stages[ts.stage].expert : stages[ts.stage].dense) += n;
+    const bool open = !buckets.empty() && buckets.back().expert == ts.expert &&
+                      buckets.back().floats < double(kBucketFloats) && (!aligned || buckets.back().stage == ts.stage);
+    if (!open) buckets.push_back({0.0, ts.expert, ts.stage});
     buckets.back().floats += n;
-    buckets.back().stage = std::min(buckets.back().stage, s);
+    buckets.back().stage = std::min(buckets.back().stage, ts.stage);
   }
   ZeroShape z;
   const int64_t first_stage = stages.begin()->first;

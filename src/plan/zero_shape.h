@@ -1,11 +1,12 @@
-// What ZeRO stages 1-3 keep per rank beyond the owned shard, from the rank's own parameter table
-// (build_param_table) cut into the trainer's gradient buckets (src/parallel/grad_buckets.h):
+// What ZeRO stages 1-3 keep per rank beyond the owned shard, from the rank's own tensors (in the
+// order of build_param_table) cut into the trainer's gradient buckets (src/parallel/grad_buckets.h):
 // stage 2/3 hold the full gradients of at most two consecutive backward stages; stage 3 the
 // gathered parameters of the stage in use (the next one is prefetched into a staging buffer and
 // placed only when it is needed); the all-gather staging holds one bucket (stage 3: a bucket and
 // a whole prefetched stage, src/parallel/zero3.h).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "src/train/config.h"
 
@@ -21,6 +22,18 @@ struct ZeroShape {
   double largest_shared_bucket = 0;     // of the buckets reduced over more than one rank
   double first_stage_bucket = 0;        // of the first stage's buckets (ZeRO-3 gathers them without prefetch)
 };
+
+// One parameter tensor of a rank, in the order of build_param_table (src/model/params.cpp; a
+// unit test keeps the two equal): its backward stage (-1 embeddings, 0..L-1 blocks, L the head,
+// as grad_stage_of), elements, and whether it is a routed-expert tensor (reduced over edp).
+struct TensorSize {
+  int64_t stage = 0;
+  int64_t numel = 0;
+  bool expert = false;
+};
+// Rank 0 of pipeline stage `pp_stage`: the tensors of its layers, the embeddings on the first
+// stage and the final norm and head on the last.
+std::vector<TensorSize> rank_tensors(const Config& c, int64_t pp_stage);
 
 // Rank 0 of pipeline stage `pp_stage` of the config's layout, for its parallel.zero_stage
 // (stage-aligned buckets from stage 2 on, as the trainer builds them).

@@ -204,11 +204,17 @@ double one_way_seconds(moe::comm::Communicator& w, int64_t bytes, int reps) {
 }
 
 // What a small all-reduce between bursts of compute costs beyond the compute (both ranks
-// working, as in training): the wait for the other rank to be scheduled and finish.
+// working, as in training): the wait for the other rank to be scheduled and finish. The bursts
+// (four 512^3 GEMMs, ~10 ms on one core) are as long as the compute between the trainer's
+// blocking collectives, so a loaded machine preempts ranks between them as it does in training;
+// bursts much shorter than a scheduler slice rarely see that and underestimate the wait.
 double sync_overhead(moe::comm::Communicator& w) {
-  std::vector<float> a = filled(128 * 128, 0.01f), out = a;
-  auto burst = [&] { moe::ops::matmul_forward(out.data(), a.data(), a.data(), 128, 128, 128); };
-  const int n = 200;
+  const int64_t k = 512;
+  std::vector<float> a = filled(size_t(k * k), 0.01f), out = a;
+  auto burst = [&] {
+    for (int i = 0; i < 4; ++i) moe::ops::matmul_forward(out.data(), a.data(), a.data(), k, k, k);
+  };
+  const int n = 20;
   double x = 0;
   auto t0 = Clock::now();
   for (int i = 0; i < n; ++i) burst();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "src/model/transformer.h"
+#include "src/parallel/grad_buckets.h"
 #include "src/plan/layout.h"
 #include "src/plan/memory.h"
 #include "src/plan/param_count.h"
@@ -91,6 +92,28 @@ TEST(PlanMemory, ZeroShapeFollowsTheStagesAndBuckets) {
   const plan::ZeroShape ep2 = plan::zero_shape(c, 0);
   EXPECT_LE(ep2.largest_shared_bucket, dense_block);
   EXPECT_GT(ep2.largest_bucket, ep2.largest_shared_bucket);
+}
+
+// zero_shape walks the rank's tensors as GradBuckets walks the parameter table: same order,
+// sizes, stages and expert flags, for layouts that split them differently.
+TEST(PlanMemory, RankTensorsFollowTheParameterTable) {
+  for (auto [tp, ep, etp] : {std::tuple{1, 1, 1}, {2, 1, 1}, {2, 2, 2}, {1, 4, 2}}) {
+    Config c = test::plan_config();
+    c.model.first_dense_layers = 1;
+    c.parallel.dp = 8 / tp;
+    c.parallel.tp = tp;
+    c.parallel.ep = ep;
+    c.parallel.etp = etp;
+    const ParamTable table = build_param_table(c, ExpertShard{ep, 0, etp, 0}, TensorShard{tp, 0});
+    const std::vector<plan::TensorSize> got = plan::rank_tensors(c, 0);
+    ASSERT_EQ(got.size(), table.params().size()) << "tp " << tp << " ep " << ep << " etp " << etp;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const ParamInfo& p = table.params()[i];
+      EXPECT_EQ(got[i].numel, p.numel) << p.name;
+      EXPECT_EQ(got[i].stage, grad_stage_of(p.name, c.model.n_layers)) << p.name;
+      EXPECT_EQ(got[i].expert, p.shard.expert) << p.name;
+    }
+  }
 }
 
 TEST(PlanMemory, MixedPrecisionKeepsFp32MasterWeights) {
