@@ -32,6 +32,9 @@ void check_options(const LoaderOptions& o) {
     bad("dp_rank " + std::to_string(o.dp_rank) + " is outside [0, dp_size=" + std::to_string(o.dp_size) + ")");
   if (o.model_vocab_size < 1) bad("model.vocab_size must be at least 1");
   if (o.prefetch < 0) bad("prefetch depth must be >= 0");
+  if (o.microbatches < 1 || (o.microbatches > 1 && o.global_batch % (o.dp_size * o.microbatches) != 0))
+    bad("train.batch_size " + std::to_string(o.global_batch) + " is not divisible by dp * microbatches = " +
+        std::to_string(o.dp_size) + " * " + std::to_string(o.microbatches));
 }
 
 }  // namespace
@@ -63,11 +66,17 @@ const std::vector<uint32_t>& ShardedLoader::permutation(int64_t epoch) {
   return perms_.back().second;
 }
 
+int64_t ShardedLoader::global_row(int64_t i) const {
+  const int64_t m = opts_.microbatches, per = (row_end_ - row_begin_) / m;  // rows per local micro-batch
+  if (m == 1) return row_begin_ + i;
+  return (i / per) * (opts_.global_batch / m) + opts_.dp_rank * per + i % per;
+}
+
 void ShardedLoader::build(int64_t step, std::vector<int32_t>& tokens) {
   const int64_t T = opts_.seq_len, rows = row_end_ - row_begin_;
   tokens.resize(size_t(rows * (T + 1)));
   for (int64_t i = 0; i < rows; ++i) {
-    const int64_t g = step * opts_.global_batch + row_begin_ + i;
+    const int64_t g = step * opts_.global_batch + global_row(i);
     const int64_t window = permutation(g / num_windows_)[size_t(g % num_windows_)];
     shards_->read(window * T, T + 1, tokens.data() + i * (T + 1));
   }

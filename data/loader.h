@@ -21,6 +21,9 @@ struct LoaderOptions {
   int64_t seq_len = 0;               // T: each sequence has T+1 tokens (inputs and shifted targets)
   int64_t global_batch = 0;          // B: sequences per global batch (train.batch_size)
   int64_t dp_rank = 0, dp_size = 1;  // this rank reads rows [dp_rank*B/dp_size, (dp_rank+1)*B/dp_size)
+  // With m > 1 the global batch is m global micro-batches of B/m rows, each split over dp: local
+  // row j*(B/(m*dp)) + k is global row j*(B/m) + dp_rank*(B/(m*dp)) + k (m = 1: the line above).
+  int64_t microbatches = 1;
   uint64_t seed = 0;
   int64_t model_vocab_size = 0;  // a token id >= this is a DataError naming the shard
   int64_t prefetch = 4;          // bounded queue depth; 0 = synchronous
@@ -50,6 +53,7 @@ class ShardedLoader {
 
  private:
   void build(int64_t step, std::vector<int32_t>& tokens);
+  int64_t global_row(int64_t i) const;  // of this rank's row i within the step's global batch
   const std::vector<uint32_t>& permutation(int64_t epoch);
   void start_worker();
   void stop_worker();

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "kernels/precision.h"
 #include "moe/router_parts.h"
 #include "src/core/error.h"
 
@@ -34,6 +35,7 @@ void router_forward(RouterState& r, RouterStats& stats, const float* xn, const f
     r.xr.clear();
   }
   r.logits.resize(size_t(d.N * d.E));
+  const Fp32Scope fp32_logits;  // router logits, scores and softmax stay fp32 (docs/precision.md)
   ops::matmul_forward(r.logits.data(), jitter ? r.xr.data() : xn, Wr, d.N, d.D, d.E);
   routing::score_tokens(r, d.N, d.E, cfg.router == "sigmoid");
   if (cfg.router == "expert_choice") {
@@ -54,6 +56,8 @@ void router_backward(float* dxn, float* dWr, RouterState& r, const float* dweigh
   else routing::token_choice_backward(r, dweights, d, cfg);
 
   routing::aux_gradient(r, g, d, cfg);
+  if (loss_scale() != 1.0)  // the aux and z terms are part of the (scaled) loss, too
+    for (float& v : r.daux) v *= float(loss_scale());
   const bool sigmoid = cfg.router == "sigmoid";
   for (int64_t t = 0; t < N; ++t) {
     float* ds = &r.dscores[size_t(t * E)];
@@ -76,7 +80,7 @@ void router_backward(float* dxn, float* dWr, RouterState& r, const float* dweigh
   if (!sigmoid) ops::softmax_backward(r.dlogits.data(), r.dscores.data(), r.scores.data(), N, E);
 
   // z-loss: d/dlogits of coeff/T * lse^2 = coeff/T * 2 lse * softmax(logits).
-  const float zc = float(cfg.z_loss_coeff * 2.0 / g.tokens);
+  const float zc = float(cfg.z_loss_coeff * 2.0 / g.tokens * loss_scale());
   if (zc != 0.0f)
     for (int64_t t = 0; t < N; ++t) {
       const float s = zc * r.lse[size_t(t)];
@@ -84,6 +88,7 @@ void router_backward(float* dxn, float* dWr, RouterState& r, const float* dweigh
         r.dlogits[size_t(t * E + e)] += s * std::exp(r.logits[size_t(t * E + e)] - r.lse[size_t(t)]);
     }
 
+  const Fp32Scope fp32_logits;
   if (r.noise.empty()) {
     ops::matmul_backward(dxn, dWr, r.dlogits.data(), xn, Wr, N, d.D, E);
     return;

@@ -5,6 +5,8 @@
 // dk/dv of that kv head and dq of its query heads: no two threads write the same element, and
 // each GEMM runs single-threaded inside its task (blas_threads.h), so the bits do not depend on
 // the thread count. Softmax: max subtraction, float sum.
+// Under a bf16/fp16 compute precision (kernels/precision.h) q, k, v and dout are rounded to it on
+// entry (on the calling thread); the probabilities and their gradient stay fp32 (docs/precision.md).
 #include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "kernels/cpu/blas_threads.h"
+#include "kernels/cpu/half.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/ops.h"
 #include "src/core/error.h"
@@ -61,6 +64,15 @@ int task_threads(int64_t B, int64_t T, int64_t H, int64_t hd) {
 #endif
 }
 
+// The operands rounded to the compute precision: `x` itself under fp32, else a copy in `buf`.
+const float* rounded(const float* x, int64_t n, std::vector<float>& buf) {
+  const Precision p = compute_precision();
+  if (p == Precision::fp32 || !x) return x;
+  buf.resize(size_t(n));
+  half::round_to(buf.data(), x, n, p);
+  return buf.data();
+}
+
 }  // namespace
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, int64_t B,
@@ -68,6 +80,10 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
   check_heads(H, KV);
   const int64_t group = H / KV, qC = H * hd, kvC = KV * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<float> rq, rk, rv;
+  q = rounded(q, B * T * qC, rq);
+  k = rounded(k, B * T * kvC, rk);
+  v = rounded(v, B * T * kvC, rv);
   const int threads = task_threads(B, T, H, hd);
   cpu::BlasSingleThreaded one_blas_thread(threads > 1);
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -97,6 +113,11 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   check_heads(H, KV);
   const int64_t group = H / KV, qC = H * hd, kvC = KV * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<float> rq, rk, rv, rd;
+  q = rounded(q, B * T * qC, rq);
+  k = rounded(k, B * T * kvC, rk);
+  v = rounded(v, B * T * kvC, rv);
+  dout = rounded(dout, B * T * qC, rd);
   const int threads = task_threads(B, T, H, hd);
   cpu::BlasSingleThreaded one_blas_thread(threads > 1);
 #pragma omp parallel num_threads(threads)

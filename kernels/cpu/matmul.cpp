@@ -1,9 +1,15 @@
 // Dense and grouped (per-expert) GEMMs on OpenBLAS. Weights are [out, in] (Linear convention).
+// Under a bf16/fp16 compute precision (kernels/precision.h) both operands are half values and the
+// sums fp32: bf16 runs the AVX-512 BF16 kernel (gemm_bf16.h) where the CPU has it; otherwise the
+// activation operands (inp, dout) are rounded here and sgemm multiplies them (weights come rounded).
 #include <cblas.h>
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
+#include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/half.h"
 #include "kernels/ops.h"
 #include "src/core/error.h"
 
@@ -33,17 +39,38 @@ void check_offsets(const int64_t* offsets, int64_t E) {
                                                 std::to_string(e));
 }
 
+bool use_bf16_kernel() { return compute_precision() == Precision::bf16 && gemm_bf16_available(); }
+
+// `x` rounded to the thread's compute precision in `buf` (x itself under fp32).
+const float* rounded(const float* x, int64_t n, std::vector<float>& buf) {
+  const Precision p = compute_precision();
+  if (p == Precision::fp32) return x;
+  buf.resize(size_t(n));
+  half::round_to(buf.data(), x, n, p);
+  return buf.data();
+}
+
+thread_local std::vector<float> t_inp, t_dout;
+
 }  // namespace
 
 void matmul_forward(float* out, const float* inp, const float* weight, int64_t N, int64_t I, int64_t O,
                     bool accumulate) {
+  if (use_bf16_kernel()) return gemm_bf16(out, O, inp, I, 1, weight, I, 1, N, O, I, accumulate);
+  inp = rounded(inp, N * I, t_inp);
   sgemm(false, true, N, O, I, inp, I, weight, I, accumulate ? 1.0f : 0.0f, out, O);
 }
 
 void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                      int64_t N, int64_t I, int64_t O) {
+  if (use_bf16_kernel()) {
+    if (dinp) gemm_bf16(dinp, I, dout, O, 1, weight, 1, I, N, I, O, true);      // dout @ weight
+    if (dweight) gemm_bf16(dweight, I, dout, 1, O, inp, 1, I, O, I, N, true);  // dout^T @ inp
+    return;
+  }
+  dout = rounded(dout, N * O, t_dout);
   if (dinp) sgemm(false, false, N, I, O, dout, O, weight, I, 1.0f, dinp, I);
-  if (dweight) sgemm(true, false, O, I, N, dout, O, inp, I, 1.0f, dweight, I);
+  if (dweight) sgemm(true, false, O, I, N, dout, O, rounded(inp, N * I, t_inp), I, 1.0f, dweight, I);
 }
 
 void grouped_matmul_forward(float* out, const float* inp, const float* weights, const int64_t* offsets,
@@ -52,7 +79,7 @@ void grouped_matmul_forward(float* out, const float* inp, const float* weights, 
   for (int64_t e = 0; e < E; ++e) {
     const int64_t r0 = offsets[e], rows = offsets[e + 1] - offsets[e];
     if (rows == 0) continue;
-    sgemm(false, true, rows, O, I, inp + r0 * I, I, weights + e * O * I, I, 0.0f, out + r0 * O, O);
+    matmul_forward(out + r0 * O, inp + r0 * I, weights + e * O * I, rows, I, O);
   }
 }
 

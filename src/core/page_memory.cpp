@@ -28,6 +28,9 @@ void release_floats(float* data, int64_t n) {
   }
   std::memset(data, 0, inner_lo - lo);
   std::memset(reinterpret_cast<void*>(inner_hi), 0, hi - inner_hi);
+  // No transparent huge pages there: khugepaged would otherwise collapse a released range back
+  // into a resident 2 MiB page whenever a few of its pages are in use.
+  madvise(reinterpret_cast<void*>(inner_lo), inner_hi - inner_lo, MADV_NOHUGEPAGE);
   // On failure (never expected for our own anonymous memory) fall back to zeroing in place.
   if (madvise(reinterpret_cast<void*>(inner_lo), inner_hi - inner_lo, MADV_DONTNEED) != 0)
     std::memset(reinterpret_cast<void*>(inner_lo), 0, inner_hi - inner_lo);

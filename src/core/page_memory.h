@@ -8,7 +8,8 @@
 namespace moe {
 
 // Sets [data, data + n) to zero, handing its whole pages back to the OS (madvise MADV_DONTNEED);
-// the partial pages at either end are zeroed with memset and stay resident.
+// the partial pages at either end are zeroed with memset and stay resident. The whole pages are
+// also excluded from transparent huge pages (MADV_NOHUGEPAGE), which would make them resident again.
 void release_floats(float* data, int64_t n);
 
 // Bytes of [data, data + n) currently backed by physical memory (mincore), counted in whole pages

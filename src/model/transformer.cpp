@@ -4,43 +4,45 @@
 #include <cstring>
 
 #include "kernels/ops.h"
+#include "kernels/precision.h"
 #include "src/parallel/tensor_parallel.h"
 
 namespace moe {
 
 Transformer::Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher,
-                         comm::Communicator* tp, comm::Communicator* etp)
+                         comm::Communicator* tp, comm::Communicator* etp, StageBlocks stage)
     : c_(c), d_(make_dims(c, batch, tp ? tp->size() : 1, etp ? etp->size() : 1)), tp_(tp), etp_(etp),
       recompute_(parse_recompute(c.parallel.recompute), c, d_) {
   const size_t ND = size_t(d_.N * d_.D);
+  const int64_t first = stage.begin, last = stage.end < 0 ? d_.L : stage.end;
+  const size_t head = last == d_.L ? 1 : 0;  // only the stage owning the last block has the head
   inputs_.resize(size_t(d_.N));
   targets_.resize(size_t(d_.N));
   x_.resize(ND);
   attn_.resize(size_t(d_.L));
   ffn_.resize(size_t(d_.L));
   dispatchers_.resize(size_t(d_.L));
-  for (int64_t i = 0; i < d_.L; ++i) {
+  for (int64_t i = first; i < last; ++i) {
     recompute_.size_layer(c.model.is_moe_layer(i), attn_[size_t(i)], ffn_[size_t(i)]);
     if (c.model.is_moe_layer(i))
       dispatchers_[size_t(i)] = make_dispatcher ? make_dispatcher(i) : std::make_unique<LocalDispatcher>();
   }
-  xf_.resize(ND);
-  xnf_.resize(ND);
-  rstdf_.resize(size_t(d_.N));
-  logits_.resize(size_t(d_.N * d_.V));
-  lse_.resize(size_t(d_.N));
-  losses_.resize(size_t(d_.N));
+  xf_.resize(head * ND);
+  xnf_.resize(head * ND);
+  rstdf_.resize(head * size_t(d_.N));
+  logits_.resize(head * size_t(d_.N * d_.V));
+  lse_.resize(head * size_t(d_.N));
+  losses_.resize(head * size_t(d_.N));
   dx_.resize(ND);
   dxn_.resize(ND);
-  dlogits_.resize(size_t(d_.N * d_.V));
-  dlosses_.resize(size_t(d_.N));
+  dlogits_.resize(head * size_t(d_.N * d_.V));
+  dlosses_.resize(head * size_t(d_.N));
   attn_scratch_.resize(d_);
   dense_scratch_.resize(d_.N, d_.F);
 }
 
 StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, const SumReducer& reduce_sum) {
   before_use(-1, false);
-  reduce_sum_ = reduce_sum;
   embed_forward(tokens, p);
   after_use(-1, false);
   StepLosses out;
@@ -55,17 +57,22 @@ StepLosses Transformer::forward(const int32_t* tokens, const ModelParams& p, con
   return out;
 }
 
-void Transformer::embed_forward(const int32_t* tokens, const ModelParams& p) {
+void Transformer::load_tokens(const int32_t* tokens) {
   const int64_t T = d_.T;
   for (int64_t b = 0; b < d_.B; ++b) {
     const int32_t* row = tokens + b * (T + 1);
     std::copy(row, row + T, inputs_.begin() + b * T);
     std::copy(row + 1, row + T + 1, targets_.begin() + b * T);
   }
+}
+
+void Transformer::embed_forward(const int32_t* tokens, const ModelParams& p) {
+  load_tokens(tokens);
   ops::embedding_forward(x_.data(), inputs_.data(), p.tok_embeddings, d_.N, d_.D);
 }
 
 void Transformer::block_forward(int64_t i, const BlockParams& bp, const SumReducer& reduce_sum, StepLosses& out) {
+  reduce_sum_ = reduce_sum;  // a block recompute re-runs the forward with it (callers may skip forward())
   const bool moe = c_.model.is_moe_layer(i);
   const BlockActsRef acts = recompute_.begin_forward(i, moe, x_.data(), attn_[size_t(i)], ffn_[size_t(i)]);
   run_block(i, x_.data(), *acts.attn, *acts.ffn, bp, reduce_sum, out);
@@ -121,7 +128,7 @@ void Transformer::backward(const ModelParams& p, const ModelParams& g, double gl
 }
 
 void Transformer::head_backward(const ModelParams& p, const ModelParams& g, double global_tokens) {
-  std::fill(dlosses_.begin(), dlosses_.end(), float(1.0 / global_tokens));
+  std::fill(dlosses_.begin(), dlosses_.end(), float(loss_scale() / global_tokens));  // fp16: scaled loss
   std::fill(dlogits_.begin(), dlogits_.end(), 0.0f);
   std::fill(dxn_.begin(), dxn_.end(), 0.0f);
   std::fill(dx_.begin(), dx_.end(), 0.0f);

@@ -43,6 +43,13 @@ class ParamStageHooks {
   virtual void after_use(int64_t stage, bool backward) = 0;
 };
 
+// The blocks [begin, end) one pipeline stage computes (end -1: through the last block). Only
+// those blocks get activations and dispatchers; the head's buffers exist only on the stage that
+// owns the last block.
+struct StageBlocks {
+  int64_t begin = 0, end = -1;
+};
+
 class Transformer {
  public:
   // `batch` = local sequences per forward. tp (not owned; null = no tensor parallelism): this rank
@@ -53,7 +60,7 @@ class Transformer {
   // group of dp ranks), over which each rank holds expert_hidden/etp hidden units of every local
   // expert (moe/moe_layer.h); then the tp ranks no longer compute the MoE layers in full.
   Transformer(const Config& c, int64_t batch, const DispatcherFactory& make_dispatcher = {},
-              comm::Communicator* tp = nullptr, comm::Communicator* etp = nullptr);
+              comm::Communicator* tp = nullptr, comm::Communicator* etp = nullptr, StageBlocks stage = {});
 
   // tokens (B, T+1): inputs are [:, :T], targets [:, 1:]. global_tokens scales the loss gradient.
   StepLosses forward(const int32_t* tokens, const ModelParams& p, const SumReducer& reduce_sum);
@@ -83,21 +90,30 @@ class Transformer {
   // The token dispatchers of the MoE layers (layer order), e.g. for their traffic counters.
   std::vector<const TokenDispatcher*> moe_dispatchers() const;
 
- private:
   // The stages of forward() and backward(), one call each per step (blocks in order forward,
   // in reverse order backward); x_ and dx_ carry the residual stream and its gradient between them.
+  // A pipeline stage (src/train/train_step.h) calls its own part and moves residual() and
+  // residual_grad() between ranks.
   void embed_forward(const int32_t* tokens, const ModelParams& p);
   void block_forward(int64_t i, const BlockParams& bp, const SumReducer& reduce_sum, StepLosses& out);
   void head_forward(const ModelParams& p, StepLosses& out);
   void head_backward(const ModelParams& p, const ModelParams& g, double global_tokens);
   void block_backward(int64_t i, const BlockParams& bp, const BlockParams& bg);
   void embed_backward(const ModelParams& g);
+  // Inputs and targets of tokens (B, T+1), without the embedding (a last stage needs the targets).
+  void load_tokens(const int32_t* tokens);
+  std::vector<float>& residual() { return x_; }        // (N, D)
+  std::vector<float>& residual_grad() { return dx_; }  // (N, D)
+  // Announce a stage's use of its parameters to the hooks (forward() and backward() do it; callers
+  // of the per-stage methods do it themselves).
   void before_use(int64_t stage, bool backward) {
     if (hooks_) hooks_->before_use(stage, backward);
   }
   void after_use(int64_t stage, bool backward) {
     if (hooks_) hooks_->after_use(stage, backward);
   }
+
+ private:
   // Block i's forward on the residual stream x into (a, f): block_forward's body, and what a
   // recompute re-runs.
   void run_block(int64_t i, float* x, AttentionActs& a, FfnActs& f, const BlockParams& bp,

@@ -16,16 +16,23 @@ int64_t grad_stage_of(const std::string& name, int64_t num_layers) {
 }
 
 GradBuckets::GradBuckets(const ParamTable& table, int64_t num_layers, comm::Communicator& dp,
-                         comm::Communicator& edp, int64_t bucket_bytes, bool stage_aligned)
+                         comm::Communicator& edp, int64_t bucket_bytes, const std::vector<bool>& skip,
+                         bool stage_aligned)
     : dp_(dp), edp_(edp) {
   const auto& ps = table.params();
   const int64_t cap = std::max<int64_t>(1, bucket_bytes / int64_t(sizeof(float)));
+  bool skipped = false;  // a left-out parameter closes the bucket: buckets stay contiguous
   for (size_t k = ps.size(); k-- > 0;) {
     const ParamInfo& p = ps[k];
+    if (!skip.empty() && skip[k]) {
+      skipped = true;
+      continue;
+    }
     const int64_t stage = grad_stage_of(p.name, num_layers);
-    const bool open = !buckets_.empty() && buckets_.back().expert == p.shard.expert &&
+    const bool open = !buckets_.empty() && !skipped && buckets_.back().expert == p.shard.expert &&
                       buckets_.back().end - buckets_.back().begin < cap &&
                       (!stage_aligned || buckets_.back().ready_stage == stage);
+    skipped = false;
     if (!open) buckets_.push_back({p.offset, p.offset + p.numel, p.shard.expert, stage});
     GradBucket& b = buckets_.back();
     // Walking backwards, each parameter sits just below the bucket (alignment padding between

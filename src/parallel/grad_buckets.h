@@ -23,9 +23,12 @@ struct GradBucket {
 
 class GradBuckets {
  public:
-  // stage_aligned: a bucket never spans two backward stages (ZeRO stage 3 gathers stage by stage).
+  // skip (one entry per table parameter, or empty): parameters left out of every bucket (those of
+  // other pipeline stages). stage_aligned: a bucket never spans two backward stages (ZeRO 2 and 3
+  // release and gather stage by stage).
   GradBuckets(const ParamTable& table, int64_t num_layers, comm::Communicator& dp, comm::Communicator& edp,
-              int64_t bucket_bytes = int64_t(4) << 20, bool stage_aligned = false);
+              int64_t bucket_bytes = int64_t(4) << 20, const std::vector<bool>& skip = {},
+              bool stage_aligned = false);
   // Backward reached `stage` (L = head, L-1 .. 0 = blocks, -1 = embeddings); grads is the buffer.
   void on_stage_ready(int64_t stage, float* grads);
   // Starts the buckets not started yet, waits for every one; then resets for the next step.

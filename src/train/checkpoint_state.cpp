@@ -82,7 +82,8 @@ std::optional<std::string> find_resume_checkpoint(const Config& c, const std::st
 }
 
 void save_training_state(const Config& c, const std::string& root, int64_t step, ModelState& model, AdamW& optim,
-                         const data::ShardedLoader& loader, const comm::ProcessGrid& grid) {
+                         const data::ShardedLoader& loader, const comm::ProcessGrid& grid,
+                         const nlohmann::json& extra_meta) {
   comm::Communicator& world = *grid.world;
   ckpt::SaveRequest req;
   req.root = root;
@@ -91,6 +92,7 @@ void save_training_state(const Config& c, const std::string& root, int64_t step,
   req.world = world.size();
   req.layout = layout_of(c, grid, model.table);
   req.meta = {{"config", dump_config(c)}, {"optimizer_step", optim.steps_done()}, {"loader", loader.state()}};
+  req.meta.update(extra_meta);  // e.g. the fp16 loss scaler's state, next to the optimizer step
   req.keep = c.checkpoint.keep;
   req.tensors = state_tensors(model, &optim, [&](size_t i) { return writes_param(model.table.params()[i], grid.coord); });
   ckpt::save(

@@ -21,7 +21,8 @@ namespace moe {
 std::optional<std::string> find_resume_checkpoint(const Config& c, const std::string& root);
 
 void save_training_state(const Config& c, const std::string& root, int64_t step, ModelState& model, AdamW& optim,
-                         const data::ShardedLoader& loader, const comm::ProcessGrid& grid);
+                         const data::ShardedLoader& loader, const comm::ProcessGrid& grid,
+                         const nlohmann::json& extra_meta = nlohmann::json::object());
 // Returns the step to continue from. The checkpoint may come from any (dp, ep) layout: every
 // tensor, AdamW moments included, is resharded into this rank's slices (src/train/reshard.h).
 int64_t load_training_state(const std::string& dir, ModelState& model, AdamW& optim, data::ShardedLoader& loader,

@@ -53,6 +53,8 @@ struct ParallelConfig {
   std::string schedule = "1f1b";  // gpipe | 1f1b
   std::string recompute = "none"; // none | block | attention | moe
   double timeout_s = 300.0;
+  std::vector<int64_t> pp_layout;  // blocks per (virtual) pipeline stage (pp x virtual_stages entries); empty = even
+  int64_t virtual_stages = 1;      // model chunks per pipeline stage (interleaved 1F1B when > 1)
 };
 
 struct TrainConfig {
@@ -64,6 +66,8 @@ struct TrainConfig {
   int64_t log_every = 10;
   int64_t eval_every = 0;          // 0 = no periodic eval
   int64_t eval_batches = 4;
+  double loss_scale_init = 65536.0;  // fp16 dynamic loss scaling (src/train/loss_scaler.h)
+  int64_t loss_scale_window = 1000;  // good steps before the scale doubles
 };
 
 struct OptimConfig {

@@ -55,8 +55,7 @@ void check_layout_divisibility(const Config& c, const Origin& where) {
   require_divisible("model.ffn_hidden", m.ffn_hidden, "parallel.tp", p.tp, where);
   require_divisible("moe.num_experts", c.moe.num_experts, "parallel.ep", p.ep, where);
   require_divisible("moe.expert_hidden", c.moe.expert_hidden, "parallel.etp", p.etp, where);
-  // Equal pipeline stages: there is no explicit stage layout key yet.
-  require_divisible("model.n_layers", m.n_layers, "parallel.pp", p.pp, where);
+  check_pipeline_layout(c, where);  // src/train/config_pipeline.cpp
   // Each step splits the global batch over dp replicas, then each replica's share into microbatches.
   if (c.train.batch_size % (p.dp * p.microbatches) != 0) {
     fail("train.batch_size", str(c.train.batch_size) + " is not divisible by parallel.dp * parallel.microbatches = " +

@@ -191,6 +191,32 @@ KeySpec name_list_key(const char* sec, const char* key, S Config::*s, std::vecto
   return k;
 }
 
+// A list of integers >= lo (a YAML sequence; null or [] = empty); written back as a flow sequence.
+template <class S>
+KeySpec int_list_key(const char* sec, const char* key, S Config::*s, std::vector<int64_t> S::*f, int64_t lo) {
+  KeySpec k{sec, key, nullptr, nullptr};
+  std::string path = k.path();
+  k.set = [=](Config& c, const YAML::Node& n, const Origin& where) {
+    const std::string expected = "a list of integers >= " + std::to_string(lo) + " (e.g. [1, 3])";
+    if (!n.IsNull() && !n.IsSequence()) fail(path, "got " + node_kind(n), where, "expected " + expected);
+    std::vector<int64_t> out;
+    for (const auto& item : n) {
+      const std::string text = scalar_of(item, path, expected, where);
+      int64_t v = 0;
+      if (!parse_number(text, v)) fail(path, "\"" + text + "\" is not an integer", where, "expected " + expected);
+      if (v < lo) fail(path, text + " is out of range", where, "expected " + expected);
+      out.push_back(v);
+    }
+    c.*s.*f = out;
+  };
+  k.get = [=](const Config& c) {
+    std::string t = "[";
+    for (int64_t v : c.*s.*f) t += (t.size() > 1 ? ", " : "") + std::to_string(v);
+    return t + "]";
+  };
+  return k;
+}
+
 // profile.trace_steps: "A-B" (completed steps A..B) or "N" (one step), 1 <= A <= B.
 KeySpec trace_steps_key() {
   KeySpec k{"profile", "trace_steps", nullptr, nullptr};
@@ -262,6 +288,8 @@ std::vector<KeySpec> build_schema() {
       int_key("parallel", "zero_stage", &C::parallel, &P::zero_stage, 0, 3),
       int_key("parallel", "microbatches", &C::parallel, &P::microbatches, 1),
       string_key("parallel", "schedule", &C::parallel, &P::schedule, {"gpipe", "1f1b"}, false),
+      int_list_key("parallel", "pp_layout", &C::parallel, &P::pp_layout, 1),
+      int_key("parallel", "virtual_stages", &C::parallel, &P::virtual_stages, 1),
       string_key("parallel", "recompute", &C::parallel, &P::recompute, {"none", "block", "attention", "moe"}, false),
       real_key("parallel", "timeout_s", &C::parallel, &P::timeout_s, positive),
 
@@ -269,6 +297,8 @@ std::vector<KeySpec> build_schema() {
       int_key("train", "batch_size", &C::train, &T::batch_size, 1),
       uint_key("train", "seed", &C::train, &T::seed),
       string_key("train", "precision", &C::train, &T::precision, {"fp32", "bf16", "fp16"}, false),
+      real_key("train", "loss_scale_init", &C::train, &T::loss_scale_init, positive),
+      int_key("train", "loss_scale_window", &C::train, &T::loss_scale_window, 1),
       string_key("train", "device", &C::train, &T::device, {"cpu", "cuda"}, false),
       int_key("train", "log_every", &C::train, &T::log_every, 1),
       int_key("train", "eval_every", &C::train, &T::eval_every, 0),

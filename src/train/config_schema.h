@@ -54,5 +54,7 @@ size_t edit_distance(const std::string& a, const std::string& b);
 void check_consistency(const Config& c, const Origin& where);
 // The parallel-layout divisibility checks shared by parsing and validate_layout.
 void check_layout_divisibility(const Config& c, const Origin& where);
+// Pipeline stages: an even split of model.n_layers over parallel.pp, or parallel.pp_layout.
+void check_pipeline_layout(const Config& c, const Origin& where);
 
 }  // namespace moe::config_detail

@@ -49,16 +49,21 @@ void gather_a2a_bytes(const std::vector<const TokenDispatcher*>& dispatchers, co
 void LoadBalanceHook::record(int64_t step, const Transformer& net, const ModelState& model, double step_seconds,
                              comm::Communicator& ep) {
   gather_a2a_bytes(net.moe_dispatchers(), ep, a2a_);
+  record(step, net.load_stats(), a2a_, net.phase_timer(), model, step_seconds);
+}
+
+void LoadBalanceHook::record(int64_t step, const std::vector<const LayerLoadStats*>& stats,
+                             const std::vector<int64_t>& a2a, const PhaseTimer& timer, const ModelState& model,
+                             double step_seconds) {
   if (!recorder_) return;
-  const auto stats = net.load_stats();
   std::vector<const LayerLoadStats*> rows;
   for (size_t k = 0; k < moe_layers_.size(); ++k) {
     rows_[k] = *stats[k];
     const float* bias = model.p.blocks[size_t(moe_layers_[k])].router_bias;
-    rows_[k].bias.assign(bias, bias + num_experts_);
+    if (stats[k]->bias.empty()) rows_[k].bias.assign(bias, bias + num_experts_);  // else: the owner stage's
     rows.push_back(&rows_[k]);
   }
-  recorder_->record(step, rows, phase_times(net.phase_timer(), step_seconds), a2a_);
+  recorder_->record(step, rows, phase_times(timer, step_seconds), a2a);
 }
 
 }  // namespace moe

@@ -26,6 +26,11 @@ class LoadBalanceHook {
   // net.phase_timer(). Every rank calls it (the a2a matrix is gathered over `ep`); the lead writes.
   void record(int64_t step, const Transformer& net, const ModelState& model, double step_seconds,
               comm::Communicator& ep);
+  // The same from statistics already combined (micro-batches, pipeline stages: TrainStep):
+  // `layers` holds every MoE layer of the model (with the balancing bias after the step's update,
+  // or none: then this rank's parameter) and a2a the gathered ep x ep matrix. Not collective.
+  void record(int64_t step, const std::vector<const LayerLoadStats*>& layers, const std::vector<int64_t>& a2a,
+              const PhaseTimer& timer, const ModelState& model, double step_seconds);
 
  private:
   std::unique_ptr<LoadBalanceRecorder> recorder_;

@@ -20,10 +20,12 @@ void update_balancing_bias(const Config& c, const Transformer& net, ModelState& 
   }
 }
 
-StepRouting summarize_routing(const Transformer& net) {
+StepRouting summarize_routing(const Transformer& net) { return summarize_routing(net.load_stats()); }
+
+StepRouting summarize_routing(const std::vector<const LayerLoadStats*>& layers) {
   StepRouting r;
   int64_t dropped = 0, assignments = 0;
-  for (const LayerLoadStats* s : net.load_stats()) {
+  for (const LayerLoadStats* s : layers) {
     dropped += s->dropped;
     assignments += s->assignments;
     r.worst_max_over_mean = std::max(r.worst_max_over_mean, s->max_over_mean());

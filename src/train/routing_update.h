@@ -14,5 +14,6 @@ struct StepRouting {
 
 void update_balancing_bias(const Config& c, const Transformer& net, ModelState& model);
 StepRouting summarize_routing(const Transformer& net);
+StepRouting summarize_routing(const std::vector<const LayerLoadStats*>& layers);
 
 }  // namespace moe

@@ -26,15 +26,19 @@
 #include "src/train/finetune.h"
 #include "src/train/flops.h"
 #include "src/train/load_balance_hook.h"
+#include "src/train/loss_scaler.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/metrics.h"
 #include "src/train/model_state.h"
 #include "src/train/nonfinite.h"
 #include "src/train/optimizer.h"
+#include "src/train/pipeline_state.h"
+#include "src/train/precision_weights.h"
 #include "src/train/profile_trace.h"
 #include "src/train/routing_update.h"
 #include "src/train/stop_signal.h"
 #include "src/train/threads.h"
+#include "src/train/train_step.h"
 
 namespace moe {
 
@@ -50,15 +54,14 @@ void require_supported(const Config& c) {
     throw ConfigError(key + " in " + c.source + ": " + why);
   };
   const auto& p = c.parallel;
-  if (p.recompute != "none" && (p.pp != 1 || p.microbatches != 1))  // src/model/recompute.h
-    refuse("parallel.recompute", "recomputation keeps one activation set per layer, not one per in-flight "
-                                 "micro-batch; use none with pp > 1 or microbatches > 1");
-  if (p.pp != 1) refuse("parallel.pp", "pipeline parallelism is not available in this build; use 1");
   if (p.etp != 1 && p.etp != p.tp && p.tp != 1)  // etp groups are the tp groups, or span dp ranks (tp 1)
     refuse("parallel.etp", "expert tensor parallelism runs over the tp group or, with tp 1, over dp ranks; use 1 or "
                                "parallel.tp (" + std::to_string(p.tp) + ")");
-  if (p.microbatches != 1) refuse("parallel.microbatches", "micro-batching comes with pipeline parallelism; use 1");
-  if (c.train.precision != "fp32") refuse("train.precision", "only fp32 is available in this build");
+  // The compute copy of the weights is rounded from the whole master buffer once per step, which
+  // stage 3 never holds.
+  if (p.zero_stage == 3 && c.train.precision != "fp32")
+    refuse("parallel.zero_stage", "ZeRO stage 3 runs in fp32 only for now; use zero_stage 2 with train.precision " +
+                                      c.train.precision);
   if (c.train.device != "cpu") refuse("train.device", "the CUDA backend is not available in this build; use cpu");
 }
 
@@ -120,17 +123,22 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   ModelState model(c, ExpertShard{pc.ep, grid.coord.ep, pc.etp, grid.coord.etp}, TensorShard{pc.tp, grid.coord.tp});
   init_params(model.table, model.params.data(), c.train.seed);
   const std::vector<bool> frozen = frozen_params(c, model.table);  // finetune.freeze: no update, no state
+  // A pipeline stage reduces, clips and updates only its own tensors (the table stays whole).
+  const StageLayout stages = make_stage_layout(c);
+  const std::vector<bool> foreign = foreign_params(stages, model.table, grid.coord.pp);
+  std::vector<bool> not_updated = foreign;
+  for (size_t i = 0; i < frozen.size(); ++i) not_updated[i] = not_updated[i] || frozen[i];
   const int64_t zero = pc.zero_stage;
   // From stage 2 on, a stage's gradients are released once reduced (and stage 3 gathers parameters
   // stage by stage), so buckets never span two stages.
-  GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp, int64_t(4) << 20, zero >= 2);
+  GradBuckets buckets(model.table, c.model.n_layers, dp, *grid.edp, int64_t(4) << 20, foreign, zero >= 2);
   // ZeRO (stage >= 1) keeps moments for this rank's shard only; stage 0 keeps a full AdamW.
   std::unique_ptr<AdamW> optim;
   std::unique_ptr<ZeroPartition> zpart;
   std::unique_ptr<ZeroAdamW> zoptim;
   std::vector<float> grad_shard, gather_staging;
   if (zero == 0) {
-    optim = std::make_unique<AdamW>(model.table, c.optim, frozen);
+    optim = std::make_unique<AdamW>(model.table, c.optim, not_updated);
   } else {
     zpart = std::make_unique<ZeroPartition>(buckets.buckets(), dp, *grid.edp);
     zoptim = std::make_unique<ZeroAdamW>(model.table, c.optim, frozen, *zpart);
@@ -148,6 +156,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   lo.global_batch = c.train.batch_size;
   lo.dp_rank = dp.rank();
   lo.dp_size = dp.size();
+  lo.microbatches = pc.microbatches;
   lo.seed = c.train.seed;
   lo.model_vocab_size = c.model.vocab_size;
   lo.prefetch = c.data.prefetch;
@@ -162,6 +171,9 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   } else {
     start_step = restore_or_init(c, opt, ckpt_root, model, *optim, loader, grid);
   }
+  ComputeWeights compute_weights(c, model.table);  // train.precision bf16 | fp16 (docs/precision.md)
+  LossScaler scaler(c);
+  scaler.restore_from_resume(c, ckpt_root);
 
   const int64_t local_rows = c.train.batch_size / dp.size();
   // Capacity is decided over the dp group (the whole micro-batch); tokens travel over ep.
@@ -171,13 +183,14 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   };
   comm::Communicator* tp = pc.tp > 1 ? grid.tp.get() : nullptr;
   comm::Communicator* etp = pc.etp > 1 ? grid.etp.get() : nullptr;
-  Transformer net(c, local_rows, make_dispatcher, tp, etp);
+  TrainStep stepper(c, grid, local_rows, make_dispatcher, tp, etp);
+  Transformer& net = stepper.front();
   std::unique_ptr<Zero3Params> z3;
   if (zero == 3) {  // from here on only the owned ranges stay resident (and gradients: none)
     const int64_t total = int64_t(model.params.size());
     z3 = std::make_unique<Zero3Params>(*zpart, c.model.n_layers, model.params.data(), total);
     z3->release_all();
-    net.set_param_hooks(z3.get());
+    stepper.set_param_hooks(z3.get());
   }
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
@@ -192,12 +205,16 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   const ActivePhaseTimer timing(c.profile.load_balance || trace.enabled() ? &timer : nullptr);
 
   // ZeRO gathers the moments into a full-size AdamW for the checkpoint (collective over dp / edp).
+  // Under pp the first stage gathers every stage's tensors and moments, then saves as pp 1 would.
   auto save_checkpoint = [&](int64_t step) {
-    if (!zoptim) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid);
+    const nlohmann::json extra = scaler.enabled() ? nlohmann::json{{"loss_scaler", scaler.state()}} : nlohmann::json::object();
+    if (!zoptim && pc.pp == 1) return save_training_state(c, ckpt_root, step, model, *optim, loader, grid, extra);
     AdamW full(model.table, c.optim, frozen);
-    zoptim->to_full(full, gather_staging);
+    if (zoptim) zoptim->to_full(full, gather_staging);
+    else copy_moments(model.table, *optim, full);
     if (z3) z3->gather_all();  // the checkpoint holds full tensors, as for every stage
-    save_training_state(c, ckpt_root, step, model, full, loader, grid);
+    if (pc.pp > 1) gather_pipeline_state(stages, model, full, *grid.pp);
+    save_training_state(c, ckpt_root, step, model, full, loader, grid, extra);
     if (z3) z3->release_all();
   };
 
@@ -216,13 +233,16 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     if (zero < 2) std::fill(model.grads.begin(), model.grads.end(), 0.0f);
     inject_nan_for_test(step + 1, model.table, model.params.data());
     const int64_t token_offset = int64_t(dp.rank()) * local_rows * c.model.seq_len;
-    net.set_routing_step(step, token_offset, /*training=*/true);
-    StepLosses sl = net.forward(tokens.data(), model.p, reduce);
-    net.backward(model.p, model.g, global_tokens,
-                 [&](int64_t stage) { buckets.on_stage_ready(stage, model.grads.data()); });
-    buckets.finish(model.grads.data());
+    const ModelParams& wp = compute_weights.refresh(model);
+    const double step_scale = scaler.scale();
+    StepLosses sl;
+    {
+      const PrecisionScope precision(compute_weights.precision(), step_scale);
+      sl = stepper.run(step, tokens.data(), wp, model, buckets);  // micro-batches, pipeline, dp reduction
+    }
     if (tp && !etp) scale_expert_grads(model.table, model.grads.data(), 1.0f / float(pc.tp));
     if (tp && !etp && zero >= 2) scale_expert_shard(*zpart, grad_shard.data(), 1.0f / float(pc.tp));
+    inject_overflow_for_test(step + 1, world.rank(), zero >= 2 ? grad_shard.data() : model.grads.data());
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
@@ -242,16 +262,21 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       if (tp) tp->allreduce_sum(&tp_sq, 1);
       gsq = sq.replicated + sq.sharded + tp_sq;
     }
-    const double gnorm = std::sqrt(gsq);
+    if (pc.pp > 1) grid.pp->allreduce_sum(&gsq, 1);  // each stage counted its own tensors
+    const double gnorm = std::sqrt(gsq) / step_scale;
+    const bool skip = scaler.should_skip(loss, gnorm, world);  // fp16: every rank skips together
     // Both are global values, so every rank takes this branch together (the scan is collective).
-    if ((!std::isfinite(loss) || !std::isfinite(gnorm)) && z3) z3->gather_all();  // the replay reads every stage
-    if (!std::isfinite(loss) || !std::isfinite(gnorm))
+    // It runs the whole model on every rank: first every rank gets every stage's tensors.
+    const bool nonfinite = !skip && (!std::isfinite(loss) || !std::isfinite(gnorm));
+    if (nonfinite && z3) z3->gather_all();
+    if (nonfinite && pc.pp > 1) gather_pipeline_params(stages, model, *grid.pp);
+    if (nonfinite)
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
                                                  model, make_dispatcher, reduce, world, tp, etp));
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
-    {
+    if (!skip) {
       PhaseScope timed(Phase::optimizer);
-      const double clip = clip_scale(gnorm, c.optim.grad_clip);
+      const double clip = clip_scale(gnorm, c.optim.grad_clip) / step_scale;  // also unscales fp16 grads
       if (zoptim) {
         zoptim->step(model.params.data(), zgrads, zero >= 2, lr, clip);
         // Every rank gets the updated parameters (stage 3: gathered when next used).
@@ -259,11 +284,11 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       } else {
         optim->step(model.params.data(), model.grads.data(), lr, clip);
       }
-      update_balancing_bias(c, net, model);
+      stepper.update_balancing_bias(model);
     }
     const auto step_end = Clock::now();
     if (load_balance.wants(step + 1))
-      load_balance.record(step + 1, net, model, std::chrono::duration<double>(step_end - step_start).count(), ep);
+      stepper.record_load_balance(load_balance, step + 1, model, std::chrono::duration<double>(step_end - step_start).count());
     trace.add_step(step + 1, step_start, step_end, timer.spans());
     result.steps_done = step + 1;
     result.last_loss = loss;
@@ -281,7 +306,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
       const double tps = double(interval_steps) * global_tokens / secs;
       const double mfu = tps * flops_per_token / peak;
-      StepRouting routing = summarize_routing(net);
+      StepRouting routing = stepper.routing();
       nlohmann::json rec = {{"step", step + 1},       {"loss", loss},          {"lm_loss", lm},
                             {"aux_loss", sl.aux},     {"z_loss", sl.z},        {"lr", lr},
                             {"grad_norm", gnorm},     {"tokens_per_s", tps},   {"mfu", mfu},
@@ -289,15 +314,18 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
                             {"max_over_mean", routing.worst_max_over_mean},
                             {"zero_stage", zero}};
       add_memory(rec, model, z3.get(), buckets, zero, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(),
-                 grad_shard.size(), net.activation_bytes(),
+                 grad_shard.size(), stepper.activation_bytes(),
                  gather_staging.capacity() + size_t(z3 ? z3->staging_floats() : 0));
       if (zero >= 2) {  // the transient part: at most two stages of gradients (and parameters) at once
         rec["mem_stage_max"] = buckets.max_stage_bytes();
         buckets.reset_peak();
       }
       if (z3) z3->reset_peaks();
+      add_precision_metrics(rec, compute_weights, scaler);
+      stepper.add_pipeline_metrics(rec);
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
         if (z3) z3->gather_all();
+        if (pc.pp > 1) gather_pipeline_params(stages, model, *grid.pp);  // eval runs the whole model per stage
         EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp, make_dispatcher, tp, etp);
         if (z3) z3->release_all();
         rec["eval_loss"] = ev.loss;

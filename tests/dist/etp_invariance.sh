@@ -12,16 +12,6 @@ args=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WOR
       --set checkpoint.every=0 --set profile.load_balance=false)
 etp2=(--set parallel.tp=2 --set parallel.etp=2)
 
-compare_norms() {
-  python3 - "$1" "$2" <<'PY'
-import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-for x, y in zip(a, b):
-    rel = abs(x["grad_norm"] - y["grad_norm"]) / x["grad_norm"]
-    assert rel <= 1e-4, f"step {x['step']}: grad_norm {x['grad_norm']} vs {y['grad_norm']} (rel {rel:.2e})"
-PY
-}
 run() {
   local name=$1 n=$2; shift 2
   mpirun --oversubscribe -np "$n" "$MOE_BIN" train "${args[@]}" --set checkpoint.resume=never "$@" --run-dir "$WORK/$name"

@@ -7,18 +7,6 @@ common=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$W
         --set train.steps=3 --set train.log_every=1 --set checkpoint.resume=never --set checkpoint.every=0
         --set train.batch_size=8 --set model.seq_len=32)
 
-# Gradient norms agree too: tp slices count once each, replicated tensors once in all.
-compare_norms() {
-  python3 - "$1" "$2" <<'PY'
-import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-for x, y in zip(a, b):
-    rel = abs(x["grad_norm"] - y["grad_norm"]) / x["grad_norm"]
-    assert rel <= 1e-4, f"step {x['step']}: grad_norm {x['grad_norm']} vs {y['grad_norm']} (rel {rel:.2e})"
-PY
-}
-
 # run NAME RANKS EXTRA...: one layout of the current model, compared against $WORK/$model-base.
 run() {
   local name=$1 n=$2; shift 2

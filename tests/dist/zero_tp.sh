@@ -11,17 +11,6 @@ args=(--config "$MOE_SOURCE_DIR/configs/tiny.yaml" --quiet --set data.path="$WOR
       --set train.steps=4 --set train.log_every=1 --set train.batch_size=8 --set model.seq_len=32
       --set checkpoint.every=0 --set profile.load_balance=false)
 
-compare_norms() {
-  python3 - "$1" "$2" <<'PY'
-import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-for x, y in zip(a, b):
-    rel = abs(x["grad_norm"] - y["grad_norm"]) / x["grad_norm"]
-    assert rel <= 1e-4, f"step {x['step']}: grad_norm {x['grad_norm']} vs {y['grad_norm']} (rel {rel:.2e})"
-PY
-}
-
 "$MOE_BIN" train "${args[@]}" --set checkpoint.resume=never --run-dir "$WORK/one"
 tp2dp2=(--set parallel.tp=2 --set parallel.dp=2)
 for run in 1:tp2xdp2xep2 2:tp2xdp2 2:tp2xdp2xep2 2:etp2xdp2xep2 3:tp2xdp2xep2 3:etp2xdp2xep2; do

@@ -40,3 +40,18 @@ for x, y in zip(a, b):
 print(f"{len(a)} steps agree within {tol}")
 PY
 }
+
+# Per-step gradient norms of two runs agree to a relative tolerance (default 1e-4: the norm sums
+# shards in a layout-dependent order).
+compare_norms() {
+  python3 - "$1" "$2" "${3:-1e-4}" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+tol = float(sys.argv[3])
+assert len(a) == len(b) and len(a) > 0, f"{len(a)} vs {len(b)} logged steps"
+for x, y in zip(a, b):
+    rel = abs(x["grad_norm"] - y["grad_norm"]) / x["grad_norm"]
+    assert rel <= tol, f"step {x['step']}: grad_norm {x['grad_norm']} vs {y['grad_norm']} (rel {rel:.2e})"
+PY
+}

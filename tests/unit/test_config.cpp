@@ -67,6 +67,8 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.parallel.etp, b.parallel.etp);
   EXPECT_EQ(a.parallel.zero_stage, b.parallel.zero_stage);
   EXPECT_EQ(a.parallel.microbatches, b.parallel.microbatches);
+  EXPECT_EQ(a.parallel.pp_layout, b.parallel.pp_layout);
+  EXPECT_EQ(a.parallel.virtual_stages, b.parallel.virtual_stages);
   EXPECT_EQ(a.parallel.schedule, b.parallel.schedule);
   EXPECT_EQ(a.parallel.recompute, b.parallel.recompute);
   EXPECT_EQ(a.parallel.timeout_s, b.parallel.timeout_s);
@@ -78,6 +80,8 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.train.log_every, b.train.log_every);
   EXPECT_EQ(a.train.eval_every, b.train.eval_every);
   EXPECT_EQ(a.train.eval_batches, b.train.eval_batches);
+  EXPECT_EQ(a.train.loss_scale_init, b.train.loss_scale_init);
+  EXPECT_EQ(a.train.loss_scale_window, b.train.loss_scale_window);
   EXPECT_EQ(a.optim.lr, b.optim.lr);
   EXPECT_EQ(a.optim.min_lr, b.optim.min_lr);
   EXPECT_EQ(a.optim.warmup_steps, b.optim.warmup_steps);
@@ -111,8 +115,8 @@ Config all_non_default() {
   c.moe.z_loss_coeff = 1e-4;
   c.moe.bias_update_rate = 0.001;
   c.moe.router = "sigmoid";
-  c.parallel = {2, 3, 2, 3, 2, 2, 4, "gpipe", "block", 60.5};
-  c.train = {1000, 16, 18446744073709551615ull, "bf16", "cuda", 5, 50, 8};
+  c.parallel = {2, 3, 2, 3, 2, 2, 4, "gpipe", "block", 60.5, {1, 3}, 1};
+  c.train = {1000, 16, 18446744073709551615ull, "bf16", "cuda", 5, 50, 8, 1024.0, 50};
   c.optim = {0.1 + 0.2, 1e-5, 100, 0.0, 0.8, 0.999, 1e-10, 0.5};
   c.data = {"my data/x: y", 2};
   c.checkpoint = {"~", 250, 5, "runs/a/checkpoints/step_00000100"};

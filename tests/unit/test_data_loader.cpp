@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -137,6 +138,31 @@ TEST_F(DataLoader, BatchesDoNotDependOnDataParallelSize) {
       ASSERT_EQ(cat, ref[size_t(s)]) << "dp=" << dp << " step " << s;
     }
   }
+}
+
+// With m micro-batches, global micro-batch j is rows [j*B/m, (j+1)*B/m) of the global batch
+// whatever dp is: rank r's local micro-batch j is the r-th part of it (pipeline invariance).
+TEST_F(DataLoader, MicroBatchesAreSlicesOfTheGlobalBatch) {
+  ShardedLoader full(options(0, 1, 0));
+  auto ref = batches(full, 3);
+  const int64_t T1 = 17, m = 2, dp = 2, per = 8 / (m * dp);  // rows per local micro-batch
+  for (int64_t r = 0; r < dp; ++r) {
+    LoaderOptions o = options(r, dp, r % 2 ? 2 : 0);
+    o.microbatches = m;
+    ShardedLoader l(o);
+    auto got = batches(l, 3);
+    for (int s = 0; s < 3; ++s)
+      for (int64_t j = 0; j < m; ++j)
+        for (int64_t k = 0; k < per; ++k) {
+          const int64_t local = j * per + k, global = j * (8 / m) + r * per + k;
+          const auto* a = got[size_t(s)].data() + local * T1;
+          const auto* b = ref[size_t(s)].data() + global * T1;
+          ASSERT_TRUE(std::equal(a, a + T1, b)) << "rank " << r << " step " << s << " micro " << j << " row " << k;
+        }
+  }
+  LoaderOptions bad = options(0, 2, 0);
+  bad.microbatches = 3;  // 8 rows do not split into 2 x 3
+  EXPECT_THROW(ShardedLoader l(bad), moe::ConfigError);
 }
 
 TEST_F(DataLoader, RestoreResumesExactly) {
