@@ -74,6 +74,7 @@ TEST(PlanValidation, MemoryMatchesTheTrainerForTheBenchLayouts) {
 TEST(PlanValidation, OversubscribedCoresSlowEveryRank) {
   plan::Hardware hw = plan::load_hardware(MOE_SOURCE_DIR "/configs/hardware/cpu_local.yaml");
   hw.cores = 2;
+  hw.autogroup = false;  // thread-fair sharing
   hw.background_load = 0;
   hw.thread_efficiency = 0.8;
   EXPECT_DOUBLE_EQ(plan::core_share(hw, 2, 1), 1.0);
