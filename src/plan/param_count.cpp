@@ -1,6 +1,5 @@
 #include "src/plan/param_count.h"
 
-#include <algorithm>
 
 namespace moe::plan {
 namespace {
@@ -64,7 +63,6 @@ StageParams stage_params(const Config& c, int64_t stage) {
     const int64_t expert = l.experts / (par.ep * par.etp);
     s.dense += dense;
     s.expert += expert;
-    s.largest_layer = std::max(s.largest_layer, dense + expert);
     s.moe_layers += m.is_moe_layer(i) ? 1 : 0;
     s.dense_ffn_layers += m.is_moe_layer(i) ? 0 : 1;
   }
