@@ -1,6 +1,5 @@
 #include "src/plan/param_count.h"
 
-
 namespace moe::plan {
 namespace {
 
