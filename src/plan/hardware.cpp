@@ -77,13 +77,14 @@ const std::map<std::string, Setter>& setters() {
       {"cores", [](Hardware& h, const YAML::Node& n) { h.cores = int64_t(positive(n)); }},
       {"thread_efficiency", number(&Hardware::thread_efficiency)},
       {"background_load", [](Hardware& h, const YAML::Node& n) { h.background_load = non_negative(n); }},
+      {"autogroup", [](Hardware& h, const YAML::Node& n) { h.autogroup = n.as<bool>(); }},
   };
   return s;
 }
 
 const char* kOptional[] = {"name",        "matmul_efficiency", "stores_attention_scores", "attention_flops",
                            "op_overhead", "sync_overhead",     "cores",                   "thread_efficiency",
-                           "background_load"};
+                           "background_load", "autogroup"};
 
 }  // namespace
 
@@ -124,7 +125,12 @@ Hardware parse_hardware(const std::string& yaml_text, const std::string& source)
 
 double core_share(const Hardware& hw, int64_t ranks, int64_t threads) {
   if (hw.cores <= 0) return 1.0;
-  const double busy = double(ranks) * double(std::max<int64_t>(threads, 1)) + hw.background_load;
+  const double mine = double(ranks) * double(std::max<int64_t>(threads, 1));
+  if (hw.autogroup) {
+    // This session is on min(mine, cores) cores and gets 1 / (1 + others) of each.
+    return std::min(1.0, std::min(mine, double(hw.cores)) / ((1.0 + hw.background_load) * mine));
+  }
+  const double busy = mine + hw.background_load;
   // Fair share: each runnable thread gets cores / busy of a core once the cores are oversubscribed.
   return std::min(1.0, double(hw.cores) / busy);
 }
@@ -178,7 +184,8 @@ std::string dump_hardware(const Hardware& h, const std::string& comment) {
   if (h.cores > 0)
     o << "cores: " << h.cores << "\n"
       << "thread_efficiency: " << num(h.thread_efficiency) << "\n"
-      << "background_load: " << num(h.background_load) << "\n";
+      << "background_load: " << num(h.background_load) << "\n"
+      << "autogroup: " << (h.autogroup ? "true" : "false") << "\n";
   return o.str();
 }
 

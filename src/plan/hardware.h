@@ -34,13 +34,19 @@ struct Hardware {
   int64_t cores = 0;
   double thread_efficiency = 1.0;  // speed-up of t threads in one rank = 1 + (t - 1) x this
   double background_load = 0;
+  // Linux autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled): the cores are shared
+  // fairly between sessions, not threads, so all ranks of one mpirun (one session) share one
+  // session's part, and background_load counts other sessions per core instead of threads.
+  bool autogroup = false;
   double peak_flops(const std::string& precision) const {
     return precision == "fp32" ? fp32_matmul_flops : matmul_flops;
   }
 };
 
 // CPU profiles: the fraction of a core each runnable thread gets when `ranks` ranks of `threads`
-// threads share the machine with background_load others (1 for profiles without `cores`).
+// threads share the machine with background_load others (1 for profiles without `cores`):
+// threads share fairly, cores / (ranks x threads + background_load); under autogroup the run's
+// session gets min(ranks x threads, cores) / (1 + background_load) cores, split among its threads.
 double core_share(const Hardware& hw, int64_t ranks, int64_t threads);
 // How fast one rank computes relative to one thread alone on a core:
 // (1 + (threads - 1) x thread_efficiency x share) x share.

@@ -56,6 +56,8 @@ std::vector<Layout> enumerate_layouts(const Config& c, int64_t world, const Enum
       const int64_t dp = world / pp / tp;
       for (int64_t ep : divisors(dp * tp)) {
         for (int64_t etp : divisors(dp * tp / ep)) {
+          // The trainer's expert tensor parallelism: over the tp group, or over dp ranks with tp 1.
+          if (etp != 1 && etp != tp && tp != 1) continue;
           Layout base{dp, tp, pp, ep, etp, 0, 1, "none"};
           if (!valid(c, base)) continue;  // shape divisibility does not depend on the rest
           std::vector<int64_t> mbs = o.microbatches;

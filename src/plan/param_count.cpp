@@ -1,7 +1,5 @@
 #include "src/plan/param_count.h"
 
-#include <algorithm>
-
 namespace moe::plan {
 namespace {
 
@@ -53,17 +51,17 @@ StageParams stage_params(const Config& c, int64_t stage) {
   const int64_t per_stage = m.n_layers / par.pp;
   StageParams s;
   s.layers = per_stage;
-  // Vocabulary-parallel embedding and head on the first and last stage.
-  if (stage == 0) s.dense += m.vocab_size * m.d_model / par.tp;
-  if (stage == par.pp - 1) s.dense += m.vocab_size * m.d_model / par.tp + m.d_model;
+  // Embedding and head on the first and last stage, replicated over tp (no vocabulary-parallel
+  // head in the trainer: docs/distributed.md, "Tensor parallelism").
+  if (stage == 0) s.dense += m.vocab_size * m.d_model;
+  if (stage == par.pp - 1) s.dense += m.vocab_size * m.d_model + m.d_model;
   for (int64_t i = stage * per_stage; i < (stage + 1) * per_stage; ++i) {
     const LayerParams l = layer_params(c, i);
-    // Norms and the router are replicated over tp; the matrices are split.
-    const int64_t dense = (l.attention + l.dense_ffn + l.shared) / par.tp + l.norms + l.router;
+    // Norms, the router and the shared experts are replicated over tp; the other matrices are split.
+    const int64_t dense = (l.attention + l.dense_ffn) / par.tp + l.norms + l.router + l.shared;
     const int64_t expert = l.experts / (par.ep * par.etp);
     s.dense += dense;
     s.expert += expert;
-    s.largest_layer = std::max(s.largest_layer, dense + expert);
     s.moe_layers += m.is_moe_layer(i) ? 1 : 0;
     s.dense_ffn_layers += m.is_moe_layer(i) ? 0 : 1;
   }

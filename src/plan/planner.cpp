@@ -27,6 +27,7 @@ std::string hint_for(const std::string& part, const Layout& l) {
   if (part == "weights") return l.zero_stage < 3 ? "try zero_stage 3, or more tp, pp or ep" : "try more tp, pp or ep";
   if (part == "activations")
     return l.recompute != "block" ? "try recompute block or more microbatches" : "try more tp, pp or microbatches";
+  if (part == "ZeRO gather staging") return "try zero_stage 2 (stage 3 stages a whole layer) or more tp, pp or ep";
   return "try a lower moe.capacity_factor or more ep";
 }
 
@@ -42,7 +43,8 @@ std::string fit_reason(const Layout& l, const MemoryBreakdown& m, double capacit
                                                   {"gradients", m.grads},
                                                   {"optimizer state", m.optimizer},
                                                   {"activations", m.activations},
-                                                  {"all-to-all buffers", m.a2a_buffers}};
+                                                  {"all-to-all buffers", m.a2a_buffers},
+                                                  {"ZeRO gather staging", m.staging}};
   auto biggest = std::max_element(std::begin(parts), std::end(parts),
                                   [](const auto& a, const auto& b) { return a.second < b.second; });
   // Enough digits that "needs X > Y" never reads as X == Y.

@@ -25,7 +25,7 @@ nlohmann::json layout_json(const Layout& l) {
 nlohmann::json memory_json(const MemoryBreakdown& m) {
   return {{"stage", m.stage},     {"params", m.params},           {"grads", m.grads},
           {"optimizer", m.optimizer}, {"activations", m.activations}, {"a2a_buffers", m.a2a_buffers},
-          {"total", m.total()}};
+          {"staging", m.staging},   {"total", m.total()}};
 }
 
 nlohmann::json time_json(const StepBreakdown& t) {
@@ -107,7 +107,7 @@ std::string plan_table(const PlanInputs& in, const PlanResult& r, int64_t top) {
   } else {
     s += strformat("; the fastest %lld:\n\n", (long long)std::min<int64_t>(top, int64_t(r.fitting.size())));
     s += strformat("%3s  %-38s %7s = %6s %6s %6s %6s %6s | %8s = %8s %8s %8s %8s %8s %8s %8s %8s | %10s %6s\n", "#",
-             "layout", mem_unit, "wts", "grad", "opt", "act", "a2a", "step s", "compute", "recomp", "imbal", "tp",
+             "layout", mem_unit, "wts", "grad", "opt", "act", "comm", "step s", "compute", "recomp", "imbal", "tp",
              "ep", "pp+bub", "dp", "optim", "tokens/s", "MFU");
     for (size_t i = 0; i < r.fitting.size() && int64_t(i) < top; ++i) {
       const LayoutEstimate& e = r.fitting[i];
@@ -116,7 +116,7 @@ std::string plan_table(const PlanInputs& in, const PlanResult& r, int64_t top) {
       s += strformat("%3zu  %-38s %7.2f = %6.2f %6.2f %6.2f %6.2f %6.2f | %8.4g = %8.3g %8.3g %8.3g %8.3g %8.3g %8.3g %8.3g "
                "%8.3g | %10.4g %5.1f%%\n",
                i + 1, describe(e.layout).c_str(), m.total() / unit_bytes, m.params / unit_bytes, m.grads / unit_bytes,
-               m.optimizer / unit_bytes, m.activations / unit_bytes, m.a2a_buffers / unit_bytes, t.total(), t.compute, t.recompute,
+               m.optimizer / unit_bytes, m.activations / unit_bytes, (m.a2a_buffers + m.staging) / unit_bytes, t.total(), t.compute, t.recompute,
                t.imbalance, t.tp_comm, t.ep_comm, t.pp_comm + t.bubble, t.dp_comm, t.optimizer, e.tokens_per_s,
                100.0 * e.mfu);
     }

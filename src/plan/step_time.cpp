@@ -37,14 +37,19 @@ ForwardGroups train_groups(const Config& c, const Hardware& hw, int64_t stage, d
     if (!m.is_moe_layer(i)) {
       ffn_w += 3 * D * double(m.ffn_hidden) / tp;
     } else {
-      ffn_w += double(c.moe.num_experts) * D + 3 * D * double(c.moe.num_shared_experts * c.moe.expert_hidden) / tp;
+      // Router and shared experts are replicated over tp.
+      ffn_w += double(c.moe.num_experts) * D + 3 * D * double(c.moe.num_shared_experts * c.moe.expert_hidden);
       expert_w += 3 * D * double(c.moe.expert_hidden) * double(c.moe.num_experts) / double(p.ep * p.etp);
     }
   }
-  if (stage == p.pp - 1) ffn_w += double(m.vocab_size) * D / tp;  // output head
-  // Active expert work per token on this rank: top_k experts' matrices, spread over tp ranks.
+  if (stage == p.pp - 1) ffn_w += double(m.vocab_size) * D;  // output head, replicated over tp
+  // Active expert work per token on this rank: its top_k rows through 1/etp of the hidden units;
+  // etp over dp ranks (tp 1) gathers the group's rows (etp x as many). With etp 1 every tp rank
+  // computes the whole experts on the same tokens.
   const StageParams sp = stage_params(c, stage);
-  const double expert_active = double(sp.moe_layers) * double(c.moe.top_k) * 3 * D * double(c.moe.expert_hidden) / tp;
+  const double etp_rows = p.tp == 1 ? double(p.etp) : 1.0;
+  const double expert_active = double(sp.moe_layers) * double(c.moe.top_k) * etp_rows * 3 * D *
+                               double(c.moe.expert_hidden) / double(p.etp);
   ForwardGroups g;
   // Weights are read in forward and backward and their gradients written: 3 passes.
   g.attn_proj = roof(3 * 2 * tokens * proj_w, 3 * proj_w * pb, hw, prec);
@@ -99,15 +104,22 @@ StepBreakdown stage_step(const Config& c, const Hardware& hw, double imbalance, 
   const double tp_comm = tp_ops * allreduce_time(act, p.tp, tp_link) / sh.share;
 
   // Expert parallel: dispatch and combine in forward and backward; the busiest rank waits.
-  const double rows = tokens * double(c.moe.top_k) * double(p.etp) / double(p.tp) * imbalance;
+  // Each rank dispatches its own k rows per token (tp ranks the same ones).
+  const double rows = tokens * double(c.moe.top_k) * imbalance;
   double a2a_ops = 4.0 * double(sp.moe_layers);
   // block re-runs dispatch and combine; moe recomputes the experts from the kept dispatched rows.
   if (p.recompute == "block") a2a_ops += 2.0 * double(sp.moe_layers);
   double ep_comm = a2a_ops * alltoall_time(rows * D * pb, p.ep, link_for_span(hw, p.ep * p.etp));
-  // Expert tensor parallel: gather the expert input and reduce-scatter its output, both passes.
-  ep_comm += 2.0 * double(sp.moe_layers) *
-             (allgather_time(rows * D * pb, p.etp, link_for_span(hw, p.etp)) +
-              reduce_scatter_time(rows * D * pb, p.etp, link_for_span(hw, p.etp)));
+  // Expert tensor parallel over dp ranks: gather the group's rows and reduce-scatter their
+  // partial outputs, in both passes. Over the tp group: all-reduce the (N, D) routed output in
+  // forward and the partial d(xn) in backward.
+  const Link etp_link = link_for_span(hw, p.etp);
+  if (p.tp == 1)
+    ep_comm += 2.0 * double(sp.moe_layers) *
+               (allgather_time(double(p.etp) * rows * D * pb, p.etp, etp_link) +
+                reduce_scatter_time(double(p.etp) * rows * D * pb, p.etp, etp_link));
+  else
+    ep_comm += 2.0 * double(sp.moe_layers) * allreduce_time(act, p.etp, etp_link);
 
   // Pipeline: an activation forward and its gradient backward per micro-batch.
   const double pp_comm = p.pp > 1 ? 2.0 * p2p_time(act, link_for_span(hw, 2 * p.dp * p.tp)) / sh.share : 0.0;

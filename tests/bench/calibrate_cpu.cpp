@@ -147,6 +147,13 @@ double op_overhead() {
   return t / moe::plan::kernel_calls(c, 0);
 }
 
+// Linux shares the cores between sessions rather than threads when autogroup is on.
+bool autogroup_enabled() {
+  std::ifstream f("/proc/sys/kernel/sched_autogroup_enabled");
+  int on = 0;
+  return (f >> on) && on == 1;
+}
+
 int compute_phase(const std::string& config_file) {
   moe::Config c = moe::load_config(config_file, {});
   const int64_t cores = std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()));
@@ -168,15 +175,17 @@ int compute_phase(const std::string& config_file) {
   // is 1 + (t - 1) x efficiency.
   const double t = double(cores);
   const double efficiency = cores > 1 ? std::clamp((t * gemm_many / gemm - 1.0) / (t - 1.0), 0.05, 1.0) : 1.0;
-  // A thread that got a fraction `share` of a core competed with cores / share - 1 others.
-  const double bg1 = std::max(0.0, double(cores) / share1 - 1.0);
-  const double bg_many = std::max(0.0, double(cores) / share_many - t);
+  // A thread that got a fraction `share` of a core competed with cores / share - 1 others; under
+  // autogroup scheduling this process's session competed with 1 / share - 1 others per core.
+  const bool autogroup = autogroup_enabled();
+  const double bg1 = std::max(0.0, autogroup ? 1.0 / share1 - 1.0 : double(cores) / share1 - 1.0);
+  const double bg_many = std::max(0.0, autogroup ? 1.0 / share_many - 1.0 : double(cores) / share_many - t);
   std::printf("# compute phase: %s shapes, %lld rows; core share %.2f (1 thread), %.2f (%lld threads)\n",
               config_file.c_str(), (long long)d.N, share1, share_many, (long long)cores);
   std::printf("matmul_flops: %.6g\nattention_flops: %.6g\nmemory_bandwidth: %.6g\nop_overhead: %.6g\n", gemm,
               attention, bandwidth, overhead);
-  std::printf("cores: %lld\nthread_efficiency: %.4g\nbackground_load: %.3g\n", (long long)cores, efficiency,
-              (bg1 + bg_many) / 2);
+  std::printf("cores: %lld\nthread_efficiency: %.4g\nbackground_load: %.3g\nautogroup: %s\n", (long long)cores,
+              efficiency, (bg1 + bg_many) / 2, autogroup ? "true" : "false");
   return 0;
 }
 
@@ -195,22 +204,36 @@ double one_way_seconds(moe::comm::Communicator& w, int64_t bytes, int reps) {
 }
 
 // What a small all-reduce between bursts of compute costs beyond the compute (both ranks
-// working, as in training): the wait for the other rank to be scheduled and finish.
+// working, as in training): the wait for the other rank to be scheduled and finish. The bursts
+// (four 512^3 GEMMs, ~10 ms on one core) are as long as the compute between the trainer's
+// blocking collectives, so a loaded machine preempts ranks between them as it does in training;
+// bursts much shorter than a scheduler slice rarely see that and underestimate the wait.
 double sync_overhead(moe::comm::Communicator& w) {
-  std::vector<float> a = filled(128 * 128, 0.01f), out = a;
-  auto burst = [&] { moe::ops::matmul_forward(out.data(), a.data(), a.data(), 128, 128, 128); };
-  const int n = 200;
+  const int64_t k = 512;
+  std::vector<float> a = filled(size_t(k * k), 0.01f), out = a;
+  auto burst = [&] {
+    for (int i = 0; i < 4; ++i) moe::ops::matmul_forward(out.data(), a.data(), a.data(), k, k, k);
+  };
+  // Rounds of (bursts alone, bursts with a sync after each) back to back, so a change of the
+  // machine's load between the two halves moves one round, not the median.
+  const int n = 5, rounds = 7;
   double x = 0;
-  auto t0 = Clock::now();
-  for (int i = 0; i < n; ++i) burst();
-  const double alone = seconds_since(t0);
-  w.barrier();
-  t0 = Clock::now();
-  for (int i = 0; i < n; ++i) {
-    burst();
-    w.allreduce_sum(&x, 1);
+  std::vector<double> extras;
+  for (int r = 0; r < rounds; ++r) {
+    w.barrier();
+    auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i) burst();
+    const double alone = seconds_since(t0);
+    w.barrier();
+    t0 = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      burst();
+      w.allreduce_sum(&x, 1);
+    }
+    extras.push_back((seconds_since(t0) - alone) / n);
   }
-  double extra = std::max(0.0, (seconds_since(t0) - alone) / n);
+  std::sort(extras.begin(), extras.end());
+  double extra = std::max(0.0, extras[extras.size() / 2]);
   w.allreduce_max(&extra, 1);
   return extra;
 }
@@ -242,8 +265,9 @@ int comm_phase(moe::comm::Communicator& world, const std::string& compute_file, 
   h.op_overhead = part["op_overhead"].as<double>();
   h.thread_efficiency = part["thread_efficiency"].as<double>();
   h.background_load = part["background_load"].as<double>();
+  h.autogroup = part["autogroup"].as<bool>();
   // Measured on 2 ranks at the calibration's load; the planner divides by each layout's share.
-  h.sync_overhead = sync * std::min(1.0, double(h.cores) / (2.0 + h.background_load));
+  h.sync_overhead = sync * moe::plan::core_share(h, 2, 1);
   h.memory_bytes = mem_total_kib * 1024.0 / double(h.cores);
   h.intra_node = {p2p_bw, latency};
   h.inter_node = h.intra_node;       // one machine: every rank talks through shared memory

@@ -27,6 +27,7 @@ TEST(PlanLayout, EnumerationRespectsDivisibility) {
     EXPECT_EQ(c.model.n_layers % l.pp, 0) << plan::describe(l);
     EXPECT_EQ(c.train.batch_size % (l.dp * l.microbatches), 0) << plan::describe(l);
     EXPECT_EQ((l.dp * l.tp) % (l.ep * l.etp), 0) << plan::describe(l);
+    EXPECT_TRUE(l.etp == 1 || l.etp == l.tp || l.tp == 1) << plan::describe(l);
     EXPECT_NO_THROW(validate_layout(plan::with_layout(c, l), 16)) << plan::describe(l);
     grids.insert({l.dp, l.tp, l.pp, l.ep, l.etp});
   }
@@ -35,13 +36,17 @@ TEST(PlanLayout, EnumerationRespectsDivisibility) {
     EXPECT_LE(std::get<0>(g), 8);
     EXPECT_LE(std::get<2>(g), 8);
   }
-  EXPECT_TRUE(grids.count({8, 2, 1, 4, 4}));   // ep 4 x etp 4 folds into dp 8 x tp 2
+  EXPECT_TRUE(grids.count({8, 2, 1, 4, 2}));   // ep 4 x etp 2 (= tp) folds into dp 8 x tp 2
+  EXPECT_TRUE(grids.count({16, 1, 1, 2, 8}) || grids.count({8, 1, 2, 2, 4}));  // etp over dp ranks (tp 1)
+  // The trainer runs etp over the tp group or, with tp 1, over dp ranks: nothing else is listed.
+  EXPECT_FALSE(grids.count({8, 2, 1, 4, 4}));
+  EXPECT_FALSE(grids.count({8, 2, 1, 1, 4}));
   EXPECT_TRUE(grids.count({2, 1, 8, 2, 1}));
   EXPECT_FALSE(grids.count({4, 4, 1, 1, 1}));  // tp 4 does not divide 2 kv heads
   // Every combination of zero stage and recompute mode is listed for a valid grid.
   int64_t n = 0;
   for (const plan::Layout& l : layouts)
-    if (l.dp == 8 && l.tp == 2 && l.pp == 1 && l.ep == 4 && l.etp == 4 && l.microbatches == 1) ++n;
+    if (l.dp == 8 && l.tp == 2 && l.pp == 1 && l.ep == 4 && l.etp == 2 && l.microbatches == 1) ++n;
   EXPECT_EQ(n, 4 * 4);
 }
 

@@ -5,9 +5,11 @@
 #include <vector>
 
 #include "src/model/transformer.h"
+#include "src/parallel/grad_buckets.h"
 #include "src/plan/layout.h"
 #include "src/plan/memory.h"
 #include "src/plan/param_count.h"
+#include "src/plan/zero_shape.h"
 #include "src/train/model_state.h"
 #include "tests/unit/test_plan_fixtures.h"
 
@@ -26,20 +28,92 @@ plan::MemoryBreakdown memory_at(int64_t dp, int64_t zero, const std::string& pre
 TEST(PlanMemory, ZeroStagesShardAsOneOverDp) {
   for (int64_t dp : {2, 4, 8}) {
     const double r = double(dp);
+    Config c = test::plan_config();
+    c.train.precision = "bf16";
+    plan::Layout l;
+    l.dp = dp;
     for (int64_t z = 0; z <= 3; ++z) {
+      l.zero_stage = z;
+      const plan::ZeroShape zs = plan::zero_shape(plan::with_layout(c, l), 0);
       const plan::MemoryBreakdown one = memory_at(1, z), many = memory_at(dp, z);
-      // Optimizer state from stage 1, gradients from 2, weights from 3; the rest stays whole.
-      EXPECT_DOUBLE_EQ(many.optimizer, z >= 1 ? one.optimizer / r : one.optimizer) << "dp " << dp << " z " << z;
-      EXPECT_DOUBLE_EQ(many.grads, z >= 2 ? one.grads / r : one.grads) << "dp " << dp << " z " << z;
-      if (z < 3) {
-        EXPECT_DOUBLE_EQ(many.params, one.params);
+      const std::string at = "dp " + std::to_string(dp) + " z " + std::to_string(z);
+      // Optimizer state from stage 1; from 2 the gradient shard plus two stages of full
+      // gradients; from 3 the weight shard plus the other ranks' parts of two stages.
+      EXPECT_DOUBLE_EQ(many.optimizer, z >= 1 ? one.optimizer / r : one.optimizer) << at;
+      EXPECT_NEAR(zs.owned * r, double(plan::count_params(c).total()), 1e-6 * zs.owned * r) << at;
+      if (z >= 2) {
+        EXPECT_DOUBLE_EQ(many.grads, 2 * (zs.owned + zs.grad_pair)) << at;
+        EXPECT_LE(many.grads, 2 * (zs.owned + 2 * zs.largest_stage)) << at;  // shard + 2 S
+        EXPECT_LT(many.grads, one.grads) << at;
+      } else {
+        EXPECT_DOUBLE_EQ(many.grads, one.grads) << at;
       }
+      if (z >= 3) {
+        EXPECT_DOUBLE_EQ(many.params, 2 * (zs.owned + zs.gathered_stage)) << at;
+        EXPECT_DOUBLE_EQ(zs.gathered_stage, zs.largest_stage * (1 - 1 / r)) << at;  // no experts split over ep
+        EXPECT_DOUBLE_EQ(many.staging,
+                         2 * (zs.largest_shared_bucket + zs.largest_prefetched_stage + zs.first_stage_bucket))
+            << at;
+      } else {
+        EXPECT_DOUBLE_EQ(many.params, one.params) << at;
+      }
+      EXPECT_EQ(many.staging > 0, z >= 1) << at;
     }
   }
-  // ZeRO-3 shards the weights but keeps a gather buffer of two layers, so it falls towards that.
+  // ZeRO-3 shards the weights but gathers two stages at a time, so it falls towards that.
   const plan::MemoryBreakdown z3a = memory_at(2, 3), z3b = memory_at(8, 3);
   EXPECT_LT(z3b.params, z3a.params);
   EXPECT_GT(z3b.params, memory_at(1, 0).params / 8);
+}
+
+// The stages of plan_config alternate dense (0, 2, ..) and MoE (1, 3, ..) blocks between the
+// embeddings and the head: the two largest neighbours are a dense and a MoE block.
+TEST(PlanMemory, ZeroShapeFollowsTheStagesAndBuckets) {
+  Config c = test::plan_config();
+  c.parallel.dp = 2;
+  c.parallel.zero_stage = 2;
+  const auto& m = c.model;
+  const double D = double(m.d_model), attn = D * double(m.head_dim()) * double(2 * m.n_heads + 2 * m.n_kv_heads);
+  const double dense_block = attn + 2 * D + 3 * D * double(m.ffn_hidden);
+  const double E = double(c.moe.num_experts), Fe = double(c.moe.expert_hidden);
+  const double moe_block = attn + 2 * D + E * D + E + (E + 1) * 3 * D * Fe;  // + one shared expert
+  const plan::ZeroShape z = plan::zero_shape(c, 0);
+  EXPECT_DOUBLE_EQ(z.largest_stage, moe_block);
+  EXPECT_DOUBLE_EQ(z.grad_pair, dense_block + moe_block);
+  EXPECT_DOUBLE_EQ(z.largest_prefetched_stage, moe_block);
+  // Stage-aligned buckets never exceed a stage's dense or expert part; the first stage in use
+  // order is the embeddings (one bucket).
+  EXPECT_GT(z.largest_bucket, 0.0);
+  EXPECT_LE(z.largest_bucket, E * 3 * D * Fe);
+  EXPECT_DOUBLE_EQ(z.largest_shared_bucket, z.largest_bucket);
+  EXPECT_DOUBLE_EQ(z.first_stage_bucket, double(m.vocab_size) * D);
+  // Under ep 2 the experts are reduced over edp = 1: only dense buckets are shared.
+  c.parallel.ep = 2;
+  const plan::ZeroShape ep2 = plan::zero_shape(c, 0);
+  EXPECT_LE(ep2.largest_shared_bucket, dense_block);
+  EXPECT_GT(ep2.largest_bucket, ep2.largest_shared_bucket);
+}
+
+// zero_shape walks the rank's tensors as GradBuckets walks the parameter table: same order,
+// sizes, stages and expert flags, for layouts that split them differently.
+TEST(PlanMemory, RankTensorsFollowTheParameterTable) {
+  for (auto [tp, ep, etp] : {std::tuple{1, 1, 1}, {2, 1, 1}, {2, 2, 2}, {1, 4, 2}}) {
+    Config c = test::plan_config();
+    c.model.first_dense_layers = 1;
+    c.parallel.dp = 8 / tp;
+    c.parallel.tp = tp;
+    c.parallel.ep = ep;
+    c.parallel.etp = etp;
+    const ParamTable table = build_param_table(c, ExpertShard{ep, 0, etp, 0}, TensorShard{tp, 0});
+    const std::vector<plan::TensorSize> got = plan::rank_tensors(c, 0);
+    ASSERT_EQ(got.size(), table.params().size()) << "tp " << tp << " ep " << ep << " etp " << etp;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const ParamInfo& p = table.params()[i];
+      EXPECT_EQ(got[i].numel, p.numel) << p.name;
+      EXPECT_EQ(got[i].stage, grad_stage_of(p.name, c.model.n_layers)) << p.name;
+      EXPECT_EQ(got[i].expert, p.shard.expert) << p.name;
+    }
+  }
 }
 
 TEST(PlanMemory, MixedPrecisionKeepsFp32MasterWeights) {

@@ -74,6 +74,7 @@ TEST(PlanValidation, MemoryMatchesTheTrainerForTheBenchLayouts) {
 TEST(PlanValidation, OversubscribedCoresSlowEveryRank) {
   plan::Hardware hw = plan::load_hardware(MOE_SOURCE_DIR "/configs/hardware/cpu_local.yaml");
   hw.cores = 2;
+  hw.autogroup = false;  // thread-fair sharing
   hw.background_load = 0;
   hw.thread_efficiency = 0.8;
   EXPECT_DOUBLE_EQ(plan::core_share(hw, 2, 1), 1.0);
@@ -93,6 +94,29 @@ TEST(PlanValidation, OversubscribedCoresSlowEveryRank) {
   // GPU profiles (no `cores`) never share.
   hw.cores = 0;
   EXPECT_DOUBLE_EQ(plan::rank_speed(hw, 64, 4), 1.0);
+}
+
+// Linux autogroup: the cores are shared between sessions, so the ranks of one mpirun split one
+// session's part, however many there are.
+TEST(PlanValidation, AutogroupSharesCoresBySession) {
+  plan::Hardware hw = plan::load_hardware(MOE_SOURCE_DIR "/configs/hardware/cpu_local.yaml");
+  hw.cores = 2;
+  hw.autogroup = true;
+  hw.background_load = 0;
+  EXPECT_DOUBLE_EQ(plan::core_share(hw, 1, 1), 1.0);
+  EXPECT_DOUBLE_EQ(plan::core_share(hw, 2, 1), 1.0);
+  EXPECT_DOUBLE_EQ(plan::core_share(hw, 4, 1), 0.5);
+  hw.background_load = 1;  // one other busy session on each core
+  EXPECT_DOUBLE_EQ(plan::core_share(hw, 1, 1), 0.5);
+  EXPECT_DOUBLE_EQ(plan::core_share(hw, 2, 1), 0.5);
+  EXPECT_DOUBLE_EQ(plan::core_share(hw, 4, 1), 0.25);  // the session's one core of two, over 4 ranks
+  // Thread-fair sharing would give the 4 ranks more of the machine than the 2.
+  hw.autogroup = false;
+  hw.background_load = 2;
+  EXPECT_GT(4 * plan::core_share(hw, 4, 1), 2 * plan::core_share(hw, 2, 1));
+  // The profile round-trips the flag.
+  hw.autogroup = true;
+  EXPECT_TRUE(plan::parse_hardware(plan::dump_hardware(hw, ""), "dump").autogroup);
 }
 
 }  // namespace
