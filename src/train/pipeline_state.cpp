@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "src/core/page_memory.h"
+
 namespace moe {
 
 void gather_pipeline_params(const StageLayout& layout, ModelState& model, comm::Communicator& pp) {
@@ -29,6 +31,18 @@ void copy_moments(const ParamTable& table, AdamW& from, AdamW& to) {
     std::copy_n(from.v_of(i), ps[i].numel, to.v_of(i));
   }
   to.set_steps_done(from.steps_done());
+}
+
+void release_foreign(const ParamTable& table, const std::vector<bool>& foreign, float* buffer) {
+  const auto& ps = table.params();
+  for (size_t i = 0; i < ps.size(); ++i)
+    if (i < foreign.size() && foreign[i]) release_floats(buffer + ps[i].offset, ps[i].numel);
+}
+
+void zero_own_grads(const ParamTable& table, const std::vector<bool>& foreign, float* grads) {
+  const auto& ps = table.params();
+  for (size_t i = 0; i < ps.size(); ++i)
+    if (i >= foreign.size() || !foreign[i]) std::fill_n(grads + ps[i].offset, ps[i].numel, 0.0f);
 }
 
 }  // namespace moe

@@ -1,5 +1,5 @@
-// Checkpoints under pipeline parallelism. Every rank holds the full parameter table, but a stage
-// updates only its own tensors and keeps AdamW moments (or its ZeRO shard of them) for those only.
+// Checkpoints under pipeline parallelism. Every rank has the full parameter table's addresses (the
+// other stages' floats released, see release_foreign), but a stage updates only its own tensors and keeps AdamW moments (or its ZeRO shard of them) for those only.
 // Before a save, each tensor's parameters and moments are broadcast from its owning stage over the
 // pp group, so the first stage holds the whole up-to-date state and the ordinary (pp = 1) writer
 // saves it: the checkpoint is a set of full tensors that loads under any pp
@@ -20,6 +20,15 @@ void gather_pipeline_params(const StageLayout& layout, ModelState& model, comm::
 // `full` (an AdamW over the whole table) holds this stage's moments; afterwards it holds every
 // tensor's, and `model` every tensor's parameters, from the owning stages. Collective over pp.
 void gather_pipeline_state(const StageLayout& layout, ModelState& model, AdamW& full, comm::Communicator& pp);
+
+// A stage keeps only its own tensors in physical memory: the floats of the other stages' tensors
+// (foreign[i], one flag per table parameter) in `buffer` (parameters or gradients) are zeroed and
+// their pages returned to the OS (src/core/page_memory.h); the table keeps its addresses, so a later
+// gather_pipeline_params fills them again (then release them again).
+void release_foreign(const ParamTable& table, const std::vector<bool>& foreign, float* buffer);
+
+// Zeroes the gradients of this stage's tensors only (the others stay released).
+void zero_own_grads(const ParamTable& table, const std::vector<bool>& foreign, float* grads);
 
 // Copies the moments (and step count) of every tensor both update from `from` into `to`.
 void copy_moments(const ParamTable& table, AdamW& from, AdamW& to);

@@ -25,12 +25,21 @@ const ModelParams& ComputeWeights::refresh(const ModelState& model) {
   if (per_range_) return p_;  // each range was rounded when its stage was gathered
   const auto& ps = model.table.params();
   for (size_t i = 0; i < ps.size(); ++i) {
+    if (i < skip_.size() && skip_[i]) continue;
     const float* src = model.params.data() + ps[i].offset;
     float* dst = buf_.data() + ps[i].offset;
     if (rounded_[i]) half::round_to(dst, src, ps[i].numel, prec_);
     else std::copy(src, src + ps[i].numel, dst);
   }
   return p_;
+}
+
+void ComputeWeights::skip_tensors(const ParamTable& table, const std::vector<bool>& skip) {
+  if (prec_ == Precision::fp32) return;
+  skip_ = skip;
+  const auto& ps = table.params();
+  for (size_t i = 0; i < ps.size() && i < skip.size(); ++i)
+    if (skip[i]) release_floats(buf_.data() + ps[i].offset, ps[i].numel);
 }
 
 void ComputeWeights::set_per_range() {

@@ -27,6 +27,9 @@ class ComputeWeights {
   Precision precision() const { return prec_; }
   int64_t bytes() const { return int64_t(buf_.size() * sizeof(float)); }
 
+  // Pipeline stages: the tensors flagged in `skip` (other stages', one flag per table parameter) are
+  // never rounded, and their part of the copy is released.
+  void skip_tensors(const ParamTable& table, const std::vector<bool>& skip);
   // Stage 3 mode: the whole copy is released now; refresh() no longer rounds anything.
   void set_per_range();
   bool per_range() const { return per_range_; }
@@ -43,6 +46,7 @@ class ComputeWeights {
   static bool rounds(const std::string& name);
 
  private:
+  std::vector<bool> skip_;
   Precision prec_;
   std::vector<bool> rounded_;  // per table entry
   std::vector<float> buf_;

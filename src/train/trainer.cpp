@@ -80,14 +80,18 @@ void write_run_config(const std::string& run_dir, const std::string& text) {
 // Per-rank memory (bytes) of the tensors this process holds: parameters, gradients (the full
 // backward workspace plus, under ZeRO 2, the reduced shard), optimizer moments, activations and
 // communication staging; mem_bytes is their sum. Buffers that ZeRO releases in part (gradients from
-// stage 2, parameters in stage 3) count the bytes they really held at the step's peak (mincore).
+// stage 2, parameters in stage 3) count the bytes they really held at the step's peak (mincore), and
+// so do a pipeline stage's (pipelined: only its own tensors stay resident).
 void add_memory(nlohmann::json& rec, const ModelState& model, const Zero3Params* z3, const GradBuckets& buckets,
-                int64_t zero, int64_t optim_floats, size_t grad_shard_floats, int64_t activation_bytes,
-                size_t staging_floats) {
+                int64_t zero, bool pipelined, int64_t optim_floats, size_t grad_shard_floats,
+                int64_t activation_bytes, size_t staging_floats) {
   const int64_t f = sizeof(float);
-  const int64_t params = z3 ? z3->peak_params_bytes() : int64_t(model.params.size()) * f;
-  const int64_t grads =
-      (zero >= 2 ? buckets.peak_resident_bytes() : int64_t(model.grads.size()) * f) + int64_t(grad_shard_floats) * f;
+  const int64_t all = int64_t(model.params.size());
+  const int64_t params = z3 ? z3->peak_params_bytes()
+                            : pipelined ? resident_bytes(model.params.data(), all) : all * f;
+  const int64_t full_grads = zero >= 2 ? buckets.peak_resident_bytes()
+                                       : pipelined ? resident_bytes(model.grads.data(), all) : all * f;
+  const int64_t grads = full_grads + int64_t(grad_shard_floats) * f;
   const int64_t optimizer = optim_floats * f, comm = int64_t(staging_floats) * f;
   rec["mem_params"] = params;
   rec["mem_grads"] = grads;
@@ -119,7 +123,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   ModelState model(c, ExpertShard{pc.ep, grid.coord.ep, pc.etp, grid.coord.etp}, TensorShard{pc.tp, grid.coord.tp});
   init_params(model.table, model.params.data(), c.train.seed);
   const std::vector<bool> frozen = frozen_params(c, model.table);  // finetune.freeze: no update, no state
-  // A pipeline stage reduces, clips and updates only its own tensors (the table stays whole).
+  // A pipeline stage reduces, clips and updates only its own tensors (the others are released below).
   const StageLayout stages = make_stage_layout(c);
   const std::vector<bool> foreign = foreign_params(stages, model.table, grid.coord.pp);
   std::vector<bool> not_updated = foreign;
@@ -191,6 +195,11 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       z3_compute = std::make_unique<Zero3ComputeHooks>(*z3, *zpart, c.model.n_layers, compute_weights, model);
     stepper.set_param_hooks(z3_compute ? static_cast<ParamStageHooks*>(z3_compute.get()) : z3.get());
   }
+  if (pc.pp > 1) {  // a stage keeps only its own tensors resident (src/train/pipeline_state.h)
+    release_foreign(model.table, foreign, model.params.data());
+    release_foreign(model.table, foreign, model.grads.data());
+    compute_weights.skip_tensors(model.table, foreign);
+  }
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
   const double flops_per_token = train_flops_per_token(c);
@@ -215,6 +224,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     if (pc.pp > 1) gather_pipeline_state(stages, model, full, *grid.pp);
     save_training_state(c, ckpt_root, step, model, full, loader, grid, extra);
     if (z3) z3->release_all();
+    if (pc.pp > 1) release_foreign(model.table, foreign, model.params.data());
   };
 
   TrainResult result;
@@ -229,7 +239,8 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     timer.set_tracing(trace.wants(step + 1));
     loader.next(tokens);
     // From stage 2 on, every gradient range was released (= zeroed) once reduced.
-    if (zero < 2) std::fill(model.grads.begin(), model.grads.end(), 0.0f);
+    if (zero < 2 && pc.pp > 1) zero_own_grads(model.table, foreign, model.grads.data());
+    else if (zero < 2) std::fill(model.grads.begin(), model.grads.end(), 0.0f);
     inject_nan_for_test(step + 1, model.table, model.params.data());
     const int64_t token_offset = int64_t(dp.rank()) * local_rows * c.model.seq_len;
     if (z3_compute) z3_compute->begin_step();
@@ -313,7 +324,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
                             {"dropped_frac", routing.dropped_frac},
                             {"max_over_mean", routing.worst_max_over_mean},
                             {"zero_stage", zero}};
-      add_memory(rec, model, z3.get(), buckets, zero, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(),
+      add_memory(rec, model, z3.get(), buckets, zero, pc.pp > 1, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(),
                  grad_shard.size(), stepper.activation_bytes(),
                  gather_staging.capacity() + size_t(z3 ? z3->staging_floats() : 0));
       if (zero >= 2) {  // the transient part: at most two stages of gradients (and parameters) at once
@@ -328,6 +339,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
         if (pc.pp > 1) gather_pipeline_params(stages, model, *grid.pp);  // eval runs the whole model per stage
         EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp, make_dispatcher, tp, etp);
         if (z3) z3->release_all();
+        if (pc.pp > 1) release_foreign(model.table, foreign, model.params.data());
         rec["eval_loss"] = ev.loss;
       }
       metrics.write(rec);
