@@ -15,6 +15,11 @@ namespace moe::comm {
 
 namespace {
 
+// memcpy with a count of zero may get null pointers (an empty rank's buffer): skip it (UBSan).
+void copy_bytes(void* dst, const void* src, size_t n) {
+  if (n > 0) std::memcpy(dst, src, n);
+}
+
 // What one rank posts for the collective in progress; the others read it between two barriers.
 struct Slot {
   const void* send = nullptr;
@@ -65,12 +70,12 @@ class ThreadCommunicator final : public Communicator {
   }
   void broadcast(void* data, int64_t bytes, int root) override {
     post(data, nullptr, bytes);
-    if (rank_ != root) std::memcpy(data, slot(root).send, size_t(bytes));
+    if (rank_ != root) copy_bytes(data, slot(root).send, size_t(bytes));
     sh_->bar.arrive_and_wait();
   }
   void allgather(const void* send, void* recv, int64_t bytes) override {
     post(send, nullptr, bytes);
-    for (int r = 0; r < size(); ++r) std::memcpy(static_cast<char*>(recv) + r * bytes, slot(r).send, size_t(bytes));
+    for (int r = 0; r < size(); ++r) copy_bytes(static_cast<char*>(recv) + r * bytes, slot(r).send, size_t(bytes));
     sh_->bar.arrive_and_wait();
   }
   void allgatherv(const void* send, int64_t send_bytes, void* recv, const int64_t* recv_bytes) override {
@@ -78,7 +83,7 @@ class ThreadCommunicator final : public Communicator {
     int64_t at = 0;
     for (int r = 0; r < size(); ++r) {
       MOE_CHECK(slot(r).bytes == recv_bytes[r], "all_gather_v: rank " + std::to_string(r) + " sent other bytes");
-      std::memcpy(static_cast<char*>(recv) + at, slot(r).send, size_t(recv_bytes[r]));
+      copy_bytes(static_cast<char*>(recv) + at, slot(r).send, size_t(recv_bytes[r]));
       at += recv_bytes[r];
     }
     sh_->bar.arrive_and_wait();
@@ -93,7 +98,7 @@ class ThreadCommunicator final : public Communicator {
   void alltoall(const void* send, void* recv, int64_t bytes_per_rank) override {
     post(send, nullptr, bytes_per_rank);
     for (int r = 0; r < size(); ++r)
-      std::memcpy(static_cast<char*>(recv) + r * bytes_per_rank,
+      copy_bytes(static_cast<char*>(recv) + r * bytes_per_rank,
                   static_cast<const char*>(slot(r).send) + rank_ * bytes_per_rank, size_t(bytes_per_rank));
     sh_->bar.arrive_and_wait();
   }
@@ -107,7 +112,7 @@ class ThreadCommunicator final : public Communicator {
       MOE_CHECK(theirs[rank_] == recv_bytes[r], "all_to_all_v: rank " + std::to_string(r) + " sends " +
                                                     std::to_string(theirs[rank_]) + " bytes, " +
                                                     std::to_string(recv_bytes[r]) + " expected");
-      std::memcpy(static_cast<char*>(recv) + at, static_cast<const char*>(slot(r).send) + from, size_t(recv_bytes[r]));
+      copy_bytes(static_cast<char*>(recv) + at, static_cast<const char*>(slot(r).send) + from, size_t(recv_bytes[r]));
       at += recv_bytes[r];
     }
     sh_->bar.arrive_and_wait();
@@ -123,7 +128,7 @@ class ThreadCommunicator final : public Communicator {
     auto& box = sh_->mail[{peer, rank_, tag}];
     sh_->cv.wait(lock, [&] { return !box.empty(); });
     MOE_CHECK(int64_t(box.front().size()) == bytes, "recv: message size differs from the posted size");
-    std::memcpy(data, box.front().data(), size_t(bytes));
+    copy_bytes(data, box.front().data(), size_t(bytes));
     box.erase(box.begin());
   }
 
@@ -191,7 +196,7 @@ class ThreadCommunicator final : public Communicator {
     for (int r = 1; r < size(); ++r)
       for (int64_t i = 0; i < n; ++i) acc[size_t(i)] = op(acc[size_t(i)], static_cast<const T*>(slot(r).send)[i]);
     sh_->bar.arrive_and_wait();
-    std::memcpy(data, acc.data(), sizeof(T) * size_t(n));
+    copy_bytes(data, acc.data(), sizeof(T) * size_t(n));
   }
   template <class F>
   RequestPtr done(F&& f) {
