@@ -164,6 +164,8 @@ int64_t global_index(const ParamInfo& p, const std::vector<int64_t>& start, int6
 
 }  // namespace
 
+int64_t global_index(const ParamInfo& p, int64_t i) { return global_index(p, shard_start(p), i); }
+
 void init_params(const ParamTable& table, float* data, uint64_t seed) {
   for (const auto& p : table.params()) {
     float* x = data + p.offset;

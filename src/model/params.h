@@ -107,6 +107,8 @@ struct ModelParams {
 ParamTable build_param_table(const Config& c, const ExpertShard& es = {}, const TensorShard& ts = {});
 // Per dimension, the index in the global tensor of this rank's first element of p.
 std::vector<int64_t> shard_start(const ParamInfo& p);
+// Index in the unsplit (global) tensor of element i of this rank's slice of p.
+int64_t global_index(const ParamInfo& p, int64_t i);
 // Points the views into `base` (a buffer of table.total() floats: params, grads or state).
 ModelParams bind_params(const Config& c, const ParamTable& table, float* base);
 // Deterministic init from (seed, name): N(0, 0.02) weights, ones for norms, zeros for the bias.

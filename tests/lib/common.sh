@@ -25,33 +25,24 @@ expect_exit() {
   [ "$got" -eq "$want" ] || { cat "$WORK/stderr" >&2; fail "exit $got, expected $want: $*"; }
 }
 
-# Per-step losses of two runs agree to a relative tolerance.
-compare_losses() {
-  python3 - "$1" "$2" "${3:-1e-5}" <<'PY'
+# compare_metric A B KEY TOL: per-step KEY of two metrics.jsonl files agrees to a relative tolerance.
+compare_metric() {
+  python3 - "$1" "$2" "$3" "$4" <<'PY'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1])]
 b = [json.loads(l) for l in open(sys.argv[2])]
-tol = float(sys.argv[3])
+key, tol = sys.argv[3], float(sys.argv[4])
 assert len(a) == len(b) and len(a) > 0, f"{len(a)} vs {len(b)} logged steps"
 for x, y in zip(a, b):
     assert x["step"] == y["step"]
-    rel = abs(x["loss"] - y["loss"]) / abs(x["loss"])
-    assert rel <= tol, f"step {x['step']}: loss {x['loss']} vs {y['loss']} (rel {rel:.2e} > {tol})"
-print(f"{len(a)} steps agree within {tol}")
+    rel = abs(x[key] - y[key]) / abs(x[key])
+    assert rel <= tol, f"step {x['step']}: {key} {x[key]} vs {y[key]} (rel {rel:.2e} > {tol})"
+print(f"{len(a)} steps agree within {tol}" + ("" if key == "loss" else f" ({key})"))
 PY
 }
 
-# Per-step gradient norms of two runs agree to a relative tolerance (default 1e-4: the norm sums
-# shards in a layout-dependent order).
-compare_norms() {
-  python3 - "$1" "$2" "${3:-1e-4}" <<'PY'
-import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-tol = float(sys.argv[3])
-assert len(a) == len(b) and len(a) > 0, f"{len(a)} vs {len(b)} logged steps"
-for x, y in zip(a, b):
-    rel = abs(x["grad_norm"] - y["grad_norm"]) / x["grad_norm"]
-    assert rel <= tol, f"step {x['step']}: grad_norm {x['grad_norm']} vs {y['grad_norm']} (rel {rel:.2e})"
-PY
-}
+# Per-step losses of two runs agree to a relative tolerance.
+compare_losses() { compare_metric "$1" "$2" loss "${3:-1e-5}"; }
+
+# Per-step gradient norms agree (default 1e-4: the norm sums shards in a layout-dependent order).
+compare_norms() { compare_metric "$1" "$2" grad_norm "${3:-1e-4}"; }

@@ -15,19 +15,14 @@
 #include "src/train/model_state.h"
 #include "tests/unit/gradcheck.h"
 #include "tests/unit/model_fixtures.h"
+#include "tests/unit/slice_fixtures.h"
 
 namespace moe {
 namespace {
 
-void on_ranks(int n, const std::function<void(comm::Communicator&)>& body) {
-  auto group = comm::make_thread_group(n, "tp");
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) threads.emplace_back([&, r] { body(*group[size_t(r)]); });
-  for (auto& t : threads) t.join();
-}
-
-// Element i of a slice (any split dims) in the unsplit tensor.
-int64_t global_index(const ParamInfo& p, int64_t i) {
+// Element i of a slice in the unsplit tensor, computed here rather than with params.cpp's
+// global_index, which the initialisation under test uses itself.
+int64_t reference_index(const ParamInfo& p, int64_t i) {
   const std::vector<int64_t> start = shard_start(p);
   int64_t g = 0, stride = 1;
   for (size_t d = p.shape.size(); d-- > 0;) {
@@ -84,7 +79,7 @@ TEST_P(Etp, SlicesHoldTheUnsplitInit) {
         EXPECT_EQ(p.shard.etp_dim >= 0, n > 1) << p.name;
       }
       for (int64_t i = 0; i < p.numel; ++i)
-        ASSERT_EQ(part.params[size_t(p.offset + i)], full.params[size_t(q.offset + global_index(p, i))]) << p.name;
+        ASSERT_EQ(part.params[size_t(p.offset + i)], full.params[size_t(q.offset + reference_index(p, i))]) << p.name;
     }
   }
 }
@@ -96,20 +91,15 @@ TEST_P(Etp, LossAndGradientsMatchUnsplit) {
   const auto tokens = test::random_ints(batch * (c.model.seq_len + 1), 11, 0, int32_t(c.model.vocab_size));
   const RankResult ref = run_model(c, nullptr, tokens, batch);
   std::vector<RankResult> ranks(static_cast<size_t>(n));
-  on_ranks(n, [&](comm::Communicator& g) { ranks[size_t(g.rank())] = run_model(c, &g, tokens, batch); });
+  test::on_ranks(n, [&](comm::Communicator& g) { ranks[size_t(g.rank())] = run_model(c, &g, tokens, batch); });
   int64_t expert_slices = 0;
   for (const RankResult& r : ranks) {
     EXPECT_NEAR(r.losses.lm_sum, ref.losses.lm_sum, 1e-5 * std::abs(ref.losses.lm_sum));
     EXPECT_NEAR(r.losses.aux, ref.losses.aux, 1e-6);
     EXPECT_NEAR(r.losses.z, ref.losses.z, 1e-6);
     for (const auto& p : r.table.params()) {
-      const ParamInfo& q = ref.table.params()[size_t(ref.table.index_of(p.name))];
-      const float* g = r.grads.data() + p.offset;
-      double scale = 0, err = 0;
-      for (int64_t i = 0; i < q.numel; ++i) scale = std::max(scale, double(std::abs(ref.grads[size_t(q.offset + i)])));
-      for (int64_t i = 0; i < p.numel; ++i)
-        err = std::max(err, double(std::abs(g[i] - ref.grads[size_t(q.offset + global_index(p, i))])));
-      EXPECT_LE(err, 1e-4 * scale + 1e-7) << p.name;
+      const test::SliceError e = test::slice_grad_error(p, r.grads.data() + p.offset, ref.table, ref.grads);
+      EXPECT_LE(e.err, 1e-4 * e.scale + 1e-7) << p.name;
       expert_slices += p.shard.etp_dim >= 0;
     }
   }
@@ -133,7 +123,7 @@ TEST_P(Etp, GatheredOverDpRanksMatchesUnsplit) {
   std::vector<double> lm(static_cast<size_t>(n));
   std::vector<std::vector<float>> grads(static_cast<size_t>(n));
   std::vector<ParamTable> tables(static_cast<size_t>(n));
-  on_ranks(n, [&](comm::Communicator& g) {
+  test::on_ranks(n, [&](comm::Communicator& g) {
     const int r = g.rank();
     ModelState m(c, ExpertShard{1, 0, n, r});
     init_params(m.table, m.params.data(), 77);
@@ -160,10 +150,7 @@ TEST_P(Etp, GatheredOverDpRanksMatchesUnsplit) {
         for (int64_t i = 0; i < p.numel; ++i) dense[size_t(i)] += g[i];
         continue;
       }
-      double err = 0;
-      for (int64_t i = 0; i < p.numel; ++i)
-        err = std::max(err, double(std::abs(g[i] - ref.grads[size_t(q.offset + global_index(p, i))])));
-      EXPECT_LE(err, 1e-4 * scale + 1e-7) << q.name << " slice " << r;
+      EXPECT_LE(test::slice_grad_error(p, g, ref.table, ref.grads).err, 1e-4 * scale + 1e-7) << q.name << " slice " << r;
     }
     if (n > 1 && q.shard.expert) continue;
     double err = 0;
@@ -180,7 +167,7 @@ TEST_P(Etp, GatherLaysOutRowsExpertMajorAndScatterSums) {
   const int64_t E = 3, D = 2;
   auto rows_of = [](int r, int64_t e) { return r == 1 ? int64_t(0) : (r + 2 * e) % 3; };
   auto value = [](int r, int64_t e, int64_t j, int64_t k) { return float(1000 * r + 100 * e + 10 * j + k); };
-  on_ranks(n, [&](comm::Communicator& g) {
+  test::on_ranks(n, [&](comm::Communicator& g) {
     const int r = g.rank();
     std::vector<int64_t> offsets{0};
     std::vector<float> mine;

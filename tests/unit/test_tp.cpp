@@ -13,16 +13,10 @@
 #include "kernels/ops.h"
 #include "tests/unit/gradcheck.h"
 #include "tests/unit/model_fixtures.h"
+#include "tests/unit/slice_fixtures.h"
 
 namespace moe {
 namespace {
-
-void on_ranks(int n, const std::function<void(comm::Communicator&)>& body) {
-  auto group = comm::make_thread_group(n, "tp");
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) threads.emplace_back([&, r] { body(*group[size_t(r)]); });
-  for (auto& t : threads) t.join();
-}
 
 // Rows [r0, r0 + rows) and columns [c0, c0 + cols) of a row-major (R, C) matrix.
 std::vector<float> block(const std::vector<float>& m, int64_t C, int64_t r0, int64_t rows, int64_t c0, int64_t cols) {
@@ -42,7 +36,7 @@ TEST_P(TpLinear, ColumnParallelMatchesUnsplit) {
   std::vector<float> out(N * O), dx(N * I, 0.0f), dw(O * I, 0.0f);
   ops::matmul_forward(out.data(), x.data(), w.data(), N, I, O);
   ops::matmul_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), N, I, O);
-  on_ranks(tp, [&](comm::Communicator& g) {
+  test::on_ranks(tp, [&](comm::Communicator& g) {
     const int64_t o = O / tp, o0 = g.rank() * o;
     const auto wl = block(w, I, o0, o, 0, I), dl = block(dout, O, 0, N, o0, o);
     std::vector<float> outl(N * o), dxl(N * I, 0.0f), dwl(o * I, 0.0f);
@@ -62,7 +56,7 @@ TEST_P(TpLinear, RowParallelMatchesUnsplit) {
   std::vector<float> out = residual, dx(N * I, 0.0f), dw(O * I, 0.0f);
   ops::matmul_forward(out.data(), x.data(), w.data(), N, I, O, /*accumulate=*/true);
   ops::matmul_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), N, I, O);
-  on_ranks(tp, [&](comm::Communicator& g) {
+  test::on_ranks(tp, [&](comm::Communicator& g) {
     const int64_t i = I / tp, i0 = g.rank() * i;
     const auto wl = block(w, I, 0, O, i0, i), xl = block(x, I, 0, N, i0, i);
     std::vector<float> outl = residual, partial, dxl(N * i, 0.0f), dwl(O * i, 0.0f);
@@ -106,14 +100,6 @@ RankResult run_model(const Config& c, comm::Communicator* tp, const std::vector<
   return r;
 }
 
-// Element i of a tp slice in the unsplit tensor (2-D tensors split along dim 0 or 1).
-int64_t global_index(const ParamInfo& p, int64_t i) {
-  if (p.shard.split_dim < 0) return i;
-  const int64_t cols = p.shape[1], row = i / cols, col = i % cols;
-  if (p.shard.split_dim == 0) return (p.shard.offset + row) * cols + col;
-  return row * p.shard.global_shape[1] + p.shard.offset + col;
-}
-
 class TpModel : public ::testing::TestWithParam<int> {};
 
 // Layer 0 dense, layer 1 MoE with a shared expert; grouped-query attention.
@@ -128,19 +114,14 @@ TEST_P(TpModel, LossAndGradientsMatchUnsplit) {
   const auto tokens = test::random_ints(batch * (c.model.seq_len + 1), 11, 0, int32_t(c.model.vocab_size));
   const RankResult ref = run_model(c, nullptr, tokens, batch);
   std::vector<RankResult> ranks(static_cast<size_t>(tp));
-  on_ranks(tp, [&](comm::Communicator& g) { ranks[size_t(g.rank())] = run_model(c, &g, tokens, batch); });
+  test::on_ranks(tp, [&](comm::Communicator& g) { ranks[size_t(g.rank())] = run_model(c, &g, tokens, batch); });
   int64_t split = 0;
   for (const RankResult& r : ranks) {
     EXPECT_NEAR(r.losses.lm_sum, ref.losses.lm_sum, 1e-5 * std::abs(ref.losses.lm_sum));
     EXPECT_NEAR(r.losses.aux, ref.losses.aux, 1e-6);
     for (const auto& p : r.table.params()) {
-      const ParamInfo& q = ref.table.params()[size_t(ref.table.index_of(p.name))];
-      const float* g = r.grads.data() + p.offset;
-      double scale = 0, err = 0;
-      for (int64_t i = 0; i < q.numel; ++i) scale = std::max(scale, double(std::abs(ref.grads[size_t(q.offset + i)])));
-      for (int64_t i = 0; i < p.numel; ++i)
-        err = std::max(err, double(std::abs(g[i] - ref.grads[size_t(q.offset + global_index(p, i))])));
-      EXPECT_LE(err, 1e-4 * scale + 1e-7) << p.name;
+      const test::SliceError e = test::slice_grad_error(p, r.grads.data() + p.offset, ref.table, ref.grads);
+      EXPECT_LE(e.err, 1e-4 * e.scale + 1e-7) << p.name;
       if (p.shard.group == "tp") ++split;
     }
   }
