@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-shot check on a machine with a GPU, run from the repository root with the prebuilt bundle
-# (scripts/build_gpu_bundle.sh) in build-gpu/: prints nvidia-smi, runs every GPU-vs-CPU test and
-# the kernel benchmark. Writes the logs to $OUT when it is set. Exit status: that of the tests.
+# (scripts/build_gpu_bundle.sh) in build-gpu/: prints nvidia-smi, runs every GPU-vs-CPU test, the
+# kernel benchmark and the end-to-end training benchmark on configs/gpu_bench.yaml (MoE and its
+# dense twin). Writes the logs to $OUT when it is set. Exit status: that of the tests.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bundle=${GPU_BUNDLE_DIR:-$root/build-gpu}
@@ -35,5 +36,23 @@ echo "== bench_gpu_ops" | log gpu_check.log
 timeout 60 "$bundle/bench_gpu_ops" 2>&1 | log gpu_bench.log
 bench_rc=${PIPESTATUS[0]}
 
-echo "== gpu_check: tests exit $tests_rc, bench exit $bench_rc" | log gpu_check.log
+# configs/gpu_bench.yaml's model as key=value arguments (PyYAML is on the GPU machines; without it
+# the benchmark's defaults, which are the same model, apply).
+bench_args=$(python3 - "$root/configs/gpu_bench.yaml" <<'PY' 2>/dev/null
+import sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))
+m, e, t = c["model"], c["moe"], c["train"]
+keys = dict(vocab_size=m["vocab_size"], d_model=m["d_model"], n_layers=m["n_layers"], n_heads=m["n_heads"],
+            n_kv_heads=m["n_kv_heads"], seq_len=m["seq_len"], moe_every=m["moe_every"], ffn_hidden=m["ffn_hidden"],
+            num_experts=e["num_experts"], top_k=e["top_k"], expert_hidden=e["expert_hidden"],
+            batch=t["batch_size"], precision=t["precision"])
+print(" ".join(f"{k}={v}" for k, v in keys.items()))
+PY
+)
+echo "== bench_gpu_train $bench_args" | log gpu_check.log
+# shellcheck disable=SC2086
+timeout 240 "$bundle/bench_gpu_train" $bench_args 2>&1 | log gpu_train.log
+train_rc=${PIPESTATUS[0]}
+
+echo "== gpu_check: tests exit $tests_rc, bench exit $bench_rc, train bench exit $train_rc" | log gpu_check.log
 exit "$tests_rc"

@@ -1,6 +1,7 @@
 // RoPE twins of kernels/cpu/rope.cpp (rotate-half; position = row % T). Angles and their cos/sin
 // are computed in double on the device and cast to float, like the CPU table.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -13,5 +14,10 @@ void rope_forward(float* out, const float* inp, int64_t B, int64_t T, int64_t n_
 // dinp += R^T dout
 void rope_backward(float* dinp, const float* dout, int64_t B, int64_t T, int64_t n_heads, int64_t head_dim,
                    float theta, cudaStream_t stream);
+// bf16 storage, fp32 rotation (one rounding per element).
+void rope_forward(__nv_bfloat16* out, const __nv_bfloat16* inp, int64_t B, int64_t T, int64_t n_heads,
+                  int64_t head_dim, float theta, cudaStream_t stream);
+void rope_backward(__nv_bfloat16* dinp, const __nv_bfloat16* dout, int64_t B, int64_t T, int64_t n_heads,
+                   int64_t head_dim, float theta, cudaStream_t stream);
 
 }  // namespace moe::cuda

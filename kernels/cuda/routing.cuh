@@ -1,5 +1,6 @@
 // Routing helper twins of kernels/cpu/routing.cpp: top-k, row gather and weighted scatter-add.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -18,5 +19,13 @@ void scatter_add_rows(float* out, const float* inp, const int32_t* rows, const f
 void scatter_add_rows_backward(float* dinp, float* dweights, const float* dout, const float* inp,
                                const int32_t* rows, const float* weights, int64_t M, int64_t D,
                                cudaStream_t stream);
+
+// Mixed precision: bf16 rows, fp32 residual stream and weights (the combine adds into fp32).
+void gather_rows(__nv_bfloat16* out, const __nv_bfloat16* inp, const int32_t* rows, int64_t M, int64_t D,
+                 cudaStream_t stream);
+void scatter_add_rows(float* out, const __nv_bfloat16* inp, const int32_t* rows, const float* weights, int64_t M,
+                      int64_t D, cudaStream_t stream);
+void scatter_add_rows_backward(__nv_bfloat16* dinp, float* dweights, const float* dout, const __nv_bfloat16* inp,
+                               const int32_t* rows, const float* weights, int64_t M, int64_t D, cudaStream_t stream);
 
 }  // namespace moe::cuda

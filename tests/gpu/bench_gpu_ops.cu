@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/flash_attention.cuh"
+#include "kernels/cuda/router_grad.cuh"
 #include "kernels/cuda/context.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/matmul.cuh"
@@ -103,6 +106,13 @@ void bench_gemms(const Shape& s, const char* dt) {
   T *dxe = random_buffer<T>(M * D, 9), *dwe = random_buffer<T>(E * Fe * D, 10);
   report(s, dt, "grouped GEMM fwd (all experts)",
          time_ms([&] { grouped_matmul_forward(he, xe, we, offsets.data(), E, D, Fe, nullptr); }), 2.0 * M * D * Fe);
+  // Reference only (the model never does this): the same expert GEMMs issued one by one.
+  report(s, dt, "expert GEMMs one by one (reference)", time_ms([&] {
+           for (int64_t e = 0; e < E; ++e)
+             matmul_forward(he + offsets[e] * Fe, xe + offsets[e] * D, we + e * Fe * D, offsets[e + 1] - offsets[e], D,
+                            Fe, false, nullptr);
+         }),
+         2.0 * M * D * Fe);
   report(s, dt, "grouped GEMM bwd (all experts)",
          time_ms([&] { grouped_matmul_backward(dxe, dwe, he, xe, we, offsets.data(), E, D, Fe, nullptr); }),
          4.0 * M * D * Fe);
@@ -122,6 +132,18 @@ void bench_attention(const Shape& s, const char* dt) {
   report(s, dt, "attention bwd",
          time_ms([&] { attention_backward(dq, dk, dv, out, att, q, k, v, s.B, s.T, s.H, s.KV, s.hd, nullptr); }),
          2.0 * fwd);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (flash_attention_supported(s.T, s.hd)) {
+      float* lse = random_buffer<float>(s.B * s.H * s.T, 19);
+      report(s, dt, "flash attention fwd",
+             time_ms([&] { flash_attention_forward(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, nullptr); }), fwd);
+      report(s, dt, "flash attention bwd", time_ms([&] {
+               flash_attention_backward(dq, dk, dv, out, out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, nullptr);
+             }),
+             2.0 * fwd);
+      MOE_CUDA_CHECK(cudaFree(lse));
+    }
+  }
   for (T* p : {q, k, v, out, att, dq, dk, dv}) MOE_CUDA_CHECK(cudaFree(p));
 }
 
@@ -147,6 +169,137 @@ void bench_routing(const Shape& s) {
   MOE_CUDA_CHECK(cudaFree(offsets));
 }
 
+// ---- the issue's headline ratios ------------------------------------------------------------
+// Device-to-device copy bandwidth, counting bytes read and written (the reference for memory-bound
+// kernels).
+double copy_bandwidth() {
+  const int64_t n = int64_t(1) << 28;  // 1 GiB of floats... in bytes: 256 Mi floats = 1 GiB
+  float *a = nullptr, *b = nullptr;
+  MOE_CUDA_CHECK(cudaMalloc(&a, sizeof(float) * n));
+  MOE_CUDA_CHECK(cudaMalloc(&b, sizeof(float) * n));
+  MOE_CUDA_CHECK(cudaMemset(a, 0, sizeof(float) * n));
+  const double ms = time_ms([&] { MOE_CUDA_CHECK(cudaMemcpyAsync(b, a, sizeof(float) * n, cudaMemcpyDeviceToDevice)); });
+  MOE_CUDA_CHECK(cudaFree(a));
+  MOE_CUDA_CHECK(cudaFree(b));
+  return 2.0 * sizeof(float) * n / (ms * 1e-3);
+}
+
+double bf16_gemm_peak() {
+  const int64_t n = 8192;
+  using bf = __nv_bfloat16;
+  bf *a = random_buffer<bf>(n * n, 31), *b = random_buffer<bf>(n * n, 32), *c = random_buffer<bf>(n * n, 33);
+  const double ms = time_ms([&] { matmul_forward(c, a, b, n, n, n, false, nullptr); });
+  for (bf* p : {a, b, c}) MOE_CUDA_CHECK(cudaFree(p));
+  return 2.0 * n * n * n / (ms * 1e-3);
+}
+
+// Router (fp32 softmax + top-k), permutation by expert and the bf16 dispatch gather, as bytes moved
+// per second: logits read, probs/idx/weights written, ids read and slots/rows written by the
+// permutation, and the gathered rows read and written.
+void bench_router_permute(const Shape& s, double copy_bw) {
+  using bf = __nv_bfloat16;
+  const int64_t N = s.N(), E = s.E, k = s.k, M = N * k, D = s.D;
+  float *logits = random_buffer<float>(N * E, 41, 4.0f), *probs = random_buffer<float>(N * E, 42);
+  float* w = random_buffer<float>(M, 43);
+  bf *x = random_buffer<bf>(N * D, 44), *xp = random_buffer<bf>(M * D, 45);
+  int32_t *idx, *slots, *rows;
+  int64_t* offsets;
+  MOE_CUDA_CHECK(cudaMalloc(&idx, sizeof(int32_t) * M));
+  MOE_CUDA_CHECK(cudaMalloc(&slots, sizeof(int32_t) * M));
+  MOE_CUDA_CHECK(cudaMalloc(&rows, sizeof(int32_t) * M));
+  MOE_CUDA_CHECK(cudaMalloc(&offsets, sizeof(int64_t) * (E + 1)));
+  const double ms = time_ms([&] {
+    router_topk_forward(probs, idx, w, logits, nullptr, N, E, k, true, 1.0f, nullptr);
+    permute_by_expert(slots, rows, offsets, idx, M, k, E, nullptr);
+    gather_rows(xp, x, rows, M, D, nullptr);
+  });
+  const double bytes = 4.0 * N * E * 2 + 8.0 * M + 4.0 * M + 8.0 * M + 2.0 * 2 * M * D;
+  const double bw = bytes / (ms * 1e-3);
+  std::printf("%-8s router+permute+dispatch (bf16 rows): %.3f ms, %.0f GB/s = %.0f%% of copy bandwidth\n", s.name, ms,
+              bw / 1e9, 100 * bw / copy_bw);
+  for (float* p : {logits, probs, w}) MOE_CUDA_CHECK(cudaFree(p));
+  for (bf* p : {x, xp}) MOE_CUDA_CHECK(cudaFree(p));
+  for (int32_t* p : {idx, slots, rows}) MOE_CUDA_CHECK(cudaFree(p));
+  MOE_CUDA_CHECK(cudaFree(offsets));
+}
+
+// One MoE FFN layer forward + backward in bf16 (route, permute, dispatch, grouped SwiGLU experts,
+// combine, and their backward incl. the router), against the dense SwiGLU FFN of equal FLOPs
+// (hidden k * Fe on the N tokens) done with plain cuBLAS GEMMs.
+void bench_moe_layer(const Shape& s) {
+  using bf = __nv_bfloat16;
+  const int64_t N = s.N(), E = s.E, k = s.k, M = N * k, D = s.D, Fe = s.Fe, Fd = k * Fe;
+  float *xn32 = random_buffer<float>(N * D, 51), *wr = random_buffer<float>(E * D, 52, 0.05f);
+  float *logits = random_buffer<float>(N * E, 53), *probs = random_buffer<float>(N * E, 54);
+  float *w = random_buffer<float>(M, 55), *ws = random_buffer<float>(M, 56), *lse = random_buffer<float>(N, 57);
+  float *x = random_buffer<float>(N * D, 58), *dx = random_buffer<float>(N * D, 59), *dxn = random_buffer<float>(N * D, 60);
+  float *dws = random_buffer<float>(M, 61), *dwslot = random_buffer<float>(M, 62), *dlog = random_buffer<float>(N * E, 63);
+  float* dwr = random_buffer<float>(E * D, 64);
+  bf *xn = random_buffer<bf>(N * D, 65), *xe = random_buffer<bf>(M * D, 66), *ye = random_buffer<bf>(M * D, 67);
+  bf *w1 = random_buffer<bf>(E * Fe * D, 68, 0.05f), *w3 = random_buffer<bf>(E * Fe * D, 69, 0.05f);
+  bf* w2 = random_buffer<bf>(E * D * Fe, 70, 0.05f);
+  bf *h1 = random_buffer<bf>(M * Fe, 71), *h3 = random_buffer<bf>(M * Fe, 72), *act = random_buffer<bf>(M * Fe, 73);
+  bf *dh1 = random_buffer<bf>(M * Fe, 74), *dh3 = random_buffer<bf>(M * Fe, 75), *dact = random_buffer<bf>(M * Fe, 76);
+  bf *dxe = random_buffer<bf>(M * D, 77), *dw1 = random_buffer<bf>(E * Fe * D, 78), *dw3 = random_buffer<bf>(E * Fe * D, 79);
+  bf* dw2 = random_buffer<bf>(E * D * Fe, 80);
+  double* sums;
+  int32_t *idx, *slots, *rows;
+  int64_t* offsets;
+  MOE_CUDA_CHECK(cudaMalloc(&sums, sizeof(double) * (E + 2)));
+  MOE_CUDA_CHECK(cudaMalloc(&idx, sizeof(int32_t) * M));
+  MOE_CUDA_CHECK(cudaMalloc(&slots, sizeof(int32_t) * M));
+  MOE_CUDA_CHECK(cudaMalloc(&rows, sizeof(int32_t) * M));
+  MOE_CUDA_CHECK(cudaMalloc(&offsets, sizeof(int64_t) * (E + 1)));
+  std::vector<int64_t> offs(E + 1);
+  const double moe_ms = time_ms([&] {
+    matmul_forward(logits, xn32, wr, N, D, E, false, nullptr);
+    router_topk_forward(probs, idx, w, logits, nullptr, N, E, k, true, 1.0f, nullptr);
+    router_stats(lse, sums, logits, probs, N, E, nullptr);
+    permute_by_expert(slots, rows, offsets, idx, M, k, E, nullptr);
+    MOE_CUDA_CHECK(cudaMemcpy(offs.data(), offsets, sizeof(int64_t) * (E + 1), cudaMemcpyDeviceToHost));
+    gather_rows(ws, w, slots, M, 1, nullptr);
+    gather_rows(xe, xn, rows, M, D, nullptr);
+    grouped_matmul_forward(h1, xe, w1, offs.data(), E, D, Fe, nullptr);
+    grouped_matmul_forward(h3, xe, w3, offs.data(), E, D, Fe, nullptr);
+    swiglu_forward(act, h1, h3, M * Fe, nullptr);
+    grouped_matmul_forward(ye, act, w2, offs.data(), E, Fe, D, nullptr);
+    scatter_add_rows(x, ye, rows, ws, M, D, nullptr);
+    // backward
+    scatter_add_rows_backward(dxe, dws, dx, ye, rows, ws, M, D, nullptr);
+    grouped_matmul_backward(dact, dw2, dxe, act, w2, offs.data(), E, Fe, D, nullptr);
+    swiglu_backward(dh1, dh3, dact, h1, h3, M * Fe, nullptr);
+    grouped_matmul_backward(dxe, dw1, dh1, xe, w1, offs.data(), E, D, Fe, nullptr);
+    grouped_matmul_backward(dxe, dw3, dh3, xe, w3, offs.data(), E, D, Fe, nullptr);
+    scatter_add_rows(dxn, dxe, rows, nullptr, M, D, nullptr);
+    scatter_add_rows(dwslot, dws, slots, nullptr, M, 1, nullptr);
+    router_backward(dlog, probs, idx, dwslot, lse, nullptr, 0.0f, N, E, k, true, 1.0f, nullptr);
+    matmul_backward(dxn, dwr, dlog, xn32, wr, N, D, E, nullptr);
+  });
+  // Dense twin: the same GEMM FLOPs (N x D -> Fd twice, Fd -> D), forward and backward.
+  bf *dh = random_buffer<bf>(N * Fd, 81), *dd = random_buffer<bf>(N * Fd, 82), *dy = random_buffer<bf>(N * D, 83);
+  bf *v1 = random_buffer<bf>(Fd * D, 84, 0.05f), *v2 = random_buffer<bf>(D * Fd, 85, 0.05f);
+  bf *g1 = random_buffer<bf>(Fd * D, 86), *g2 = random_buffer<bf>(D * Fd, 87), *dxd = random_buffer<bf>(N * D, 88);
+  const double dense_ms = time_ms([&] {
+    matmul_forward(dh, xn, v1, N, D, Fd, false, nullptr);
+    matmul_forward(dd, xn, v1, N, D, Fd, false, nullptr);
+    matmul_forward(dy, dd, v2, N, Fd, D, false, nullptr);
+    matmul_backward(dh, g2, dy, dd, v2, N, Fd, D, nullptr);
+    matmul_backward(dxd, g1, dh, xn, v1, N, D, Fd, nullptr);
+    matmul_backward(dxd, g1, dd, xn, v1, N, D, Fd, nullptr);
+  });
+  const double flops = 3.0 * 3.0 * 2.0 * N * D * Fd;  // 3 GEMMs, forward + 2 backward
+  std::printf("%-8s MoE layer fwd+bwd (bf16, E=%lld top-%lld): %.3f ms = %.1f TFLOP/s; dense cuBLAS twin %.3f ms = "
+              "%.1f TFLOP/s; MoE / dense = %.0f%%\n",
+              s.name, (long long)E, (long long)k, moe_ms, flops / (moe_ms * 1e-3) / 1e12, dense_ms,
+              flops / (dense_ms * 1e-3) / 1e12, 100 * dense_ms / moe_ms);
+  for (float* p : {xn32, wr, logits, probs, w, ws, lse, x, dx, dxn, dws, dwslot, dlog, dwr}) MOE_CUDA_CHECK(cudaFree(p));
+  for (bf* p : {xn, xe, ye, w1, w3, w2, h1, h3, act, dh1, dh3, dact, dxe, dw1, dw3, dw2, dh, dd, dy, v1, v2, g1, g2, dxd})
+    MOE_CUDA_CHECK(cudaFree(p));
+  MOE_CUDA_CHECK(cudaFree(sums));
+  for (int32_t* p : {idx, slots, rows}) MOE_CUDA_CHECK(cudaFree(p));
+  MOE_CUDA_CHECK(cudaFree(offsets));
+}
+
 }  // namespace
 }  // namespace moe::cuda
 
@@ -162,6 +315,17 @@ int main() {
   // bench_cpu: configs/bench_cpu.yaml's shape (docs/PERFORMANCE.md); large: a 2k-context MoE layer.
   const Shape shapes[] = {{"bench_cpu", 4, 256, 512, 8, 8, 64, 8, 1024, 2},
                           {"large", 4, 2048, 2048, 16, 4, 128, 64, 1024, 8}};
+  // Headline ratios first (issue #11): the gpu_bench.yaml layer shape and the large one.
+  const double copy_bw = copy_bandwidth();
+  std::printf("device copy bandwidth (read + write): %.0f GB/s; bf16 cuBLAS GEMM 8192^3: %.1f TFLOP/s\n", copy_bw / 1e9,
+              bf16_gemm_peak() / 1e12);
+  const Shape gpu_bench{"gpu_bench", 8, 2048, 1024, 16, 4, 64, 8, 1408, 2};
+  for (const Shape& s : {gpu_bench, shapes[1]}) {
+    bench_router_permute(s, copy_bw);
+    bench_moe_layer(s);
+  }
+  bench_gemms<__nv_bfloat16>(gpu_bench, "bf16");
+  bench_attention<__nv_bfloat16>(gpu_bench, "bf16");
   for (const Shape& s : shapes) {
     bench_gemms<float>(s, "fp32");
     bench_gemms<__nv_bfloat16>(s, "bf16");

@@ -1,0 +1,21 @@
+// Precision conversions for the mixed-precision device step: fp32 <-> bf16 copies (round to
+// nearest even, like kernels/cpu/half.h) and bf16 gradients accumulated into fp32.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace moe::cuda {
+
+void convert(__nv_bfloat16* out, const float* inp, int64_t n, cudaStream_t stream);  // round
+void convert(float* out, const __nv_bfloat16* inp, int64_t n, cudaStream_t stream);  // widen
+void convert(float* out, const float* inp, int64_t n, cudaStream_t stream);          // copy (no-op if equal)
+// out += float(inp)
+void accumulate(float* out, const __nv_bfloat16* inp, int64_t n, cudaStream_t stream);
+void accumulate(float* out, const float* inp, int64_t n, cudaStream_t stream);
+void fill(float* x, float value, int64_t n, cudaStream_t stream);
+// Sum of x (fp32) into *out_device in double, deterministic (one block, fixed order).
+void sum_async(double* out_device, const float* x, int64_t n, cudaStream_t stream);
+
+}  // namespace moe::cuda

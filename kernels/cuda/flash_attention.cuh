@@ -1,0 +1,28 @@
+// Tiled causal attention with an online softmax (FlashAttention-2 style) for bf16 on tensor cores
+// (WMMA 16x16x16, fp32 accumulation): no T x T matrix in memory. Forward keeps the row
+// logsumexp (lse[B, H, T], fp32) for backward, which recomputes the probabilities tile by tile.
+// Layouts as in attention.cuh: q/out [B*T, H*hd], k/v [B*T, KV*hd]; head h reads kv head h/(H/KV).
+// Supported shapes: T a multiple of 64 and hd 64 or 128 (flash_attention_supported); the
+// DeviceModel falls back to attention.cuh otherwise.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace moe::cuda {
+
+bool flash_attention_supported(int64_t T, int64_t hd);
+
+void flash_attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                             const __nv_bfloat16* v, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                             cudaStream_t stream);
+
+// Accumulates into dq, dk, dv (bf16). `out` and `lse` are the forward's. Scratch (dq in fp32 and
+// the row terms rowsum(dout * out)) is stream-ordered.
+void flash_attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
+                              const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* q,
+                              const __nv_bfloat16* k, const __nv_bfloat16* v, int64_t B, int64_t T, int64_t H,
+                              int64_t KV, int64_t hd, cudaStream_t stream);
+
+}  // namespace moe::cuda

@@ -1,0 +1,96 @@
+// The transformer of src/model/transformer.h on one GPU: the same parameter table (flat fp32 master
+// buffer in ParamTable order, so checkpoints and exports are unchanged), the same loss (mean token
+// cross-entropy + Switch aux loss + z-loss) and the same routing, computed with kernels/cuda.
+// train.precision bf16 keeps a bf16 compute copy of the weights and bf16 activations for the
+// GEMMs and attention; the residual stream, norms, router, softmax/loss and the optimizer stay fp32.
+//
+// Scope (device_step_unsupported says what is refused and why): one rank of a data-parallel
+// layout (tp = pp = ep = etp = 1; the caller reduces gradients), the softmax token-choice router
+// ("softmax then top-k", no group limit, no jitter), dropless dispatch, no shared experts, no
+// recomputation, fp32 or bf16.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "moe/load_stats.h"
+#include "moe/router.h"
+#include "src/cuda/device_array.h"
+#include "src/model/params.h"
+#include "src/train/config.h"
+
+namespace moe::gpu {
+
+// "" when the device step runs this config, else why not (a user-facing sentence).
+std::string device_step_unsupported(const Config& c);
+
+struct DeviceLosses {
+  double lm_sum = 0;  // sum of token cross-entropies
+  double aux = 0, z = 0;
+};
+
+class DeviceModel {
+ public:
+  // `batch` = sequences per forward; all device work is ordered on `stream`.
+  DeviceModel(const Config& c, int64_t batch, cudaStream_t stream);
+  ~DeviceModel();
+  DeviceModel(const DeviceModel&) = delete;
+  DeviceModel& operator=(const DeviceModel&) = delete;
+
+  const ParamTable& table() const;
+  float* params();  // device, table().total() floats (fp32 master)
+  float* grads();   // device, same layout
+  void upload_params(const float* host);  // also refreshes the compute copy
+  void download_params(float* host) const;
+  void download_grads(float* host) const;
+  // After params() changed on the device (an optimizer step): round them into the compute copy.
+  void refresh_compute_copy();
+  void zero_grads();
+
+  // tokens: host (batch, seq_len + 1). reduce_sum sums routing statistics over the data-parallel
+  // group (identity when unset), as on the CPU.
+  DeviceLosses forward(const int32_t* tokens, const SumReducer& reduce_sum = {});
+  // Accumulates d(loss)/d(params) into grads(); the loss is lm_sum / global_tokens + aux + z.
+  void backward(double global_tokens);
+
+  // Per MoE layer (layer order), the routing statistics of the last forward.
+  const std::vector<LayerLoadStats>& load_stats() const;
+  // Per-token losses of the last forward (copied from the device).
+  std::vector<float> token_losses() const;
+  int64_t activation_bytes() const;
+  // Per-phase device time (ms) of the forward/backward calls since the last phase_times(), when
+  // enabled (events on the stream; the per-layer routing synchronisation is part of "moe fwd").
+  void enable_phase_times(bool on);
+  std::vector<std::pair<std::string, double>> phase_times();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// AdamW on the device (kernels/cuda/adamw.cuh) with the rules of src/train/optimizer.h: decoupled
+// weight decay except on norms, non-trainable tensors (the balancing bias) left alone, global-norm
+// clipping.
+class DeviceAdamW {
+ public:
+  DeviceAdamW(const ParamTable& table, const OptimConfig& cfg, cudaStream_t stream);
+  // Sum of squares of the updated gradients (synchronises the stream).
+  double grad_sq_sum(const float* grads) const;
+  void step(float* params, float* grads, double lr, double clip_scale);
+  float* m() { return m_.get(); }
+  float* v() { return v_.get(); }
+  int64_t steps_done() const { return step_; }
+
+ private:
+  const ParamTable& table_;
+  OptimConfig cfg_;
+  cudaStream_t stream_;
+  DeviceArray<float> m_, v_;  // table layout (entries of tensors that are not updated stay 0)
+  DeviceArray<double> sq_;
+  int64_t step_ = 0;
+};
+
+}  // namespace moe::gpu

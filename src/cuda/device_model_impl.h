@@ -1,0 +1,60 @@
+// Internals of DeviceModel (src/cuda/device_model.h): activations per block and the per-precision
+// step. T is the compute type of GEMM operands and saved activations (float or bf16).
+#pragma once
+#include <cuda_bf16.h>
+
+#include <type_traits>
+#include <vector>
+
+#include "src/cuda/device_model.h"
+#include "src/cuda/phase_marks.h"
+#include "src/model/dims.h"
+
+namespace moe::gpu {
+
+template <typename T>
+struct AttnActs {
+  DeviceArray<float> x_in, rstd;
+  DeviceArray<T> xn, q, k, v, att, y;  // att: probabilities [B, H, T, T] (cuBLAS attention only)
+  DeviceArray<float> lse;              // row logsumexp [B, H, T] (flash attention only)
+};
+
+template <typename T>
+struct FfnActs {
+  DeviceArray<float> x_in, rstd, xn32;  // xn32: fp32 normed input (router input; the GEMM input in fp32)
+  DeviceArray<T> xn_t;                   // bf16 copy of xn32 (unused in fp32)
+  DeviceArray<T> h1, h3, act;            // SwiGLU hidden (experts: permuted rows)
+  // MoE routing
+  DeviceArray<float> logits, probs, weights, lse, sorted_weights;
+  DeviceArray<int32_t> idx, slots, rows;
+  DeviceArray<int64_t> offsets;
+  DeviceArray<double> sums;              // E prob sums, lse^2 sum, entropy sum
+  DeviceArray<T> xe, ye;                 // permuted inputs and expert outputs
+  std::vector<int64_t> offs;             // host copy of offsets
+  std::vector<float> aux_coef;           // d aux / d p[n, e] per expert (global statistics)
+  double global_tokens = 0;              // tokens the statistics were summed over
+  T* xn() { return std::is_same_v<T, float> ? reinterpret_cast<T*>(xn32.get()) : xn_t.get(); }
+};
+
+class DeviceModel::Impl {
+ public:
+  virtual ~Impl() = default;
+  virtual DeviceLosses forward(const int32_t* tokens, const SumReducer& reduce_sum) = 0;
+  virtual void backward(double global_tokens) = 0;
+  virtual void refresh_compute_copy() = 0;
+  virtual int64_t activation_bytes() const = 0;
+
+  Config c;
+  Dims d;
+  cudaStream_t s = nullptr;
+  ParamTable table;
+  DeviceArray<float> params, grads;
+  DeviceArray<float> losses;
+  std::vector<LayerLoadStats> stats;
+  PhaseMarks marks;
+};
+
+// Makes the Impl of the config's precision (fp32 or bf16).
+std::unique_ptr<DeviceModel::Impl> make_device_impl(const Config& c, int64_t batch, cudaStream_t stream);
+
+}  // namespace moe::gpu

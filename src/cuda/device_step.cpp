@@ -1,0 +1,402 @@
+// DeviceModel's forward and backward for one compute type T (float or bf16). The order of
+// operations follows src/model/transformer.cpp, attention.cpp, mlp.cpp and moe/moe_layer.cpp.
+#include <cuda_bf16.h>
+
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/flash_attention.cuh"
+#include "kernels/cuda/matmul.cuh"
+#include "kernels/cuda/permute.cuh"
+#include "kernels/cuda/rmsnorm.cuh"
+#include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/router.cuh"
+#include "kernels/cuda/router_grad.cuh"
+#include "kernels/cuda/routing.cuh"
+#include "kernels/cuda/softmax_ce.cuh"
+#include "src/cuda/device_model_impl.h"
+
+namespace moe::gpu {
+
+namespace {
+
+using namespace moe::cuda;
+using bf16 = __nv_bfloat16;
+
+template <typename T>
+class StepImpl final : public DeviceModel::Impl {
+  static constexpr bool kF32 = std::is_same_v<T, float>;
+
+ public:
+  StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream);
+  DeviceLosses forward(const int32_t* tokens, const SumReducer& reduce_sum) override;
+  void backward(double global_tokens) override;
+  void refresh_compute_copy() override {
+    if constexpr (!kF32) convert(pc_.get(), params.get(), params.size(), s);
+  }
+  int64_t activation_bytes() const override { return act_bytes_; }
+
+ private:
+  // Compute-type views of a master / gradient view (same offsets).
+  T* pc(const float* master) {
+    if constexpr (kF32) return const_cast<float*>(master);
+    else return pc_.get() + (master - params.get());
+  }
+  T* gc(const float* grad) {
+    if constexpr (kF32) return const_cast<float*>(grad);
+    else return gc_.get() + (grad - grads.get());
+  }
+  // An fp32 buffer seen as T (fp32: the same buffer; bf16: `staging`, rounded from it).
+  T* as_t(float* x, DeviceArray<T>& staging, int64_t n) {
+    if constexpr (kF32) return x;
+    else {
+      convert(staging.get(), x, n, s);
+      return staging.get();
+    }
+  }
+  // Adds a T result into fp32 x (fp32 GEMMs accumulate directly instead).
+  void add_into(float* x, const T* y, int64_t n) { accumulate(x, y, n, s); }
+
+  void attention_forward_block(float* x, AttnActs<T>& a, const BlockParams& p);
+  void ffn_forward_block(int64_t i, float* x, FfnActs<T>& f, const BlockParams& p, const SumReducer& reduce_sum,
+                         DeviceLosses& out);
+  void moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockParams& p, const SumReducer& reduce_sum,
+                   DeviceLosses& out);
+  void attention_backward_block(AttnActs<T>& a, const BlockParams& p, const BlockParams& g);
+  void ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams& p, const BlockParams& g);
+
+  ModelParams P_, G_;
+  DeviceArray<T> pc_, gc_;  // bf16 compute copy of the weights and bf16 weight gradients (bf16 only)
+  std::vector<AttnActs<T>> attn_;
+  std::vector<FfnActs<T>> ffn_;
+  DeviceArray<int32_t> inputs_, targets_;
+  DeviceArray<float> x_, xf_, rstdf_, xnf32_, lse_, dlosses_;
+  DeviceArray<T> xnf_t_, logits_;
+  DeviceArray<double> loss_sum_;
+  // backward / staging scratch, shared by the blocks
+  DeviceArray<float> dx_, dxn32_, norm32_, dws_, dw_slot_, dlogits_r_, aux_coef_;
+  DeviceArray<T> stage_, dx_t_, dxn_t_, dy_, dq_, dk_, dv_, dq2_, dk2_, dxe_, dh1_, dh3_, dact_, dlogits_;
+  std::vector<int64_t> moe_index_;  // per layer: index among the MoE layers, -1 for dense
+  bool flash_ = false;  // bf16 attention through the tiled kernel (kernels/cuda/flash_attention.cuh)
+  int64_t act_bytes_ = 0;
+};
+
+template <typename T>
+StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
+  c = cfg;
+  d = make_dims(cfg, batch);
+  s = stream;
+  table = build_param_table(cfg);
+  params.resize(table.total());
+  grads.resize(table.total());
+  params.zero(s);
+  grads.zero(s);
+  P_ = bind_params(cfg, table, params.get());
+  G_ = bind_params(cfg, table, grads.get());
+  if constexpr (!kF32) {
+    pc_.resize(table.total());
+    gc_.resize(table.total());
+  }
+  const int64_t N = d.N, D = d.D, qd = d.H * d.hd, kvd = d.KV * d.hd, M = N * d.K, E = d.E;
+  const int64_t hidden = std::max(M * d.Fe, N * d.F);
+  flash_ = !kF32 && flash_attention_supported(d.T, d.hd);
+  attn_.resize(size_t(d.L));
+  ffn_.resize(size_t(d.L));
+  int64_t bytes = 0;
+  auto sized = [&bytes](auto& a, int64_t n) {
+    a.resize(n);
+    bytes += a.bytes();
+  };
+  for (int64_t i = 0; i < d.L; ++i) {
+    AttnActs<T>& a = attn_[size_t(i)];
+    sized(a.x_in, N * D), sized(a.rstd, N), sized(a.xn, N * D), sized(a.q, N * qd), sized(a.k, N * kvd);
+    sized(a.v, N * kvd), sized(a.y, N * qd);
+    if (flash_) sized(a.lse, d.B * d.H * d.T);
+    else sized(a.att, d.B * d.H * d.T * d.T);
+    FfnActs<T>& f = ffn_[size_t(i)];
+    sized(f.x_in, N * D), sized(f.rstd, N), sized(f.xn32, N * D);
+    if (!kF32) sized(f.xn_t, N * D);
+    if (c.model.is_moe_layer(i)) {
+      sized(f.h1, M * d.Fe), sized(f.h3, M * d.Fe), sized(f.act, M * d.Fe);
+      sized(f.logits, N * E), sized(f.probs, N * E), sized(f.weights, M), sized(f.lse, N), sized(f.sorted_weights, M);
+      sized(f.idx, M), sized(f.slots, M), sized(f.rows, M), f.offsets.resize(E + 1), f.sums.resize(E + 2);
+      sized(f.xe, M * D), sized(f.ye, M * D);
+    } else {
+      sized(f.h1, N * d.F), sized(f.h3, N * d.F), sized(f.act, N * d.F);
+    }
+  }
+  sized(inputs_, N), sized(targets_, N), sized(x_, N * D), sized(xf_, N * D), sized(rstdf_, N);
+  sized(xnf32_, N * D), sized(lse_, N), sized(losses, N), sized(xnf_t_, N * D), sized(logits_, N * d.V);
+  act_bytes_ = bytes;
+  loss_sum_.resize(1);
+  dlosses_.resize(N), dlogits_.resize(N * d.V);
+  dx_.resize(N * D), dxn32_.resize(N * D), norm32_.resize(N * D), stage_.resize(N * D), dx_t_.resize(N * D);
+  dxn_t_.resize(N * D), dy_.resize(N * qd), dq_.resize(N * qd), dk_.resize(N * kvd), dv_.resize(N * kvd);
+  dq2_.resize(N * qd), dk2_.resize(N * kvd), dxe_.resize(M * D), dh1_.resize(hidden), dh3_.resize(hidden);
+  dact_.resize(hidden), dws_.resize(M), dw_slot_.resize(M), dlogits_r_.resize(N * E), aux_coef_.resize(E);
+  for (int64_t i = 0; i < d.L; ++i) moe_index_.push_back(c.model.is_moe_layer(i) ? int64_t(stats.size()) : -1),
+      stats.resize(stats.size() + (c.model.is_moe_layer(i) ? 1 : 0));
+}
+
+template <typename T>
+void StepImpl<T>::attention_forward_block(float* x, AttnActs<T>& a, const BlockParams& p) {
+  const int64_t N = d.N, D = d.D, qd = d.H * d.hd, kvd = d.KV * d.hd;
+  MOE_CUDA_CHECK(cudaMemcpyAsync(a.x_in.get(), x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
+  if constexpr (kF32) {
+    rmsnorm_forward(a.xn.get(), a.rstd.get(), x, p.attention_norm, N, D, d.eps, s);
+  } else {
+    rmsnorm_forward(norm32_.get(), a.rstd.get(), x, p.attention_norm, N, D, d.eps, s);
+    convert(a.xn.get(), norm32_.get(), N * D, s);
+  }
+  matmul_forward(a.q.get(), a.xn.get(), pc(p.wq), N, D, qd, false, s);
+  matmul_forward(a.k.get(), a.xn.get(), pc(p.wk), N, D, kvd, false, s);
+  matmul_forward(a.v.get(), a.xn.get(), pc(p.wv), N, D, kvd, false, s);
+  rope_forward(a.q.get(), a.q.get(), d.B, d.T, d.H, d.hd, d.theta, s);
+  rope_forward(a.k.get(), a.k.get(), d.B, d.T, d.KV, d.hd, d.theta, s);
+  if constexpr (!kF32) {
+    if (flash_) {
+      flash_attention_forward(a.y.get(), a.lse.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
+    } else {
+      cuda::attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
+    }
+  } else {
+    cuda::attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
+  }
+  if constexpr (kF32) {
+    matmul_forward(x, a.y.get(), pc(p.wo), N, qd, D, true, s);  // residual add
+  } else {
+    matmul_forward(stage_.get(), a.y.get(), pc(p.wo), N, qd, D, false, s);
+    add_into(x, stage_.get(), N * D);
+  }
+}
+
+template <typename T>
+void StepImpl<T>::ffn_forward_block(int64_t i, float* x, FfnActs<T>& f, const BlockParams& p,
+                                    const SumReducer& reduce_sum, DeviceLosses& out) {
+  const int64_t N = d.N, D = d.D;
+  MOE_CUDA_CHECK(cudaMemcpyAsync(f.x_in.get(), x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
+  rmsnorm_forward(f.xn32.get(), f.rstd.get(), x, p.ffn_norm, N, D, d.eps, s);
+  if constexpr (!kF32) convert(f.xn_t.get(), f.xn32.get(), N * D, s);
+  if (c.model.is_moe_layer(i)) return moe_forward(i, x, f, p, reduce_sum, out);
+  matmul_forward(f.h1.get(), f.xn(), pc(p.w1), N, D, d.F, false, s);
+  matmul_forward(f.h3.get(), f.xn(), pc(p.w3), N, D, d.F, false, s);
+  swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), N * d.F, s);
+  if constexpr (kF32) {
+    matmul_forward(x, f.act.get(), pc(p.w2), N, d.F, D, true, s);
+  } else {
+    matmul_forward(stage_.get(), f.act.get(), pc(p.w2), N, d.F, D, false, s);
+    add_into(x, stage_.get(), N * D);
+  }
+}
+
+template <typename T>
+void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockParams& p, const SumReducer& reduce_sum,
+                              DeviceLosses& out) {
+  const int64_t N = d.N, D = d.D, E = d.E, K = d.K, M = N * K, Fe = d.Fe;
+  const MoeConfig& mc = c.moe;
+  matmul_forward(f.logits.get(), f.xn32.get(), p.router, N, D, E, false, s);  // router stays fp32
+  router_topk_forward(f.probs.get(), f.idx.get(), f.weights.get(), f.logits.get(), p.router_bias, N, E, K,
+                      mc.norm_topk_prob, float(mc.router_scale), s);
+  router_stats(f.lse.get(), f.sums.get(), f.logits.get(), f.probs.get(), N, E, s);
+  permute_by_expert(f.slots.get(), f.rows.get(), f.offsets.get(), f.idx.get(), M, K, E, s);
+  // The grouped GEMM needs the expert sizes on the host: one synchronisation per MoE layer.
+  f.offs.resize(size_t(E + 1));
+  std::vector<double> sums(static_cast<size_t>(E + 2));
+  MOE_CUDA_CHECK(cudaMemcpyAsync(f.offs.data(), f.offsets.get(), sizeof(int64_t) * (E + 1), cudaMemcpyDeviceToHost, s));
+  MOE_CUDA_CHECK(cudaMemcpyAsync(sums.data(), f.sums.get(), sizeof(double) * (E + 2), cudaMemcpyDeviceToHost, s));
+  gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), M, 1, s);
+  gather_rows(f.xe.get(), f.xn(), f.rows.get(), M, D, s);
+  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+
+  // Global statistics and losses, reduced like moe/moe_layer.cpp's reduce_router_stats.
+  RouterStats g;
+  std::vector<double> buf(static_cast<size_t>(2 * E + 3));
+  for (int64_t e = 0; e < E; ++e) {
+    buf[size_t(e)] = double(f.offs[size_t(e + 1)] - f.offs[size_t(e)]);
+    buf[size_t(E + e)] = sums[size_t(e)];
+  }
+  buf[size_t(2 * E)] = sums[size_t(E)];
+  buf[size_t(2 * E + 1)] = sums[size_t(E + 1)];
+  buf[size_t(2 * E + 2)] = double(N);
+  if (reduce_sum) reduce_sum(buf);
+  g.counts.assign(buf.begin(), buf.begin() + E);
+  g.prob_sum.assign(buf.begin() + E, buf.begin() + 2 * E);
+  g.lse_sq_sum = buf[size_t(2 * E)];
+  g.entropy_sum = buf[size_t(2 * E + 1)];
+  g.tokens = buf[size_t(2 * E + 2)];
+  f.global_tokens = g.tokens;
+  const RouterLosses losses = router_losses(g, d, mc);
+  out.aux += losses.aux;
+  out.z += losses.z;
+  // Switch aux gradient per expert (routing::aux_gradient), constant over tokens.
+  f.aux_coef.assign(size_t(E), 0.0f);
+  if (mc.aux_loss_type == "switch" && mc.aux_loss_coeff != 0)
+    for (int64_t e = 0; e < E; ++e)
+      f.aux_coef[size_t(e)] =
+          float(mc.aux_loss_coeff * double(E) * (g.counts[size_t(e)] / (g.tokens * double(K))) / g.tokens);
+  LayerLoadStats& st = stats[size_t(moe_index_[size_t(i)])];
+  st.tokens_per_expert.assign(g.counts.begin(), g.counts.end());
+  st.dropped = 0;
+  st.assignments = int64_t(g.tokens) * K;
+  st.entropy = g.entropy_sum / g.tokens;
+  st.aux_loss = losses.aux;
+  st.z_loss = losses.z;
+  if (mc.bias_update_rate > 0) {
+    std::vector<float> bias(static_cast<size_t>(E));
+    MOE_CUDA_CHECK(cudaMemcpy(bias.data(), p.router_bias, sizeof(float) * E, cudaMemcpyDeviceToHost));
+    st.bias = next_balancing_bias(bias.data(), st.tokens_per_expert, st.assignments, mc.bias_update_rate);
+  } else {
+    st.bias.clear();
+  }
+
+  grouped_matmul_forward(f.h1.get(), f.xe.get(), pc(p.experts_w1), f.offs.data(), E, D, Fe, s);
+  grouped_matmul_forward(f.h3.get(), f.xe.get(), pc(p.experts_w3), f.offs.data(), E, D, Fe, s);
+  swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), M * Fe, s);
+  grouped_matmul_forward(f.ye.get(), f.act.get(), pc(p.experts_w2), f.offs.data(), E, Fe, D, s);
+  scatter_add_rows(x, f.ye.get(), f.rows.get(), f.sorted_weights.get(), M, D, s);  // combine into the residual
+}
+
+template <typename T>
+DeviceLosses StepImpl<T>::forward(const int32_t* tokens, const SumReducer& reduce_sum) {
+  const int64_t N = d.N, D = d.D, Tn = d.T;
+  std::vector<int32_t> in(static_cast<size_t>(N)), tg(static_cast<size_t>(N));
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int64_t t = 0; t < Tn; ++t) {
+      in[size_t(b * Tn + t)] = tokens[b * (Tn + 1) + t];
+      tg[size_t(b * Tn + t)] = tokens[b * (Tn + 1) + t + 1];
+    }
+  MOE_CUDA_CHECK(cudaMemcpyAsync(inputs_.get(), in.data(), sizeof(int32_t) * N, cudaMemcpyHostToDevice, s));
+  MOE_CUDA_CHECK(cudaMemcpyAsync(targets_.get(), tg.data(), sizeof(int32_t) * N, cudaMemcpyHostToDevice, s));
+  marks.mark("embedding fwd", s);
+  embedding_forward(x_.get(), inputs_.get(), P_.tok_embeddings, N, D, s);
+  DeviceLosses out;
+  for (int64_t i = 0; i < d.L; ++i) {
+    const BlockParams& p = P_.blocks[size_t(i)];
+    marks.mark("attention fwd", s);
+    attention_forward_block(x_.get(), attn_[size_t(i)], p);
+    marks.mark(c.model.is_moe_layer(i) ? "moe fwd" : "dense ffn fwd", s);
+    ffn_forward_block(i, x_.get(), ffn_[size_t(i)], p, reduce_sum, out);
+  }
+  marks.mark("head fwd", s);
+  MOE_CUDA_CHECK(cudaMemcpyAsync(xf_.get(), x_.get(), sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
+  if constexpr (kF32) {
+    rmsnorm_forward(xnf_t_.get(), rstdf_.get(), xf_.get(), P_.norm, N, D, d.eps, s);
+  } else {
+    rmsnorm_forward(xnf32_.get(), rstdf_.get(), xf_.get(), P_.norm, N, D, d.eps, s);
+    convert(xnf_t_.get(), xnf32_.get(), N * D, s);
+  }
+  matmul_forward(logits_.get(), xnf_t_.get(), pc(P_.output), N, D, d.V, false, s);
+  cross_entropy_forward(losses.get(), lse_.get(), logits_.get(), targets_.get(), N, d.V, s);
+  sum_async(loss_sum_.get(), losses.get(), N, s);
+  marks.mark("loss readback", s);
+  MOE_CUDA_CHECK(cudaMemcpyAsync(&out.lm_sum, loss_sum_.get(), sizeof(double), cudaMemcpyDeviceToHost, s));
+  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  return out;
+}
+
+template <typename T>
+void StepImpl<T>::attention_backward_block(AttnActs<T>& a, const BlockParams& p, const BlockParams& g) {
+  const int64_t N = d.N, D = d.D, qd = d.H * d.hd, kvd = d.KV * d.hd;
+  T* dxt = as_t(dx_.get(), dx_t_, N * D);
+  for (auto* b : {&dy_, &dq_, &dk_, &dv_, &dq2_, &dk2_, &dxn_t_}) b->zero(s);
+  matmul_backward(dy_.get(), gc(g.wo), dxt, a.y.get(), pc(p.wo), N, qd, D, s);
+  bool flashed = false;
+  if constexpr (!kF32) {
+    if (flash_) {
+      flash_attention_backward(dq_.get(), dk_.get(), dv_.get(), dy_.get(), a.y.get(), a.lse.get(), a.q.get(),
+                               a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
+      flashed = true;
+    }
+  }
+  if (!flashed)
+    cuda::attention_backward(dq_.get(), dk_.get(), dv_.get(), dy_.get(), a.att.get(), a.q.get(), a.k.get(),
+                             a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
+  rope_backward(dq2_.get(), dq_.get(), d.B, d.T, d.H, d.hd, d.theta, s);
+  rope_backward(dk2_.get(), dk_.get(), d.B, d.T, d.KV, d.hd, d.theta, s);
+  matmul_backward(dxn_t_.get(), gc(g.wq), dq2_.get(), a.xn.get(), pc(p.wq), N, D, qd, s);
+  matmul_backward(dxn_t_.get(), gc(g.wk), dk2_.get(), a.xn.get(), pc(p.wk), N, D, kvd, s);
+  matmul_backward(dxn_t_.get(), gc(g.wv), dv_.get(), a.xn.get(), pc(p.wv), N, D, kvd, s);
+  const float* dxn = dxn32_.get();
+  if constexpr (kF32) dxn = dxn_t_.get();
+  else convert(dxn32_.get(), dxn_t_.get(), N * D, s);
+  rmsnorm_backward(dx_.get(), g.attention_norm, dxn, a.x_in.get(), p.attention_norm, a.rstd.get(), N, D, s);
+}
+
+template <typename T>
+void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams& p, const BlockParams& g) {
+  const int64_t N = d.N, D = d.D;
+  dxn32_.zero(s);
+  if (c.model.is_moe_layer(i)) {
+    const int64_t E = d.E, K = d.K, M = N * K, Fe = d.Fe;
+    const MoeConfig& mc = c.moe;
+    for (auto* b : {&dxe_, &dh1_, &dh3_, &dact_}) b->zero(s);
+    dws_.zero(s);
+    dw_slot_.zero(s);
+    dlogits_r_.zero(s);
+    T* dye = dxe_.get();  // dye and dxe are both M x D: dye is consumed before dxe is written
+    scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), M, D, s);
+    grouped_matmul_backward(dact_.get(), gc(g.experts_w2), dye, f.act.get(), pc(p.experts_w2), f.offs.data(), E, Fe,
+                            D, s);
+    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), M * Fe, s);
+    dxe_.zero(s);
+    grouped_matmul_backward(dxe_.get(), gc(g.experts_w1), dh1_.get(), f.xe.get(), pc(p.experts_w1), f.offs.data(), E,
+                            D, Fe, s);
+    grouped_matmul_backward(dxe_.get(), gc(g.experts_w3), dh3_.get(), f.xe.get(), pc(p.experts_w3), f.offs.data(), E,
+                            D, Fe, s);
+    scatter_add_rows(dxn32_.get(), dxe_.get(), f.rows.get(), nullptr, M, D, s);   // un-permute
+    scatter_add_rows(dw_slot_.get(), dws_.get(), f.slots.get(), nullptr, M, 1, s);  // weights back to slots
+    MOE_CUDA_CHECK(cudaMemcpyAsync(aux_coef_.get(), f.aux_coef.data(), sizeof(float) * E, cudaMemcpyHostToDevice, s));
+    const float zc = float(mc.z_loss_coeff * 2.0 / f.global_tokens);
+    router_backward(dlogits_r_.get(), f.probs.get(), f.idx.get(), dw_slot_.get(), f.lse.get(), aux_coef_.get(), zc, N,
+                    E, K, mc.norm_topk_prob, float(mc.router_scale), s);
+    matmul_backward(dxn32_.get(), g.router, dlogits_r_.get(), f.xn32.get(), p.router, N, D, E, s);
+  } else {
+    T* dxt = as_t(dx_.get(), dx_t_, N * D);
+    for (auto* b : {&dh1_, &dh3_, &dact_, &dxn_t_}) b->zero(s);
+    matmul_backward(dact_.get(), gc(g.w2), dxt, f.act.get(), pc(p.w2), N, d.F, D, s);
+    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), N * d.F, s);
+    matmul_backward(dxn_t_.get(), gc(g.w1), dh1_.get(), f.xn(), pc(p.w1), N, D, d.F, s);
+    matmul_backward(dxn_t_.get(), gc(g.w3), dh3_.get(), f.xn(), pc(p.w3), N, D, d.F, s);
+    if constexpr (kF32) accumulate(dxn32_.get(), dxn_t_.get(), N * D, s);
+    else convert(dxn32_.get(), dxn_t_.get(), N * D, s);
+  }
+  rmsnorm_backward(dx_.get(), g.ffn_norm, dxn32_.get(), f.x_in.get(), p.ffn_norm, f.rstd.get(), N, D, s);
+}
+
+template <typename T>
+void StepImpl<T>::backward(double global_tokens) {
+  const int64_t N = d.N, D = d.D;
+  marks.mark("head bwd", s);
+  if constexpr (!kF32) gc_.zero(s);
+  fill(dlosses_.get(), float(1.0 / global_tokens), N, s);
+  dlogits_.zero(s);
+  dxn_t_.zero(s);
+  dx_.zero(s);
+  cross_entropy_backward(dlogits_.get(), dlosses_.get(), logits_.get(), lse_.get(), targets_.get(), N, d.V, s);
+  matmul_backward(dxn_t_.get(), gc(G_.output), dlogits_.get(), xnf_t_.get(), pc(P_.output), N, D, d.V, s);
+  const float* dxn = dxn32_.get();
+  if constexpr (kF32) dxn = dxn_t_.get();
+  else convert(dxn32_.get(), dxn_t_.get(), N * D, s);
+  rmsnorm_backward(dx_.get(), G_.norm, dxn, xf_.get(), P_.norm, rstdf_.get(), N, D, s);
+  for (int64_t i = d.L - 1; i >= 0; --i) {
+    marks.mark(c.model.is_moe_layer(i) ? "moe bwd" : "dense ffn bwd", s);
+    ffn_backward_block(i, ffn_[size_t(i)], P_.blocks[size_t(i)], G_.blocks[size_t(i)]);
+    marks.mark("attention bwd", s);
+    attention_backward_block(attn_[size_t(i)], P_.blocks[size_t(i)], G_.blocks[size_t(i)]);
+  }
+  marks.mark("embedding bwd + grads", s);
+  embedding_backward(G_.tok_embeddings, dx_.get(), inputs_.get(), N, D, s);
+  if constexpr (!kF32) accumulate(grads.get(), gc_.get(), grads.size(), s);
+  marks.mark("end", s);
+}
+
+}  // namespace
+
+std::unique_ptr<DeviceModel::Impl> make_device_impl(const Config& c, int64_t batch, cudaStream_t stream) {
+  if (c.train.precision == "bf16") return std::make_unique<StepImpl<bf16>>(c, batch, stream);
+  return std::make_unique<StepImpl<float>>(c, batch, stream);
+}
+
+}  // namespace moe::gpu
