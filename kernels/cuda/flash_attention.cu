@@ -1,11 +1,9 @@
-// FlashAttention-2 style kernels on WMMA (bf16 in, fp32 accumulate). A block owns 64 query rows
-// (forward) or 64 keys (backward); each of its 4 warps owns 16 rows of every 64 x 64 score tile.
-// Shared memory holds the bf16 tiles, the fp32 scores and the fp32 running output (forward) or
-// key-gradient accumulators (backward); the online-softmax statistics stay in registers.
-// Backward runs one block per (key tile, batch, kv head) and loops over the group's query heads,
-// so dk/dv need no atomics; dq is accumulated with fp32 atomics into a scratch buffer.
-#include <mma.h>
-
+// FlashAttention-2 style kernels on the bf16 tensor-core instruction mma.m16n8k16 (fp32
+// accumulate). A block owns 64 query rows (forward) or 64 keys (backward), 16 per warp; scores,
+// probabilities, softmax statistics and the output / key-gradient accumulators live in registers,
+// shared memory holds the bf16 tiles (row-major and, where a product needs the other operand
+// order, transposed). Backward runs one block per (key tile, batch, kv head) and loops over the
+// group's query heads, so dk/dv need no atomics; dq goes through an fp32 atomic accumulator.
 #include <string>
 
 #include "kernels/cuda/common.cuh"
@@ -16,116 +14,179 @@ namespace moe::cuda {
 
 namespace {
 
-using namespace nvcuda;
-
-constexpr int kTile = 64;  // query rows per block, keys per tile
+constexpr int kTile = 64;  // query rows per block (forward), keys per block (backward), tile width
 constexpr int kWarps = 4;  // 16 rows each
 constexpr int kThreads = 32 * kWarps;
+constexpr int kTS = kTile + 8;  // padded row stride of transposed tiles (bank-conflict free)
 
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
-using FragAT = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major>;
-using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;
-using FragBT = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+// D (16x8, fp32) += A (16x16, bf16, row) * B (16x8, bf16, col): the tensor-core instruction. Lane l
+// holds, with g = l / 4 and c = 2 (l % 4): a[0] = A[g][c..c+1], a[1] = A[g+8][c..], a[2] = A[g][c+8..],
+// a[3] = A[g+8][c+8..]; b[0] = B[c..c+1][g], b[1] = B[c+8..c+9][g]; d[0..1] = D[g][c..c+1],
+// d[2..3] = D[g+8][c..c+1] (PTX ISA, mma.m16n8k16). An accumulator pair of n-tiles 2j, 2j+1 thus
+// holds exactly the A fragment of k-block j, which is how P and dS feed the next product unmoved.
+__device__ __forceinline__ void mma16816(float* d, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 
-// kTile rows of HD bf16 from global memory (row stride `stride` elements) into shared (stride HD).
+__device__ __forceinline__ uint32_t ld32(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+__device__ __forceinline__ uint32_t pack(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// A fragment (16 x 16 at row r0, col k0) of a row-major bf16 tile with row stride ld.
+__device__ __forceinline__ void load_a(uint32_t* a, const bf16* t, int ld, int r0, int k0) {
+  const int g = (threadIdx.x & 31) >> 2, c = 2 * (threadIdx.x & 3);
+  a[0] = ld32(t + (r0 + g) * ld + k0 + c);
+  a[1] = ld32(t + (r0 + g + 8) * ld + k0 + c);
+  a[2] = ld32(t + (r0 + g) * ld + k0 + c + 8);
+  a[3] = ld32(t + (r0 + g + 8) * ld + k0 + c + 8);
+}
+// B fragment (16 x 8: k from k0, n from n0) of a tile stored n-major ("col"): t[n * ld + k].
+__device__ __forceinline__ void load_b(uint32_t& b0, uint32_t& b1, const bf16* t, int ld, int n0, int k0) {
+  const int g = (threadIdx.x & 31) >> 2, c = 2 * (threadIdx.x & 3);
+  b0 = ld32(t + (n0 + g) * ld + k0 + c);
+  b1 = ld32(t + (n0 + g) * ld + k0 + c + 8);
+}
+// The A fragment of k-block j from an accumulator s[n][4] (n-tiles 2j and 2j+1).
+__device__ __forceinline__ void acc_to_a(uint32_t* a, const float (*s)[4], int j) {
+  a[0] = pack(s[2 * j][0], s[2 * j][1]);
+  a[1] = pack(s[2 * j][2], s[2 * j][3]);
+  a[2] = pack(s[2 * j + 1][0], s[2 * j + 1][1]);
+  a[3] = pack(s[2 * j + 1][2], s[2 * j + 1][3]);
+}
+
+// kTile rows of HD bf16 from global (row stride `stride`) into shared, row-major with stride ld.
 template <int HD>
-__device__ void load_tile(bf16* dst, const bf16* src, int64_t stride) {
-  constexpr int kVec = HD / 8;  // 16-byte vectors per row
+__device__ void load_rows(bf16* dst, int ld, const bf16* src, int64_t stride) {
+  constexpr int kVec = HD / 8;
   for (int i = threadIdx.x; i < kTile * kVec; i += kThreads) {
     const int r = i / kVec, c = i % kVec;
-    reinterpret_cast<uint4*>(dst + r * HD)[c] = reinterpret_cast<const uint4*>(src + r * stride)[c];
+    *reinterpret_cast<uint4*>(dst + r * ld + c * 8) = reinterpret_cast<const uint4*>(src + r * stride)[c];
+  }
+}
+// The same rows transposed: dst[d * kTS + r].
+template <int HD>
+__device__ void load_cols(bf16* dst, const bf16* src, int64_t stride) {
+  constexpr int kVec = HD / 8;
+  for (int i = threadIdx.x; i < kTile * kVec; i += kThreads) {
+    const int r = i / kVec, c = i % kVec;
+    const uint4 v = reinterpret_cast<const uint4*>(src + r * stride)[c];
+    const bf16* e = reinterpret_cast<const bf16*>(&v);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) dst[(c * 8 + j) * kTS + r] = e[j];
   }
 }
 
-// C[16, 16 * n_tiles] (+)= A[16, K] B[K, 16 * n_tiles] for one warp; A and B in shared memory,
-// C in shared fp32 (loaded first when accumulating). ATrans/BTrans pick the fragment layouts.
-template <typename FA, typename FB, int K, int NT>
-__device__ void warp_gemm(float* C, int ldc, bool accumulate, const bf16* A, int a_step, int lda, const bf16* B,
-                          int b_step_k, int b_step_n, int ldb) {
-#pragma unroll
-  for (int n = 0; n < NT; ++n) {
-    FragC acc;
-    if (accumulate) wmma::load_matrix_sync(acc, C + n * 16, ldc, wmma::mem_row_major);
-    else wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-    for (int kk = 0; kk < K / 16; ++kk) {
-      FA a;
-      FB b;
-      wmma::load_matrix_sync(a, A + kk * a_step, lda);
-      wmma::load_matrix_sync(b, B + kk * b_step_k + n * b_step_n, ldb);
-      wmma::mma_sync(acc, a, b, acc);
-    }
-    wmma::store_matrix_sync(C + n * 16, acc, ldc, wmma::mem_row_major);
-  }
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
 template <int HD>
 constexpr size_t fwd_smem() {
-  return 3 * kTile * HD * sizeof(bf16) + kTile * kTile * (sizeof(float) + sizeof(bf16)) + kTile * HD * sizeof(float);
+  return (2 * kTile * (HD + 8) + HD * kTS) * sizeof(bf16);
 }
 
+// Forward: a warp keeps its 16 query rows' Q fragments, scores, running max/sum and output in
+// registers; shared memory holds Q (once), and each key tile K and V^T.
 template <int HD>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
                                                              const bf16* v, int T, int H, int KV, float scale) {
+  constexpr int LD = HD + 8, NT = kTile / 8, ND = HD / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);
-  bf16* sK = sQ + kTile * HD;
-  bf16* sV = sK + kTile * HD;
-  float* sS = reinterpret_cast<float*>(sV + kTile * HD);
-  bf16* sP = reinterpret_cast<bf16*>(sS + kTile * kTile);
-  float* sO = reinterpret_cast<float*>(sP + kTile * kTile);
+  bf16* sK = sQ + kTile * LD;
+  bf16* sVt = sK + kTile * LD;
 
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x);  // the longest rows first
   const int b = blockIdx.y / H, h = blockIdx.y % H, kvh = h / (H / KV);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * 16;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, c = 2 * (lane & 3);
   const int64_t qs = int64_t(H) * HD, kvs = int64_t(KV) * HD;
-  load_tile<HD>(sQ, q + (int64_t(b) * T + qt * kTile) * qs + h * HD, qs);
-  for (int i = threadIdx.x; i < kTile * HD; i += kThreads) sO[i] = 0.0f;
-  float m[16], l[16];
+  load_rows<HD>(sQ, LD, q + (int64_t(b) * T + qt * kTile) * qs + h * HD, qs);
+  __syncthreads();
+  uint32_t qa[HD / 16][4];
 #pragma unroll
-  for (int r = 0; r < 16; ++r) m[r] = -INFINITY, l[r] = 0.0f;
+  for (int kk = 0; kk < HD / 16; ++kk) load_a(qa[kk], sQ, LD, warp * 16, kk * 16);
 
+  float o[ND][4] = {};
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+  const int row0 = qt * kTile + warp * 16 + g, row1 = row0 + 8;  // this lane's two query rows
   for (int kt = 0; kt <= qt; ++kt) {
-    __syncthreads();  // the previous tile's K and V are no longer read
+    __syncthreads();  // the previous tile is no longer read
     const int64_t kv_off = (int64_t(b) * T + kt * kTile) * kvs + kvh * HD;
-    load_tile<HD>(sK, k + kv_off, kvs);
-    load_tile<HD>(sV, v + kv_off, kvs);
+    load_rows<HD>(sK, LD, k + kv_off, kvs);
+    load_cols<HD>(sVt, v + kv_off, kvs);
     __syncthreads();
-    // S = Q K^T for this warp's rows.
-    warp_gemm<FragA, FragBT, HD, kTile / 16>(sS + row0 * kTile, kTile, false, sQ + row0 * HD, 16, HD, sK, 16,
-                                             16 * HD, HD);
-    __syncwarp();
+    float s[NT][4] = {};
 #pragma unroll
-    for (int r = 0; r < 16; ++r) {
-      const int qi = qt * kTile + row0 + r;
-      const float* srow = sS + (row0 + r) * kTile;
-      const int k0 = kt * kTile + lane;
-      const float s0 = k0 <= qi ? srow[lane] * scale : -INFINITY;
-      const float s1 = k0 + 32 <= qi ? srow[lane + 32] * scale : -INFINITY;
-      const float mnew = fmaxf(m[r], warp_max(fmaxf(s0, s1)));
-      const float p0 = expf(s0 - mnew), p1 = expf(s1 - mnew), alpha = expf(m[r] - mnew);
-      l[r] = l[r] * alpha + warp_sum(p0 + p1);
-      m[r] = mnew;
-      bf16* prow = sP + (row0 + r) * kTile;
-      prow[lane] = __float2bfloat16_rn(p0);
-      prow[lane + 32] = __float2bfloat16_rn(p1);
-      float* orow = sO + (row0 + r) * HD;
-      for (int c = lane; c < HD; c += 32) orow[c] *= alpha;
+    for (int n = 0; n < NT; ++n)
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) {
+        uint32_t b0, b1;
+        load_b(b0, b1, sK, LD, n * 8, kk * 16);
+        mma16816(s[n], qa[kk], b0, b1);
+      }
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      const int key = kt * kTile + n * 8 + c;
+      s[n][0] = key <= row0 ? s[n][0] * scale : -INFINITY;
+      s[n][1] = key + 1 <= row0 ? s[n][1] * scale : -INFINITY;
+      s[n][2] = key <= row1 ? s[n][2] * scale : -INFINITY;
+      s[n][3] = key + 1 <= row1 ? s[n][3] * scale : -INFINITY;
+      mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
     }
-    __syncwarp();
-    // O += P V for this warp's rows.
-    warp_gemm<FragA, FragB, kTile, HD / 16>(sO + row0 * HD, HD, true, sP + row0 * kTile, 16, kTile, sV, 16 * HD, 16,
-                                            HD);
-    __syncwarp();
-  }
+    const float n0 = fmaxf(m0, quad_max(mx0)), n1 = fmaxf(m1, quad_max(mx1));
+    const float a0 = __expf(m0 - n0), a1 = __expf(m1 - n1);
+    float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
-  for (int r = 0; r < 16; ++r) {
-    const int t = qt * kTile + row0 + r;
-    const float inv = 1.0f / l[r];
-    bf16* orow = out + (int64_t(b) * T + t) * qs + h * HD;
-    for (int c = lane; c < HD; c += 32) orow[c] = __float2bfloat16_rn(sO[(row0 + r) * HD + c] * inv);
-    if (lane == 0) lse[(int64_t(b) * H + h) * T + t] = m[r] + logf(l[r]);
+    for (int n = 0; n < NT; ++n) {
+      s[n][0] = __expf(s[n][0] - n0);
+      s[n][1] = __expf(s[n][1] - n0);
+      s[n][2] = __expf(s[n][2] - n1);
+      s[n][3] = __expf(s[n][3] - n1);
+      sum0 += s[n][0] + s[n][1];
+      sum1 += s[n][2] + s[n][3];
+    }
+    l0 = l0 * a0 + quad_sum(sum0);
+    l1 = l1 * a1 + quad_sum(sum1);
+    m0 = n0;
+    m1 = n1;
+#pragma unroll
+    for (int d = 0; d < ND; ++d) o[d][0] *= a0, o[d][1] *= a0, o[d][2] *= a1, o[d][3] *= a1;
+#pragma unroll
+    for (int j = 0; j < kTile / 16; ++j) {
+      uint32_t pa[4];
+      acc_to_a(pa, s, j);
+#pragma unroll
+      for (int d = 0; d < ND; ++d) {
+        uint32_t b0, b1;
+        load_b(b0, b1, sVt, kTS, d * 8, j * 16);
+        mma16816(o[d], pa, b0, b1);
+      }
+    }
+  }
+  const float i0 = 1.0f / l0, i1 = 1.0f / l1;
+  bf16* out0 = out + (int64_t(b) * T + row0) * qs + h * HD;
+  bf16* out1 = out + (int64_t(b) * T + row1) * qs + h * HD;
+#pragma unroll
+  for (int d = 0; d < ND; ++d) {
+    *reinterpret_cast<uint32_t*>(out0 + d * 8 + c) = pack(o[d][0] * i0, o[d][1] * i0);
+    *reinterpret_cast<uint32_t*>(out1 + d * 8 + c) = pack(o[d][2] * i1, o[d][3] * i1);
+  }
+  if ((lane & 3) == 0) {
+    lse[(int64_t(b) * H + h) * T + row0] = m0 + logf(l0);
+    lse[(int64_t(b) * H + h) * T + row1] = m1 + logf(l1);
   }
 }
 
@@ -144,96 +205,152 @@ __global__ void delta_kernel(float* delta, const bf16* dout, const bf16* out, in
 
 template <int HD>
 constexpr size_t bwd_smem() {
-  return 4 * kTile * HD * sizeof(bf16) + 3 * kTile * HD * sizeof(float) + 2 * kTile * kTile * sizeof(float) +
-         kTile * kTile * sizeof(bf16) + 2 * kTile * sizeof(float);
+  return (4 * kTile * (HD + 8) + 3 * HD * kTS + kTile * kTS) * sizeof(bf16) + 2 * kTile * sizeof(float);
 }
 
+// Backward: a block owns 64 keys of one kv head (each warp 16 of them) and loops over the query
+// heads of its group and the query tiles at or after the diagonal. Per tile a warp forms S^T and
+// P^T for its keys in registers, adds P^T dO to dV and dS^T Q to dK (registers), and shares dS
+// through shared memory so that each warp then adds dS K for 16 query rows to dq (fp32 atomics).
 template <int HD>
-__global__ void __launch_bounds__(kThreads) flash_bwd_kernel(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout,
-                                                             const float* lse, const float* delta, const bf16* q,
-                                                             const bf16* k, const bf16* v, int T, int H, int KV,
-                                                             float scale) {
+__global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout,
+                                                                const float* lse, const float* delta, const bf16* q,
+                                                                const bf16* k, const bf16* v, int T, int H, int KV,
+                                                                float scale) {
+  constexpr int LD = HD + 8, NT = kTile / 8, ND = HD / 8;
   extern __shared__ __align__(128) unsigned char smem[];
-  bf16* sK = reinterpret_cast<bf16*>(smem);
-  bf16* sV = sK + kTile * HD;
-  bf16* sQ = sV + kTile * HD;
-  bf16* sdO = sQ + kTile * HD;
-  float* sdK = reinterpret_cast<float*>(sdO + kTile * HD);
-  float* sdV = sdK + kTile * HD;
-  float* sdQ = sdV + kTile * HD;
-  float* sS = sdQ + kTile * HD;   // P in fp32
-  float* sdP = sS + kTile * kTile;
-  bf16* sP = reinterpret_cast<bf16*>(sdP + kTile * kTile);  // P, then dS, in bf16
-  float* sL = reinterpret_cast<float*>(sP + kTile * kTile);
+  bf16* sK = reinterpret_cast<bf16*>(smem);  // [key][d]
+  bf16* sV = sK + kTile * LD;                // [key][d]
+  bf16* sQ = sV + kTile * LD;                // [q][d]
+  bf16* sdO = sQ + kTile * LD;               // [q][d]
+  bf16* sKt = sdO + kTile * LD;              // [d][key]
+  bf16* sQt = sKt + HD * kTS;                // [d][q]
+  bf16* sdOt = sQt + HD * kTS;               // [d][q]
+  bf16* sdS = sdOt + HD * kTS;               // [q][key]
+  float* sL = reinterpret_cast<float*>(sdS + kTile * kTS);
   float* sD = sL + kTile;
 
   const int kt = blockIdx.x, nt = int(gridDim.x);
   const int b = blockIdx.y / KV, kvh = blockIdx.y % KV, group = H / KV;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * 16;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, c = 2 * (lane & 3);
   const int64_t qs = int64_t(H) * HD, kvs = int64_t(KV) * HD;
   const int64_t kv_off = (int64_t(b) * T + kt * kTile) * kvs + kvh * HD;
-  load_tile<HD>(sK, k + kv_off, kvs);
-  load_tile<HD>(sV, v + kv_off, kvs);
-  for (int i = threadIdx.x; i < kTile * HD; i += kThreads) sdK[i] = sdV[i] = 0.0f;
+  load_rows<HD>(sK, LD, k + kv_off, kvs);
+  load_rows<HD>(sV, LD, v + kv_off, kvs);
+  load_cols<HD>(sKt, k + kv_off, kvs);
+  const int key0 = kt * kTile + warp * 16 + g, key1 = key0 + 8;  // this lane's two keys
+  float dka[ND][4] = {}, dva[ND][4] = {};
 
-  for (int g = 0; g < group; ++g) {
-    const int h = kvh * group + g;
+  for (int hg = 0; hg < group; ++hg) {
+    const int h = kvh * group + hg;
     for (int qt = kt; qt < nt; ++qt) {
-      __syncthreads();  // the previous tile's Q, dO, dS are no longer read
+      __syncthreads();  // the previous tile is no longer read
       const int64_t q_off = (int64_t(b) * T + qt * kTile) * qs + h * HD;
-      load_tile<HD>(sQ, q + q_off, qs);
-      load_tile<HD>(sdO, dout + q_off, qs);
+      load_rows<HD>(sQ, LD, q + q_off, qs);
+      load_rows<HD>(sdO, LD, dout + q_off, qs);
+      load_cols<HD>(sQt, q + q_off, qs);
+      load_cols<HD>(sdOt, dout + q_off, qs);
       if (threadIdx.x < kTile) {
         const int64_t row = (int64_t(b) * H + h) * T + qt * kTile + threadIdx.x;
         sL[threadIdx.x] = lse[row];
         sD[threadIdx.x] = delta[row];
       }
       __syncthreads();
-      // P = exp(scale Q K^T - lse), causal (this warp's query rows).
-      warp_gemm<FragA, FragBT, HD, kTile / 16>(sS + row0 * kTile, kTile, false, sQ + row0 * HD, 16, HD, sK, 16,
-                                               16 * HD, HD);
-      __syncwarp();
-      for (int r = 0; r < 16; ++r) {
-        const int qi = qt * kTile + row0 + r;
-        for (int c = lane; c < kTile; c += 32) {
-          const int idx = (row0 + r) * kTile + c;
-          const float p = kt * kTile + c <= qi ? expf(sS[idx] * scale - sL[row0 + r]) : 0.0f;
-          sS[idx] = p;
-          sP[idx] = __float2bfloat16_rn(p);
+      // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x 64 queries.
+      float st[NT][4] = {}, dpt[NT][4] = {};
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) {
+        uint32_t ka[4], va[4];
+        load_a(ka, sK, LD, warp * 16, kk * 16);
+        load_a(va, sV, LD, warp * 16, kk * 16);
+#pragma unroll
+        for (int n = 0; n < NT; ++n) {
+          uint32_t b0, b1;
+          load_b(b0, b1, sQ, LD, n * 8, kk * 16);
+          mma16816(st[n], ka, b0, b1);
+          load_b(b0, b1, sdO, LD, n * 8, kk * 16);
+          mma16816(dpt[n], va, b0, b1);
         }
       }
-      __syncthreads();  // dV needs every query row of P
-      // dV += P^T dO (this warp's key rows).
-      warp_gemm<FragAT, FragB, kTile, HD / 16>(sdV + row0 * HD, HD, true, sP + row0, 16 * kTile, kTile, sdO, 16 * HD,
-                                               16, HD);
-      // dP = dO V^T (this warp's query rows).
-      warp_gemm<FragA, FragBT, HD, kTile / 16>(sdP + row0 * kTile, kTile, false, sdO + row0 * HD, 16, HD, sV, 16,
-                                               16 * HD, HD);
-      __syncthreads();  // every warp is done reading P before dS overwrites it
-      for (int r = 0; r < 16; ++r)
-        for (int c = lane; c < kTile; c += 32) {
-          const int idx = (row0 + r) * kTile + c;
-          sP[idx] = __float2bfloat16_rn(scale * sS[idx] * (sdP[idx] - sD[row0 + r]));
+      // P^T = exp(scale S^T - lse[q]) (0 where key > q); dS^T = scale P^T (dP^T - delta[q]).
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+        const int ql = n * 8 + c, qg = qt * kTile + ql;
+        const float L0 = sL[ql], L1 = sL[ql + 1], D0 = sD[ql], D1 = sD[ql + 1];
+        st[n][0] = key0 <= qg ? __expf(st[n][0] * scale - L0) : 0.0f;
+        st[n][1] = key0 <= qg + 1 ? __expf(st[n][1] * scale - L1) : 0.0f;
+        st[n][2] = key1 <= qg ? __expf(st[n][2] * scale - L0) : 0.0f;
+        st[n][3] = key1 <= qg + 1 ? __expf(st[n][3] * scale - L1) : 0.0f;
+        dpt[n][0] = scale * st[n][0] * (dpt[n][0] - D0);
+        dpt[n][1] = scale * st[n][1] * (dpt[n][1] - D1);
+        dpt[n][2] = scale * st[n][2] * (dpt[n][2] - D0);
+        dpt[n][3] = scale * st[n][3] * (dpt[n][3] - D1);
+      }
+      // dV += P^T dO, dK += dS^T Q (k over the 64 queries).
+#pragma unroll
+      for (int j = 0; j < kTile / 16; ++j) {
+        uint32_t pa[4], sa[4];
+        acc_to_a(pa, st, j);
+        acc_to_a(sa, dpt, j);
+#pragma unroll
+        for (int d = 0; d < ND; ++d) {
+          uint32_t b0, b1;
+          load_b(b0, b1, sdOt, kTS, d * 8, j * 16);
+          mma16816(dva[d], pa, b0, b1);
+          load_b(b0, b1, sQt, kTS, d * 8, j * 16);
+          mma16816(dka[d], sa, b0, b1);
         }
-      __syncthreads();  // dK needs every query row of dS
-      // dK += dS^T Q (key rows); dQ = dS K (query rows), added to the global fp32 accumulator.
-      warp_gemm<FragAT, FragB, kTile, HD / 16>(sdK + row0 * HD, HD, true, sP + row0, 16 * kTile, kTile, sQ, 16 * HD,
-                                               16, HD);
-      warp_gemm<FragA, FragB, kTile, HD / 16>(sdQ + row0 * HD, HD, false, sP + row0 * kTile, 16, kTile, sK, 16 * HD,
-                                              16, HD);
-      __syncwarp();
-      for (int r = 0; r < 16; ++r) {
-        float* dst = dq_acc + (int64_t(b) * T + qt * kTile + row0 + r) * qs + h * HD;
-        for (int c = lane; c < HD; c += 32) atomicAdd(dst + c, sdQ[(row0 + r) * HD + c]);
+      }
+      // dS (query-major) for the dq product.
+      const int kl0 = warp * 16 + g;
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+        const int ql = n * 8 + c;
+        sdS[ql * kTS + kl0] = __float2bfloat16_rn(dpt[n][0]);
+        sdS[(ql + 1) * kTS + kl0] = __float2bfloat16_rn(dpt[n][1]);
+        sdS[ql * kTS + kl0 + 8] = __float2bfloat16_rn(dpt[n][2]);
+        sdS[(ql + 1) * kTS + kl0 + 8] = __float2bfloat16_rn(dpt[n][3]);
+      }
+      __syncthreads();
+      // dq rows (16 per warp) += dS K over the block's 64 keys.
+      float dqa[ND][4] = {};
+#pragma unroll
+      for (int j = 0; j < kTile / 16; ++j) {
+        uint32_t a[4];
+        load_a(a, sdS, kTS, warp * 16, j * 16);
+#pragma unroll
+        for (int d = 0; d < ND; ++d) {
+          uint32_t b0, b1;
+          load_b(b0, b1, sKt, kTS, d * 8, j * 16);
+          mma16816(dqa[d], a, b0, b1);
+        }
+      }
+      float* dq0 = dq_acc + (int64_t(b) * T + qt * kTile + warp * 16 + g) * qs + h * HD;
+      float* dq1 = dq0 + 8 * qs;
+#pragma unroll
+      for (int d = 0; d < ND; ++d) {
+        atomicAdd(dq0 + d * 8 + c, dqa[d][0]);
+        atomicAdd(dq0 + d * 8 + c + 1, dqa[d][1]);
+        atomicAdd(dq1 + d * 8 + c, dqa[d][2]);
+        atomicAdd(dq1 + d * 8 + c + 1, dqa[d][3]);
       }
     }
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < kTile * HD; i += kThreads) {
-    const int r = i / HD, c = i % HD;
-    const int64_t idx = (int64_t(b) * T + kt * kTile + r) * kvs + kvh * HD + c;
-    dk[idx] = __float2bfloat16_rn(__bfloat162float(dk[idx]) + sdK[i]);
-    dv[idx] = __float2bfloat16_rn(__bfloat162float(dv[idx]) + sdV[i]);
+  bf16* dk0 = dk + (int64_t(b) * T + key0) * kvs + kvh * HD;
+  bf16* dk1 = dk0 + 8 * kvs;
+  bf16* dv0 = dv + (int64_t(b) * T + key0) * kvs + kvh * HD;
+  bf16* dv1 = dv0 + 8 * kvs;
+  auto add = [](bf16* p, float x) { *p = __float2bfloat16_rn(__bfloat162float(*p) + x); };
+#pragma unroll
+  for (int d = 0; d < ND; ++d) {
+    add(dk0 + d * 8 + c, dka[d][0]);
+    add(dk0 + d * 8 + c + 1, dka[d][1]);
+    add(dk1 + d * 8 + c, dka[d][2]);
+    add(dk1 + d * 8 + c + 1, dka[d][3]);
+    add(dv0 + d * 8 + c, dva[d][0]);
+    add(dv0 + d * 8 + c + 1, dva[d][1]);
+    add(dv1 + d * 8 + c, dva[d][2]);
+    add(dv1 + d * 8 + c + 1, dva[d][3]);
   }
 }
 
