@@ -1,4 +1,5 @@
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/adamw.cuh"
@@ -7,9 +8,9 @@
 
 namespace moe::gpu {
 
-DeviceAdamW::DeviceAdamW(const ParamTable& table, const OptimConfig& cfg, cudaStream_t stream)
+DeviceAdamW::DeviceAdamW(const ParamTable& table, const OptimConfig& cfg, cudaStream_t stream, std::vector<bool> frozen)
     : table_(table), cfg_(cfg), stream_(stream), m_(table.total()), v_(table.total()),
-      sq_(int64_t(table.params().size())) {
+      sq_(int64_t(table.params().size())), frozen_(std::move(frozen)) {
   m_.zero(stream_);
   v_.zero(stream_);
 }
@@ -19,20 +20,22 @@ double DeviceAdamW::grad_sq_sum(const float* grads) const {
   // the partial sums stay on the device until one copy back.
   const auto& ps = table_.params();
   for (size_t i = 0; i < ps.size(); ++i)
-    if (ps[i].trainable) cuda::sum_squares_async(sq_.get() + i, grads + ps[i].offset, ps[i].numel, stream_);
+    if (updates(i)) cuda::sum_squares_async(sq_.get() + i, grads + ps[i].offset, ps[i].numel, stream_);
   std::vector<double> part(ps.size());
   MOE_CUDA_CHECK(cudaMemcpyAsync(part.data(), sq_.get(), sizeof(double) * ps.size(), cudaMemcpyDeviceToHost, stream_));
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   double s = 0;
   for (size_t i = 0; i < ps.size(); ++i)
-    if (ps[i].trainable) s += part[i];
+    if (updates(i)) s += part[i];
   return s;
 }
 
 void DeviceAdamW::step(float* params, float* grads, double lr, double clip_scale) {
   ++step_;
-  for (const ParamInfo& p : table_.params()) {
-    if (!p.trainable) continue;
+  const auto& ps = table_.params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    if (!updates(i)) continue;
+    const ParamInfo& p = ps[i];
     if (clip_scale != 1.0) cuda::scale_inplace(grads + p.offset, float(clip_scale), p.numel, stream_);
     cuda::adamw_update(params + p.offset, grads + p.offset, m_.get() + p.offset, v_.get() + p.offset, p.numel,
                        float(lr), float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps),

@@ -76,13 +76,16 @@ class DeviceModel {
 // clipping.
 class DeviceAdamW {
  public:
-  DeviceAdamW(const ParamTable& table, const OptimConfig& cfg, cudaStream_t stream);
+  // frozen (one flag per table parameter, or empty): excluded from updates and the norm.
+  DeviceAdamW(const ParamTable& table, const OptimConfig& cfg, cudaStream_t stream, std::vector<bool> frozen = {});
+  bool updates(size_t i) const { return table_.params()[i].trainable && (frozen_.empty() || !frozen_[i]); }
   // Sum of squares of the updated gradients (synchronises the stream).
   double grad_sq_sum(const float* grads) const;
   void step(float* params, float* grads, double lr, double clip_scale);
   float* m() { return m_.get(); }
   float* v() { return v_.get(); }
   int64_t steps_done() const { return step_; }
+  void set_steps_done(int64_t s) { step_ = s; }
 
  private:
   const ParamTable& table_;
@@ -90,6 +93,7 @@ class DeviceAdamW {
   cudaStream_t stream_;
   DeviceArray<float> m_, v_;  // table layout (entries of tensors that are not updated stay 0)
   DeviceArray<double> sq_;
+  std::vector<bool> frozen_;
   int64_t step_ = 0;
 };
 

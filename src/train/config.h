@@ -62,7 +62,7 @@ struct TrainConfig {
   int64_t batch_size = 8;          // global sequences per step
   uint64_t seed = 1234;
   std::string precision = "fp32";  // fp32 | bf16 | fp16
-  std::string device = "cpu";      // cpu | cuda
+  std::string device = "cpu";      // cpu | cuda | auto (src/train/device_select.h)
   int64_t log_every = 10;
   int64_t eval_every = 0;          // 0 = no periodic eval
   int64_t eval_batches = 4;

@@ -21,6 +21,7 @@
 #include "src/parallel/zero_tp.h"
 #include "src/train/checkpoint.h"
 #include "src/train/checkpoint_state.h"
+#include "src/train/device_select.h"
 #include "src/train/evaluate.h"
 #include "src/train/fault_injection.h"
 #include "src/train/finetune.h"
@@ -39,6 +40,7 @@
 #include "src/train/stop_signal.h"
 #include "src/train/threads.h"
 #include "src/train/train_step.h"
+#include "src/train/trainer_cuda.h"
 #include "src/train/zero3_compute.h"
 
 namespace moe {
@@ -58,7 +60,6 @@ void require_supported(const Config& c) {
   if (p.etp != 1 && p.etp != p.tp && p.tp != 1)  // etp groups are the tp groups, or span dp ranks (tp 1)
     refuse("parallel.etp", "expert tensor parallelism runs over the tp group or, with tp 1, over dp ranks; use 1 or "
                                "parallel.tp (" + std::to_string(p.tp) + ")");
-  if (c.train.device != "cpu") refuse("train.device", "the CUDA backend is not available in this build; use cpu");
 }
 
 std::string checkpoint_root(const Config& c, const std::string& run_dir) {
@@ -119,6 +120,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
 
   if (lead) write_run_config(opt.run_dir, dump_config(c));
   world.barrier();
+  if (resolve_device(c, world) == "cuda") return train_on_device(c, opt, world, grid, checkpoint_root(c, opt.run_dir));
 
   ModelState model(c, ExpertShard{pc.ep, grid.coord.ep, pc.etp, grid.coord.etp}, TensorShard{pc.tp, grid.coord.tp});
   init_params(model.table, model.params.data(), c.train.seed);

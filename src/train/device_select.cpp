@@ -1,0 +1,60 @@
+#include "src/train/device_select.h"
+
+#include <algorithm>
+
+#include "src/core/error.h"
+#ifdef MOE_WITH_CUDA
+#include "kernels/cuda/context.cuh"
+#include "src/cuda/device_model.h"
+#endif
+
+namespace moe {
+
+bool cuda_built() {
+#ifdef MOE_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int cuda_devices() {
+#ifdef MOE_WITH_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+namespace {
+
+// Why this config cannot run on the GPU path ("" when it can).
+std::string device_unsupported(const Config& c) {
+#ifdef MOE_WITH_CUDA
+  return gpu::device_step_unsupported(c);
+#else
+  (void)c;
+  return "this build has no CUDA backend (configure with -DMOE_CUDA=ON where nvcc is installed)";
+#endif
+}
+
+}  // namespace
+
+std::string resolve_device(const Config& c, comm::Communicator& world) {
+  const std::string& want = c.train.device;
+  if (want == "cpu") return "cpu";
+  const std::string why = device_unsupported(c);
+  double ok = why.empty() && cuda_devices() > 0 ? 1.0 : 0.0, all_ok = ok;
+  // min over ranks through max of the negation
+  double neg = -ok;
+  world.allreduce_max(&neg, 1);
+  all_ok = -neg;
+  if (all_ok > 0) return "cuda";
+  if (want == "auto") return "cpu";
+  if (!why.empty()) throw ConfigError("train.device cuda in " + c.source + ": " + why);
+  throw ConfigError("train.device cuda in " + c.source + ": no CUDA device is visible to " +
+                    (ok > 0 ? std::string("another rank") : "rank " + std::to_string(world.rank())) +
+                    "; use train.device cpu or auto");
+}
+
+}  // namespace moe

@@ -1,0 +1,234 @@
+#include "src/train/trainer_cuda.h"
+
+#include "src/core/error.h"
+
+#ifdef MOE_WITH_CUDA
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+
+#include <nccl.h>
+
+#include "data/loader.h"
+#include "kernels/cuda/cuda_check.h"
+#include "src/comm/cuda/nccl_communicator.h"
+#include "src/cuda/device_model.h"
+#include "src/cuda/device_peak.h"
+#include "src/train/checkpoint_state.h"
+#include "src/train/evaluate.h"
+#include "src/train/finetune.h"
+#include "src/train/flops.h"
+#include "src/train/load_balance_hook.h"
+#include "src/train/lr_schedule.h"
+#include "src/train/metrics.h"
+#include "src/train/model_state.h"
+#include "src/train/optimizer.h"
+#include "src/train/stop_signal.h"
+#endif
+
+namespace moe {
+
+#ifndef MOE_WITH_CUDA
+
+TrainResult train_on_device(const Config& c, const TrainOptions&, comm::Communicator&, const comm::ProcessGrid&,
+                            const std::string&) {
+  throw ConfigError("train.device cuda in " + c.source + ": this build has no CUDA backend");
+}
+
+#else
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// One GPU per rank: the rank's index on its node (Open MPI tells it) modulo the visible devices.
+void select_gpu(const comm::Communicator& world) {
+  int count = 0;
+  MOE_CUDA_CHECK(cudaGetDeviceCount(&count));
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  const int index = local ? std::atoi(local) : world.rank();
+  MOE_CUDA_CHECK(cudaSetDevice(index % count));
+}
+
+// Host <-> device copies of the AdamW moments (the host AdamW packs only the tensors it updates).
+void copy_moments(AdamW& host, gpu::DeviceAdamW& dev, const ParamTable& t, bool to_device, cudaStream_t s) {
+  for (size_t i = 0; i < t.params().size(); ++i) {
+    if (!host.updates(i)) continue;
+    const ParamInfo& p = t.params()[i];
+    const size_t bytes = sizeof(float) * size_t(p.numel);
+    if (to_device) {
+      MOE_CUDA_CHECK(cudaMemcpyAsync(dev.m() + p.offset, host.m_of(i), bytes, cudaMemcpyHostToDevice, s));
+      MOE_CUDA_CHECK(cudaMemcpyAsync(dev.v() + p.offset, host.v_of(i), bytes, cudaMemcpyHostToDevice, s));
+    } else {
+      MOE_CUDA_CHECK(cudaMemcpyAsync(host.m_of(i), dev.m() + p.offset, bytes, cudaMemcpyDeviceToHost, s));
+      MOE_CUDA_CHECK(cudaMemcpyAsync(host.v_of(i), dev.v() + p.offset, bytes, cudaMemcpyDeviceToHost, s));
+    }
+  }
+  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  if (to_device) dev.set_steps_done(host.steps_done());
+  else host.set_steps_done(dev.steps_done());
+}
+
+// The balancing bias the forward computed (moe.bias_update_rate > 0) goes into the device weights.
+void apply_balancing_bias(const Config& c, const ParamTable& t, gpu::DeviceModel& dm, cudaStream_t s) {
+  size_t k = 0;
+  for (int64_t i = 0; i < c.model.n_layers; ++i) {
+    if (!c.model.is_moe_layer(i)) continue;
+    const LayerLoadStats& st = dm.load_stats()[k++];
+    if (st.bias.empty()) continue;
+    const ParamInfo& p = t.params()[size_t(t.index_of("layers." + std::to_string(i) + ".moe.router.bias"))];
+    MOE_CUDA_CHECK(cudaMemcpyAsync(dm.params() + p.offset, st.bias.data(), sizeof(float) * st.bias.size(),
+                                   cudaMemcpyHostToDevice, s));
+  }
+  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+}  // namespace
+
+TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Communicator& world,
+                            const comm::ProcessGrid& grid, const std::string& ckpt_root) {
+  comm::Communicator& dp = *grid.dp;
+  const bool lead = world.rank() == 0;
+  select_gpu(world);
+  cudaStream_t stream = nullptr;
+  MOE_CUDA_CHECK(cudaStreamCreate(&stream));
+
+  ModelState model(c);
+  init_params(model.table, model.params.data(), c.train.seed);
+  const std::vector<bool> frozen = frozen_params(c, model.table);
+  AdamW host_optim(model.table, c.optim, frozen);  // the checkpoint format's moments
+
+  data::LoaderOptions lo;
+  lo.path = c.data.path;
+  lo.seq_len = c.model.seq_len;
+  lo.global_batch = c.train.batch_size;
+  lo.dp_rank = dp.rank();
+  lo.dp_size = dp.size();
+  lo.microbatches = c.parallel.microbatches;
+  lo.seed = c.train.seed;
+  lo.model_vocab_size = c.model.vocab_size;
+  lo.prefetch = c.data.prefetch;
+  data::ShardedLoader loader(lo);
+  const int64_t start_step = restore_or_init(c, opt, ckpt_root, model, host_optim, loader, grid);
+
+  const int64_t local_rows = c.train.batch_size / dp.size();
+  gpu::DeviceModel dm(c, local_rows, stream);
+  gpu::DeviceAdamW optim(dm.table(), c.optim, stream, frozen);
+  dm.upload_params(model.params.data());
+  copy_moments(host_optim, optim, model.table, /*to_device=*/true, stream);
+
+  // Gradients are reduced on the device over the data-parallel group (NCCL; the id travels over MPI).
+  std::unique_ptr<comm::NcclCommunicator> nccl;
+  if (dp.size() > 1) {
+    ncclUniqueId id{};
+    if (dp.rank() == 0) MOE_NCCL_CHECK(ncclGetUniqueId(&id));
+    dp.broadcast(&id, sizeof(id), 0);
+    nccl = std::make_unique<comm::NcclCommunicator>(id, dp.rank(), dp.size(), "dp-nccl", stream);
+  }
+
+  MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
+  const double global_tokens = double(c.train.batch_size * c.model.seq_len);
+  const double flops_per_token = train_flops_per_token(c);
+  const double peak = gpu::gemm_peak_flops(c.train.precision == "bf16", stream) * world.size();
+  const SumReducer reduce = [&](std::vector<double>& v) { dp.allreduce_sum(v.data(), int64_t(v.size())); };
+  LoadBalanceHook load_balance(c, opt.run_dir, lead, start_step);
+  const PhaseTimer no_phases;  // the device step's phases are not split on the host timer
+  std::vector<int32_t> tokens;
+  const int64_t P = model.table.total();
+
+  auto save_checkpoint = [&](int64_t step) {
+    dm.download_params(model.params.data());
+    copy_moments(host_optim, optim, model.table, /*to_device=*/false, stream);
+    save_training_state(c, ckpt_root, step, model, host_optim, loader, grid);
+  };
+
+  TrainResult result;
+  result.steps_done = start_step;
+  auto interval_start = Clock::now();
+  const auto run_start = interval_start;
+  int64_t interval_steps = 0;
+  for (int64_t step = start_step; step < c.train.steps; ++step) {
+    const auto step_start = Clock::now();
+    loader.next(tokens);
+    dm.zero_grads();
+    const gpu::DeviceLosses sl = dm.forward(tokens.data(), reduce);
+    dm.backward(global_tokens);
+    if (nccl) nccl->allreduce_sum(dm.grads(), P);
+    double lm_sum = sl.lm_sum;
+    dp.allreduce_sum(&lm_sum, 1);
+    const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
+    const double gnorm = std::sqrt(optim.grad_sq_sum(dm.grads()));
+    if (!std::isfinite(loss) || !std::isfinite(gnorm))
+      throw Error(kExitOther, "non-finite training state at step " + std::to_string(step + 1) + " (loss " +
+                                  std::to_string(loss) + ", grad norm " + std::to_string(gnorm) +
+                                  ") on the GPU; rerun with train.device cpu for the per-tensor report");
+    const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
+    optim.step(dm.params(), dm.grads(), lr, clip_scale(gnorm, c.optim.grad_clip));
+    apply_balancing_bias(c, model.table, dm, stream);
+    dm.refresh_compute_copy();
+    MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const auto step_end = Clock::now();
+    if (load_balance.wants(step + 1)) {
+      std::vector<const LayerLoadStats*> layers;
+      for (const LayerLoadStats& s : dm.load_stats()) layers.push_back(&s);
+      load_balance.record(step + 1, layers, {}, no_phases, model,
+                          std::chrono::duration<double>(step_end - step_start).count());
+    }
+    result.steps_done = step + 1;
+    result.last_loss = loss;
+    ++interval_steps;
+
+    double signalled = stop_requested() ? 1.0 : 0.0;
+    world.allreduce_max(&signalled, 1);
+    const bool exiting = (opt.exit_after > 0 && step + 1 - start_step == opt.exit_after) || signalled > 0;
+    const bool last = step + 1 == c.train.steps || exiting;
+    if ((step + 1) % c.train.log_every == 0 || last) {
+      const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
+      const double tps = double(interval_steps) * global_tokens / secs;
+      const double mfu = tps * flops_per_token / peak;
+      double worst = 0;
+      for (const LayerLoadStats& s : dm.load_stats()) worst = std::max(worst, s.max_over_mean());
+      const int64_t f = sizeof(float), half = c.train.precision == "bf16" ? 2 : 0;
+      nlohmann::json rec = {{"step", step + 1},     {"loss", loss},        {"lm_loss", lm},
+                            {"aux_loss", sl.aux},   {"z_loss", sl.z},      {"lr", lr},
+                            {"grad_norm", gnorm},   {"tokens_per_s", tps}, {"mfu", mfu},
+                            {"dropped_frac", 0.0},  {"max_over_mean", worst}, {"zero_stage", 0},
+                            {"device", "cuda"}};
+      rec["mem_params"] = P * (f + half);  // fp32 master (+ the bf16 compute copy)
+      rec["mem_grads"] = P * (f + half);
+      rec["mem_optimizer"] = 2 * P * f;
+      rec["mem_activations"] = dm.activation_bytes();
+      rec["mem_comm"] = 0;
+      rec["mem_bytes"] = 2 * P * (f + half) + 2 * P * f + dm.activation_bytes();
+      if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
+        dm.download_params(model.params.data());  // eval runs the CPU model on the same weights
+        rec["eval_loss"] = evaluate(c, model.p, c.train.eval_batches, dp).loss;
+      }
+      metrics.write(rec);
+      if (lead && !opt.quiet) {
+        const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
+        const double eta = elapsed / double(step + 1 - start_step) * double(c.train.steps - step - 1);
+        char extra[64];
+        std::snprintf(extra, sizeof(extra), " | worst max/mean %.2f | cuda", worst);
+        std::printf("%s\n", progress_line(step + 1, c.train.steps, loss, tps, mfu, eta, extra).c_str());
+        std::fflush(stdout);
+      }
+      result.tokens_per_s = tps;
+      interval_start = Clock::now();
+      interval_steps = 0;
+    }
+    if ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last) save_checkpoint(step + 1);
+    if (exiting) break;
+  }
+  nccl.reset();
+  MOE_CUDA_CHECK(cudaStreamDestroy(stream));
+  return result;
+}
+
+#endif
+
+}  // namespace moe
