@@ -67,6 +67,21 @@ sys.exit(0 if ok else 1)
 PY
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+# moe generate with the KV cache on the GPU and on the CPU: greedy decoding gives the same text.
+for dev in cpu cuda; do
+  "$moe" generate --from "$work/gpu" --prompt "The " --max-tokens 48 --temperature 0 --device $dev --json \
+    --set data.path="$t/fortunes" > "$work/generate_$dev.json" 2>&1 || { echo "FAILED: generate $dev" | log; status=1; }
+done
+python3 - "$work" <<'PY' 2>&1 | log
+import json, sys
+w = sys.argv[1]
+a, b = (json.load(open(f"{w}/generate_{d}.json")) for d in ("cpu", "cuda"))
+same = a["tokens"] == b["tokens"]
+print(f"generate (greedy, 48 tokens): cuda {'matches' if same else 'DIFFERS FROM'} cpu: {b['completion']!r}")
+sys.exit(0 if same else 1)
+PY
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
 echo "== moe train configs/gpu_bench.yaml (train.device cuda, 12 steps)" | log
 "$moe" train --config "$root/configs/gpu_bench.yaml" --set data.path="$t/fortunes" --set train.steps=12 \
   --set train.log_every=4 --set checkpoint.every=0 --set checkpoint.resume=never --run-dir "$work/bench" 2>&1 | log

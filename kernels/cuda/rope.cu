@@ -63,7 +63,32 @@ void rope(V* out, const V* inp, int64_t B, int64_t T, int64_t n_heads, int64_t h
   MOE_CUDA_CHECK(cudaFreeAsync(table, stream));
 }
 
+// One row at absolute position pos, in place: thread = (head, pair); angle in double like the CPU.
+__global__ void rope_position_kernel(float* x, int64_t pos, int64_t n_heads, int64_t half, int64_t head_dim,
+                                    double theta) {
+  const int64_t n = n_heads * half;
+  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n; k += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t h = k / half, i = k % half;
+    const double angle = static_cast<double>(pos) * pow(theta, -2.0 * static_cast<double>(i) / double(head_dim));
+    const float c = static_cast<float>(cos(angle)), s = static_cast<float>(sin(angle));
+    float* y = x + h * head_dim;
+    const float x0 = y[i], x1 = y[i + half];
+    y[i] = x0 * c - x1 * s;
+    y[i + half] = x1 * c + x0 * s;
+  }
+}
+
 }  // namespace
+
+void rope_position_forward(float* x, int64_t pos, int64_t n_heads, int64_t head_dim, float theta,
+                           cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(head_dim % 2 == 0, "rope: head_dim must be even, got " + std::to_string(head_dim));
+  const int64_t half = head_dim / 2;
+  if (n_heads * half == 0) return;
+  rope_position_kernel<<<grid_for(n_heads * half, kThreads), kThreads, 0, stream>>>(x, pos, n_heads, half, head_dim,
+                                                                                    static_cast<double>(theta));
+  MOE_CUDA_CHECK_LAUNCH();
+}
 
 void rope_forward(float* out, const float* inp, int64_t B, int64_t T, int64_t n_heads, int64_t head_dim, float theta,
                   cudaStream_t stream) {

@@ -14,6 +14,10 @@ void rope_forward(float* out, const float* inp, int64_t B, int64_t T, int64_t n_
 // dinp += R^T dout
 void rope_backward(float* dinp, const float* dout, int64_t B, int64_t T, int64_t n_heads, int64_t head_dim,
                    float theta, cudaStream_t stream);
+// One row x[n_heads * head_dim] at absolute position pos, in place (the decoder's new token;
+// twin of src/model/kv_cache.h rope_at_position).
+void rope_position_forward(float* x, int64_t pos, int64_t n_heads, int64_t head_dim, float theta,
+                           cudaStream_t stream);
 // bf16 storage, fp32 rotation (one rounding per element).
 void rope_forward(__nv_bfloat16* out, const __nv_bfloat16* inp, int64_t B, int64_t T, int64_t n_heads,
                   int64_t head_dim, float theta, cudaStream_t stream);

@@ -5,6 +5,7 @@
 #include "src/core/error.h"
 #ifdef MOE_WITH_CUDA
 #include "kernels/cuda/context.cuh"
+#include "src/cuda/device_decoder.h"
 #include "src/cuda/device_model.h"
 #endif
 
@@ -55,6 +56,28 @@ std::string resolve_device(const Config& c, comm::Communicator& world) {
   throw ConfigError("train.device cuda in " + c.source + ": no CUDA device is visible to " +
                     (ok > 0 ? std::string("another rank") : "rank " + std::to_string(world.rank())) +
                     "; use train.device cpu or auto");
+}
+
+std::unique_ptr<TokenDecoder> make_token_decoder(const Config& c, const ModelParams& p, const float* params,
+                                                 int64_t capacity, const std::string& device) {
+  if (device != "cpu" && device != "cuda" && device != "auto")
+    throw ConfigError("--device " + device + ": use cpu, cuda or auto");
+  if (device != "cpu") {
+#ifdef MOE_WITH_CUDA
+    std::string why = gpu::device_decode_unsupported(c);
+    if (why.empty() && cuda_devices() == 0) why = "no CUDA device is visible";
+#else
+    const std::string why = "this build has no CUDA backend";
+#endif
+    if (why.empty()) {
+#ifdef MOE_WITH_CUDA
+      return std::make_unique<gpu::DeviceDecoder>(c, params, capacity, nullptr);
+#endif
+    } else if (device == "cuda") {
+      throw ConfigError("--device cuda: " + why + "; use --device cpu or auto");
+    }
+  }
+  return std::make_unique<Decoder>(c, p, capacity);
 }
 
 }  // namespace moe

@@ -108,8 +108,13 @@ int32_t sample_token(const std::vector<float>& logits, const SamplingOptions& o,
 
 std::vector<int32_t> generate(const Config& c, const ModelParams& p, const std::vector<int32_t>& prompt,
                               int64_t max_new, const SamplingOptions& o, int32_t stop_id) {
-  MOE_CHECK(!prompt.empty(), "generate: empty prompt");
   Decoder dec(c, p, int64_t(prompt.size()) + max_new);
+  return generate(dec, prompt, max_new, o, stop_id);
+}
+
+std::vector<int32_t> generate(TokenDecoder& dec, const std::vector<int32_t>& prompt, int64_t max_new,
+                              const SamplingOptions& o, int32_t stop_id) {
+  MOE_CHECK(!prompt.empty(), "generate: empty prompt");
   const std::vector<float>* logits = nullptr;
   for (int32_t t : prompt) logits = &dec.feed(t);
   std::vector<int32_t> out;

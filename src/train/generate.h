@@ -19,12 +19,21 @@ namespace moe {
 // tokens across a batch, so a token's output would depend on later tokens).
 void check_generation_config(const Config& c);
 
-class Decoder {
+// What generate() samples from: one token in, the next token's logits out.
+class TokenDecoder {
+ public:
+  virtual ~TokenDecoder() = default;
+  // Appends `token` at the next position and returns the logits (V) of the token after it.
+  virtual const std::vector<float>& feed(int32_t token) = 0;
+};
+
+// The CPU decoder.
+class Decoder final : public TokenDecoder {
  public:
   // Up to `capacity` positions. Routing is dropless (moe.capacity_factor is a training setting).
   Decoder(const Config& c, const ModelParams& p, int64_t capacity);
   // Appends `token` at position position() and returns the logits (V) of the next token.
-  const std::vector<float>& feed(int32_t token);
+  const std::vector<float>& feed(int32_t token) override;
   int64_t position() const { return cache_.size(); }
 
  private:
@@ -52,5 +61,9 @@ int32_t sample_token(const std::vector<float>& logits, const SamplingOptions& o,
 // returned). Returns the generated ids.
 std::vector<int32_t> generate(const Config& c, const ModelParams& p, const std::vector<int32_t>& prompt,
                               int64_t max_new, const SamplingOptions& o, int32_t stop_id);
+// The same with any decoder (src/cuda/device_decoder.h decodes on a GPU); it must hold at least
+// prompt.size() + max_new positions.
+std::vector<int32_t> generate(TokenDecoder& dec, const std::vector<int32_t>& prompt, int64_t max_new,
+                              const SamplingOptions& o, int32_t stop_id);
 
 }  // namespace moe

@@ -17,6 +17,14 @@ if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
   run auto --set train.device=auto
   run cpu --set train.device=cpu
   compare_losses "$WORK/auto/metrics.jsonl" "$WORK/cpu/metrics.jsonl" 1e-12
+  # moe generate --device: cuda is refused the same way; auto decodes on the CPU.
+  gen=(generate --from "$WORK/cpu" --prompt "Th" --max-tokens 8 --temperature 0 --set data.path="$WORK/fortunes")
+  expect_exit 2 "$MOE_BIN" "${gen[@]}" --device cuda
+  grep -q -- "--device cuda" "$WORK/stderr" || { cat "$WORK/stderr"; fail "generate does not name --device"; }
+  expect_exit 0 "$MOE_BIN" "${gen[@]}" --device auto
+  cp "$WORK/stdout" "$WORK/auto.txt"
+  expect_exit 0 "$MOE_BIN" "${gen[@]}" --device cpu
+  cmp -s "$WORK/stdout" "$WORK/auto.txt" || fail "generate --device auto differs from --device cpu"
 fi
 # A layout the device step does not run is refused by name (checked before looking for a GPU).
 expect_exit 2 run cuda_tp --set train.device=cuda --set moe.capacity_factor=1.25

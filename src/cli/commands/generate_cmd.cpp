@@ -11,6 +11,7 @@
 #include "src/cli/commands/commands.h"
 #include "src/core/error.h"
 #include "src/train/checkpoint_state.h"
+#include "src/train/device_select.h"
 #include "src/train/export.h"
 #include "src/train/generate.h"
 #include "src/train/model_state.h"
@@ -26,6 +27,7 @@ struct GenerateArgs {
   double temperature = 1.0, top_p = 1.0;
   uint64_t seed = 0;
   bool json = false;
+  std::string device = "auto";
 };
 
 int run_generate(const GenerateArgs& a) {
@@ -45,7 +47,9 @@ int run_generate(const GenerateArgs& a) {
   o.temperature = a.temperature;
   o.top_p = a.top_p;
   o.seed = a.seed;
-  const std::vector<int32_t> out = generate(c, model.p, prompt, a.max_tokens, o, tok.eos_id());
+  const auto decoder = make_token_decoder(c, model.p, model.params.data(), int64_t(prompt.size()) + a.max_tokens,
+                                          a.device);
+  const std::vector<int32_t> out = generate(*decoder, prompt, a.max_tokens, o, tok.eos_id());
   const std::string text = tok.decode(out);
   if (a.json) {
     nlohmann::json j = {{"prompt", a.prompt}, {"completion", text}, {"tokens", out}};
@@ -60,7 +64,7 @@ int run_generate(const GenerateArgs& a) {
 
 void add_generate_commands(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<GenerateArgs>();
-  CLI::App* g = app.add_subcommand("generate", "Generate text from a checkpoint (KV-cache decoding on CPU)");
+  CLI::App* g = app.add_subcommand("generate", "Generate text from a checkpoint (KV-cache decoding on the CPU or a GPU)");
   g->add_option("--from", args->from, "Checkpoint folder, run directory, checkpoints root or exported file")
       ->required();
   g->add_option("--prompt", args->prompt, "Text to continue")->required();
@@ -73,6 +77,7 @@ void add_generate_commands(CLI::App& app, int& exit_code) {
   g->add_option("--seed", args->seed, "Sampling seed (default 0)");
   g->add_option("--set", args->sets, "Override a key of the stored config, e.g. data.path=DIR (repeatable)");
   g->add_flag("--json", args->json, "Print one JSON object: prompt, completion, tokens");
+  g->add_option("--device", args->device, "cpu, cuda or auto (default: the GPU when one is present)");
   g->callback([args, &exit_code] { exit_code = run_generate(*args); });
 }
 
