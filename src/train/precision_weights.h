@@ -52,7 +52,7 @@ class ComputeWeights {
   std::vector<bool> skip_;
   Precision prec_;
   std::vector<bool> rounded_;  // per table entry
-  std::vector<float> buf_;
+  PageVector buf_;  // untouched until rounded into (ZeRO 3: only the stages in use)
   ModelParams p_{};
   bool per_range_ = false;
   int64_t peak_resident_ = 0;

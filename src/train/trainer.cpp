@@ -15,6 +15,7 @@
 #include "src/parallel/safety.h"
 #include "src/parallel/tensor_parallel.h"
 #include "src/core/page_memory.h"
+#include "src/core/process_memory.h"
 #include "src/parallel/zero.h"
 #include "src/parallel/zero3.h"
 #include "src/parallel/zero_optimizer.h"
@@ -124,7 +125,6 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   world.barrier();
 
   ModelState model(c, ExpertShard{pc.ep, grid.coord.ep, pc.etp, grid.coord.etp}, TensorShard{pc.tp, grid.coord.tp});
-  init_params(model.table, model.params.data(), c.train.seed);
   const std::vector<bool> frozen = frozen_params(c, model.table);  // finetune.freeze: no update, no state
   // A pipeline stage reduces, clips and updates only its own tensors (the others are released below).
   const StageLayout stages = make_stage_layout(c);
@@ -152,6 +152,13 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       release_floats(model.grads.data(), int64_t(model.grads.size()));  // released = zero, no pages
     }
   }
+
+  // A sharded master (ZeRO 3; ZeRO 1 and 2 under bf16 / fp16) is initialised in the owned ranges
+  // only, so no rank ever holds the whole model at start-up (a checkpoint load still does).
+  if (zpart && (zero == 3 || parse_precision(c.train.precision) != Precision::fp32))
+    init_params_ranges(model.table, model.params.data(), c.train.seed, zpart->owned_ranges());
+  else
+    init_params(model.table, model.params.data(), c.train.seed);
 
   data::LoaderOptions lo;
   lo.path = c.data.path;
@@ -235,6 +242,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     if (pc.pp > 1) release_foreign(model.table, foreign, model.params.data());
   };
 
+  const int64_t startup_rss = peak_rss_bytes();  // start-up's peak: before the first step
   TrainResult result;
   result.steps_done = start_step;
   auto interval_start = Clock::now();
@@ -336,7 +344,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
                             {"grad_norm", gnorm},     {"tokens_per_s", tps},   {"mfu", mfu},
                             {"dropped_frac", routing.dropped_frac},
                             {"max_over_mean", routing.worst_max_over_mean},
-                            {"zero_stage", zero}};
+                            {"zero_stage", zero},     {"mem_startup_peak_rss", startup_rss}};
       add_memory(rec, model, z3.get(), smaster.get(), buckets, zero, pc.pp > 1, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(),
                  grad_shard.size(), stepper.activation_bytes(),
                  gather_staging.capacity() + size_t(z3 ? z3->staging_floats() : 0) +
