@@ -1,5 +1,7 @@
 #include "src/core/page_memory.h"
 
+#include "src/core/page_vector.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -16,7 +18,31 @@ uintptr_t page_size() {
   return p;
 }
 
+constexpr std::size_t kMmapFrom = std::size_t(64) << 10;
+
 }  // namespace
+
+namespace detail {
+
+void* zeroed_pages(std::size_t bytes) {
+  if (bytes == 0) return nullptr;
+  if (bytes < kMmapFrom) {
+    void* p = std::calloc(1, bytes);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return p;
+}
+
+void free_zeroed_pages(void* p, std::size_t bytes) {
+  if (!p) return;
+  if (bytes < kMmapFrom) std::free(p);
+  else munmap(p, bytes);
+}
+
+}  // namespace detail
 
 void release_floats(float* data, int64_t n) {
   if (n <= 0) return;

@@ -1,5 +1,7 @@
 #include "src/model/params.h"
 
+#include <algorithm>
+
 #include "src/core/error.h"
 #include "src/core/philox.h"
 
@@ -166,24 +168,39 @@ int64_t global_index(const ParamInfo& p, const std::vector<int64_t>& start, int6
 
 int64_t global_index(const ParamInfo& p, int64_t i) { return global_index(p, shard_start(p), i); }
 
-void init_params(const ParamTable& table, float* data, uint64_t seed) {
-  for (const auto& p : table.params()) {
-    float* x = data + p.offset;
-    switch (p.init) {
-      case InitKind::ones:
-        for (int64_t i = 0; i < p.numel; ++i) x[i] = 1.0f;
-        break;
-      case InitKind::zeros:
-        for (int64_t i = 0; i < p.numel; ++i) x[i] = 0.0f;
-        break;
-      case InitKind::normal: {
-        const uint64_t key = rng_key(seed, p.name);
-        const std::vector<int64_t> start = shard_start(p);
-        for (int64_t i = 0; i < p.numel; ++i) x[i] = 0.02f * philox_normal(key, uint64_t(global_index(p, start, i)));
-        break;
-      }
+namespace {
+
+// Floats [lo, hi) of tensor p (x: its first float), as the whole-tensor init gives them.
+void init_tensor_part(const ParamInfo& p, float* x, uint64_t seed, int64_t lo, int64_t hi) {
+  switch (p.init) {
+    case InitKind::ones:
+      for (int64_t i = lo; i < hi; ++i) x[i] = 1.0f;
+      break;
+    case InitKind::zeros:
+      for (int64_t i = lo; i < hi; ++i) x[i] = 0.0f;
+      break;
+    case InitKind::normal: {
+      const uint64_t key = rng_key(seed, p.name);
+      const std::vector<int64_t> start = shard_start(p);
+      for (int64_t i = lo; i < hi; ++i) x[i] = 0.02f * philox_normal(key, uint64_t(global_index(p, start, i)));
+      break;
     }
   }
+}
+
+}  // namespace
+
+void init_params(const ParamTable& table, float* data, uint64_t seed) {
+  for (const auto& p : table.params()) init_tensor_part(p, data + p.offset, seed, 0, p.numel);
+}
+
+void init_params_ranges(const ParamTable& table, float* data, uint64_t seed,
+                        const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  for (const auto& [begin, end] : ranges)
+    for (const auto& p : table.params()) {
+      const int64_t lo = std::max(begin, p.offset), hi = std::min(end, p.offset + p.numel);
+      if (lo < hi) init_tensor_part(p, data + p.offset, seed, lo - p.offset, hi - p.offset);
+    }
 }
 
 }  // namespace moe

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "src/train/config.h"
@@ -114,5 +115,9 @@ ModelParams bind_params(const Config& c, const ParamTable& table, float* base);
 // Deterministic init from (seed, name): N(0, 0.02) weights, ones for norms, zeros for the bias.
 // Element i of a slice draws the number of its index in the global tensor (layout invariant).
 void init_params(const ParamTable& table, float* data, uint64_t seed);
+// The same values, written only into the float ranges [begin, end) of the flat buffer (ZeRO: a
+// rank's owned ranges; the rest of `data` is not touched).
+void init_params_ranges(const ParamTable& table, float* data, uint64_t seed,
+                        const std::vector<std::pair<int64_t, int64_t>>& ranges);
 
 }  // namespace moe

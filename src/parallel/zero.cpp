@@ -24,6 +24,12 @@ ZeroPartition::ZeroPartition(const std::vector<GradBucket>& buckets, comm::Commu
   }
 }
 
+std::vector<std::pair<int64_t, int64_t>> ZeroPartition::owned_ranges() const {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const ZeroRange& z : ranges_) out.emplace_back(z.begin, z.begin + z.owned);
+  return out;
+}
+
 void ZeroPartition::launch_reduce_scatter(int64_t b, float* grads, float* shard,
                                           std::vector<comm::RequestPtr>& pending) const {
   const ZeroRange& z = ranges_[size_t(b)];

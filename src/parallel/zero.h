@@ -11,6 +11,7 @@
 // Both: the optimizer updates only owned parameters, then gather_params() all-gathers them.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "src/comm/communicator.h"
@@ -32,6 +33,8 @@ class ZeroPartition {
   ZeroPartition(const std::vector<GradBucket>& buckets, comm::Communicator& dp, comm::Communicator& edp);
   const std::vector<ZeroRange>& ranges() const { return ranges_; }
   int64_t shard_floats() const { return shard_floats_; }
+  // This rank's owned float ranges [begin, end) of the flat buffer, bucket by bucket.
+  std::vector<std::pair<int64_t, int64_t>> owned_ranges() const;
   comm::Communicator& group(int64_t bucket) const { return buckets_[size_t(bucket)].expert ? edp_ : dp_; }
   const GradBucket& bucket(int64_t b) const { return buckets_[size_t(b)]; }
 

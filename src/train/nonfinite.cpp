@@ -114,7 +114,7 @@ FirstBad replay_forward(const Config& c, const NonfiniteStep& s, const ModelPara
 
 // Index (table order), slice position (ep and etp offsets) and count of the tensors of `buf` that
 // hold a non-finite value.
-std::string nonfinite_tensors(const ParamTable& table, const std::vector<float>& buf) {
+std::string nonfinite_tensors(const ParamTable& table, const float* buf) {
   std::ostringstream out;
   const auto& ps = table.params();
   for (size_t i = 0; i < ps.size(); ++i) {
@@ -126,7 +126,7 @@ std::string nonfinite_tensors(const ParamTable& table, const std::vector<float>&
 }
 
 // Union over ranks of nonfinite_tensors: "name (count values), ...", or "none".
-std::string gather_tensors(const ParamTable& table, const std::vector<float>& buf, comm::Communicator& world) {
+std::string gather_tensors(const ParamTable& table, const float* buf, comm::Communicator& world) {
   // Copies of one slice (replicas over dp, edp) count once; distinct slices of a split tensor add up.
   std::map<std::tuple<size_t, int64_t, int64_t>, int64_t> per_slice;
   for (const std::string& r : world.allgather_string(nonfinite_tensors(table, buf))) {
@@ -173,8 +173,8 @@ std::string describe_nonfinite(const Config& c, const NonfiniteStep& s, const Mo
     msg << "first non-finite activation in forward order: " << where;
   else
     msg << "the forward pass is finite";
-  msg << "; non-finite parameters: " << gather_tensors(model.table, model.params, world)
-      << "; non-finite gradients: " << gather_tensors(model.table, model.grads, world)
+  msg << "; non-finite parameters: " << gather_tensors(model.table, model.params.data(), world)
+      << "; non-finite gradients: " << gather_tensors(model.table, model.grads.data(), world)
       << ". The step was not applied and the last good checkpoint is kept; lower optim.lr, check the data "
          "(moe data inspect), or resume from that checkpoint";
   return msg.str();

@@ -18,8 +18,8 @@ AdamW::AdamW(const ParamTable& table, const OptimConfig& cfg, std::vector<bool> 
     state_offset_.push_back(updated ? n : -1);
     if (updated) n += (ps[i].numel + 15) / 16 * 16;  // 16-float alignment, as in the parameter buffer
   }
-  m_.assign(size_t(n), 0.0f);
-  v_.assign(size_t(n), 0.0f);
+  m_.resize(size_t(n));  // zero, untouched until written (a full AdamW only read from is free)
+  v_.resize(size_t(n));
 }
 
 double AdamW::grad_sq_sum(const float* grad) const {

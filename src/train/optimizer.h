@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "src/core/page_vector.h"
 #include "src/model/params.h"
 #include "src/train/config.h"
 
@@ -38,7 +39,8 @@ class AdamW {
   const ParamTable& table_;
   OptimConfig cfg_;
   std::vector<int64_t> state_offset_;  // per parameter: offset into m_/v_, -1 when not updated
-  std::vector<float> m_, v_, scaled_;
+  PageVector m_, v_;
+  std::vector<float> scaled_;
   int64_t step_ = 0;
 };
 

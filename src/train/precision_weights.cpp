@@ -16,7 +16,7 @@ bool ComputeWeights::rounds(const std::string& name) {
 ComputeWeights::ComputeWeights(const Config& c, const ParamTable& table) : prec_(parse_precision(c.train.precision)) {
   if (prec_ == Precision::fp32) return;
   for (const ParamInfo& p : table.params()) rounded_.push_back(rounds(p.name));
-  buf_.assign(size_t(table.total()), 0.0f);
+  buf_.resize(size_t(table.total()));
   p_ = bind_params(c, table, buf_.data());
 }
 

@@ -6,7 +6,8 @@
 // no copy and refresh() returns the master views.
 // Under ZeRO stage 3 the master buffer is never whole, so the copy is made per range instead
 // (set_per_range(), src/train/zero3_compute.h): each stage is rounded when gathered and released
-// with it, and refresh() only returns the views.
+// with it, and refresh() only returns the views. Under ZeRO 1 and 2 the master is sharded too: each
+// rank rounds its owned ranges and the copy is all-gathered (src/train/sharded_master.h).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -42,6 +43,8 @@ class ComputeWeights {
   void sample_resident();
   int64_t peak_resident_bytes() const { return peak_resident_; }
   void reset_peak() { peak_resident_ = 0; }
+  // The flat copy (per-range mode: ZeRO gathers fill it; src/train/sharded_master.h).
+  float* data() { return buf_.data(); }
   // Whether the tensor named `name` is rounded (false: kept exact).
   static bool rounds(const std::string& name);
 
@@ -49,7 +52,7 @@ class ComputeWeights {
   std::vector<bool> skip_;
   Precision prec_;
   std::vector<bool> rounded_;  // per table entry
-  std::vector<float> buf_;
+  PageVector buf_;  // untouched until rounded into (ZeRO 3: only the stages in use)
   ModelParams p_{};
   bool per_range_ = false;
   int64_t peak_resident_ = 0;

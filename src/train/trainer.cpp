@@ -15,6 +15,7 @@
 #include "src/parallel/safety.h"
 #include "src/parallel/tensor_parallel.h"
 #include "src/core/page_memory.h"
+#include "src/core/process_memory.h"
 #include "src/parallel/zero.h"
 #include "src/parallel/zero3.h"
 #include "src/parallel/zero_optimizer.h"
@@ -37,6 +38,7 @@
 #include "src/train/precision_weights.h"
 #include "src/train/profile_trace.h"
 #include "src/train/routing_update.h"
+#include "src/train/sharded_master.h"
 #include "src/train/stop_signal.h"
 #include "src/train/threads.h"
 #include "src/train/train_step.h"
@@ -83,12 +85,14 @@ void write_run_config(const std::string& run_dir, const std::string& text) {
 // communication staging; mem_bytes is their sum. Buffers that ZeRO releases in part (gradients from
 // stage 2, parameters in stage 3) count the bytes they really held at the step's peak (mincore), and
 // so do a pipeline stage's (pipelined: only its own tensors stay resident).
-void add_memory(nlohmann::json& rec, const ModelState& model, const Zero3Params* z3, const GradBuckets& buckets,
+void add_memory(nlohmann::json& rec, const ModelState& model, const Zero3Params* z3, const ShardedMaster* sm,
+                const GradBuckets& buckets,
                 int64_t zero, bool pipelined, int64_t optim_floats, size_t grad_shard_floats,
                 int64_t activation_bytes, size_t staging_floats) {
   const int64_t f = sizeof(float);
   const int64_t all = int64_t(model.params.size());
   const int64_t params = z3 ? z3->peak_params_bytes()
+                            : sm ? sm->peak_master_bytes()
                             : pipelined ? resident_bytes(model.params.data(), all) : all * f;
   const int64_t full_grads = zero >= 2 ? buckets.peak_resident_bytes()
                                        : pipelined ? resident_bytes(model.grads.data(), all) : all * f;
@@ -123,7 +127,6 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   if (resolve_device(c, world) == "cuda") return train_on_device(c, opt, world, grid, checkpoint_root(c, opt.run_dir));
 
   ModelState model(c, ExpertShard{pc.ep, grid.coord.ep, pc.etp, grid.coord.etp}, TensorShard{pc.tp, grid.coord.tp});
-  init_params(model.table, model.params.data(), c.train.seed);
   const std::vector<bool> frozen = frozen_params(c, model.table);  // finetune.freeze: no update, no state
   // A pipeline stage reduces, clips and updates only its own tensors (the others are released below).
   const StageLayout stages = make_stage_layout(c);
@@ -151,6 +154,13 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       release_floats(model.grads.data(), int64_t(model.grads.size()));  // released = zero, no pages
     }
   }
+
+  // A sharded master (ZeRO 3; ZeRO 1 and 2 under bf16 / fp16) is initialised in the owned ranges
+  // only, so no rank ever holds the whole model at start-up (a checkpoint load still does).
+  if (zpart && (zero == 3 || parse_precision(c.train.precision) != Precision::fp32))
+    init_params_ranges(model.table, model.params.data(), c.train.seed, zpart->owned_ranges());
+  else
+    init_params(model.table, model.params.data(), c.train.seed);
 
   data::LoaderOptions lo;
   lo.path = c.data.path;
@@ -202,6 +212,9 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     release_foreign(model.table, foreign, model.grads.data());
     compute_weights.skip_tensors(model.table, foreign);
   }
+  std::unique_ptr<ShardedMaster> smaster;  // zero 1 | 2, bf16 | fp16: the master keeps only owned floats
+  if (zpart && !z3 && compute_weights.precision() != Precision::fp32)
+    smaster = std::make_unique<ShardedMaster>(*zpart, compute_weights, model);
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
   const double flops_per_token = train_flops_per_token(c);
@@ -223,12 +236,15 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     if (zoptim) zoptim->to_full(full, gather_staging);
     else copy_moments(model.table, *optim, full);
     if (z3) z3->gather_all();  // the checkpoint holds full tensors, as for every stage
+    if (smaster) smaster->gather_master(gather_staging);
     if (pc.pp > 1) gather_pipeline_state(stages, model, full, *grid.pp);
     save_training_state(c, ckpt_root, step, model, full, loader, grid, extra);
     if (z3) z3->release_all();
+    if (smaster) smaster->release_master();
     if (pc.pp > 1) release_foreign(model.table, foreign, model.params.data());
   };
 
+  const int64_t startup_rss = peak_rss_bytes();  // start-up's peak: before the first step
   TrainResult result;
   result.steps_done = start_step;
   auto interval_start = Clock::now();
@@ -246,6 +262,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     inject_nan_for_test(step + 1, model.table, model.params.data());
     const int64_t token_offset = int64_t(dp.rank()) * local_rows * c.model.seq_len;
     if (z3_compute) z3_compute->begin_step();
+    if (smaster) smaster->refresh_copy();  // rounds the owned master, all-gathers the copy
     const ModelParams& wp = compute_weights.refresh(model);  // stage 3: views only (rounded per stage)
     const double step_scale = scaler.scale();
     StepLosses sl;
@@ -282,18 +299,22 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     // It runs the whole model on every rank: first every rank gets every stage's tensors.
     const bool nonfinite = !skip && (!std::isfinite(loss) || !std::isfinite(gnorm));
     if (nonfinite && z3) z3->gather_all();
+    if (nonfinite && smaster) smaster->gather_master(gather_staging);
     if (nonfinite && pc.pp > 1) gather_pipeline_params(stages, model, *grid.pp);
     if (nonfinite)
       throw Error(kExitOther, describe_nonfinite(c, {step + 1, loss, gnorm, tokens.data(), local_rows, token_offset},
                                                  model, make_dispatcher, reduce, world, tp, etp));
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
+    // The bias update and the load-balance profile read the whole balancing bias from the master.
+    if (smaster && (c.moe.bias_update_rate > 0 || load_balance.wants(step + 1))) smaster->refill_untrained();
     if (!skip) {
       PhaseScope timed(Phase::optimizer);
       const double clip = clip_scale(gnorm, c.optim.grad_clip) / step_scale;  // also unscales fp16 grads
       if (zoptim) {
         zoptim->step(model.params.data(), zgrads, zero >= 2, lr, clip);
-        // Every rank gets the updated parameters (stage 3: gathered when next used).
-        if (!z3) zpart->gather(model.params.data(), gather_staging);
+        // Every rank gets the updated parameters (stage 3: gathered when next used; a sharded
+        // master: its rounded copy is gathered at the next step's start).
+        if (!z3 && !smaster) zpart->gather(model.params.data(), gather_staging);
       } else {
         optim->step(model.params.data(), model.grads.data(), lr, clip);
       }
@@ -325,22 +346,26 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
                             {"grad_norm", gnorm},     {"tokens_per_s", tps},   {"mfu", mfu},
                             {"dropped_frac", routing.dropped_frac},
                             {"max_over_mean", routing.worst_max_over_mean},
-                            {"zero_stage", zero}};
-      add_memory(rec, model, z3.get(), buckets, zero, pc.pp > 1, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(),
+                            {"zero_stage", zero},     {"mem_startup_peak_rss", startup_rss}};
+      add_memory(rec, model, z3.get(), smaster.get(), buckets, zero, pc.pp > 1, zoptim ? 2 * zoptim->state_floats() : 2 * optim->state_floats(),
                  grad_shard.size(), stepper.activation_bytes(),
-                 gather_staging.capacity() + size_t(z3 ? z3->staging_floats() : 0));
+                 gather_staging.capacity() + size_t(z3 ? z3->staging_floats() : 0) +
+                     size_t(smaster ? smaster->staging_floats() : 0));
       if (zero >= 2) {  // the transient part: at most two stages of gradients (and parameters) at once
         rec["mem_stage_max"] = buckets.max_stage_bytes();
         buckets.reset_peak();
       }
       if (z3) z3->reset_peaks();
+      if (smaster) smaster->reset_peak();
       add_precision_metrics(rec, compute_weights, scaler);
       stepper.add_pipeline_metrics(rec);
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
         if (z3) z3->gather_all();
+        if (smaster) smaster->gather_master(gather_staging);
         if (pc.pp > 1) gather_pipeline_params(stages, model, *grid.pp);  // eval runs the whole model per stage
         EvalResult ev = evaluate(c, model.p, c.train.eval_batches, dp, make_dispatcher, tp, etp);
         if (z3) z3->release_all();
+        if (smaster) smaster->release_master();
         if (pc.pp > 1) release_foreign(model.table, foreign, model.params.data());
         rec["eval_loss"] = ev.loss;
       }

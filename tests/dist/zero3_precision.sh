@@ -19,7 +19,8 @@ import json, sys
 def recs(name):
     return [json.loads(l) for l in open(f"{sys.argv[1]}/{name}/metrics.jsonl")]
 full = recs("z2")[0]["mem_compute_weights"]  # the whole copy: 4 bytes per parameter
-assert full == recs("z2")[0]["mem_params"], "zero 2 keeps the full master and the full copy"
+z2 = recs("z2")[0]  # zero 2 keeps the whole copy, and half of the master (sharded, tests/dist/zero_master.sh)
+assert full / 2 <= z2["mem_params"] < full, z2
 slack = 64 * 1024
 for r in recs("z3"):
     S, cw = r["mem_stage_max"], r["mem_compute_weights"]

@@ -38,7 +38,7 @@ class Finetune : public ::testing::Test {
   static std::vector<float> params_of(const Config& c, const std::string& run) {
     ModelState m(c);
     load_weights(run, m);
-    return m.params;
+    return {m.params.begin(), m.params.end()};
   }
   static nlohmann::json manifest_of(const std::string& run) { return ckpt::read_manifest(ckpt::resolve(run)); }
   static std::string* dir_;

@@ -83,7 +83,7 @@ TEST(ModelGrad, TopKRouting) {
 TEST(ModelGrad, BackwardAccumulates) {
   ModelLoss ml(test::tiny_model_config(2), 2);
   ml.grads();
-  std::vector<float> once = ml.m.grads;
+  std::vector<float> once(ml.m.grads.begin(), ml.m.grads.end());
   ml.loss();
   ml.net.backward(ml.m.p, ml.m.g, double(ml.net.dims().N));
   for (size_t i = 0; i < once.size(); ++i) ASSERT_NEAR(ml.m.grads[i], 2 * once[i], 1e-6 + 1e-5 * std::fabs(once[i]));

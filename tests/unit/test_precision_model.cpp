@@ -28,7 +28,7 @@ struct GradRun {
     const PrecisionScope s(prec, scale);
     net.forward(tokens.data(), p, {});
     net.backward(p, m.g, double(net.dims().N));
-    return m.grads;
+    return {m.grads.begin(), m.grads.end()};
   }
 };
 

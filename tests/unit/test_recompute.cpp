@@ -67,7 +67,7 @@ StepResult run_step(Config c, const std::string& mode, const Place& at, int64_t 
   StepResult r;
   r.losses = net.forward(tokens.data() + dp_rank * rows * (T + 1), m.p, reduce);
   if (!forward_only) net.backward(m.p, m.g, double(tokens.size() / size_t(T + 1)) * double(T));
-  r.grads = m.grads;
+  r.grads.assign(m.grads.begin(), m.grads.end());
   for (const LayerLoadStats* s : net.load_stats()) r.stats.push_back(*s);
   r.activation_bytes = net.activation_bytes();
   for (const TokenDispatcher* d : net.moe_dispatchers())

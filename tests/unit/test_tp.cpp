@@ -96,7 +96,7 @@ RankResult run_model(const Config& c, comm::Communicator* tp, const std::vector<
   Transformer net(c, batch, {}, tp);
   RankResult r{net.forward(tokens.data(), m.p, {}), m.table, {}};
   net.backward(m.p, m.g, double(net.dims().N));
-  r.grads = m.grads;
+  r.grads.assign(m.grads.begin(), m.grads.end());
   return r;
 }
 

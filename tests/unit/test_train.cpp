@@ -24,7 +24,7 @@ std::vector<std::string> metric_lines(const std::string& run_dir) {
 std::vector<float> final_params(const Config& c, const std::string& run_dir) {
   ModelState m(c);
   load_weights(ckpt::resolve(run_dir), m);
-  return m.params;
+  return {m.params.begin(), m.params.end()};
 }
 
 TEST(Train, LossFalls) {
