@@ -38,6 +38,7 @@
 #include "src/train/precision_weights.h"
 #include "src/train/profile_trace.h"
 #include "src/train/routing_update.h"
+#include "src/train/run_common.h"
 #include "src/train/sharded_master.h"
 #include "src/train/stop_signal.h"
 #include "src/train/threads.h"
@@ -162,17 +163,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   else
     init_params(model.table, model.params.data(), c.train.seed);
 
-  data::LoaderOptions lo;
-  lo.path = c.data.path;
-  lo.seq_len = c.model.seq_len;
-  lo.global_batch = c.train.batch_size;
-  lo.dp_rank = dp.rank();
-  lo.dp_size = dp.size();
-  lo.microbatches = pc.microbatches;
-  lo.seed = c.train.seed;
-  lo.model_vocab_size = c.model.vocab_size;
-  lo.prefetch = c.data.prefetch;
-  data::ShardedLoader loader(lo);
+  data::ShardedLoader loader(run_loader_options(c, dp));
 
   const std::string ckpt_root = checkpoint_root(c, opt.run_dir);
   int64_t start_step = 0;
@@ -328,13 +319,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     result.last_loss = loss;
     ++interval_steps;
 
-    // A signal may reach the ranks at different steps: agree on it, so all stop after this one.
-    double signalled = stop_requested() ? 1.0 : 0.0;
-    world.allreduce_max(&signalled, 1);
-    const bool exiting = (opt.exit_after > 0 && step + 1 - start_step == opt.exit_after) || signalled > 0;
-    if (signalled > 0 && lead)
-      std::printf("stop requested (SIGTERM/SIGINT): writing a checkpoint at step %lld, then exiting\n",
-                  (long long)(step + 1));
+    const bool exiting = stop_after_step(world, opt.exit_after, step + 1 - start_step, step + 1, lead);
     const bool last = step + 1 == c.train.steps || exiting;
     if ((step + 1) % c.train.log_every == 0 || last) {
       const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();

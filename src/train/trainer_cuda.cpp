@@ -12,7 +12,6 @@
 
 #include <nccl.h>
 
-#include "data/loader.h"
 #include "kernels/cuda/cuda_check.h"
 #include "src/comm/cuda/nccl_communicator.h"
 #include "src/cuda/device_model.h"
@@ -26,7 +25,7 @@
 #include "src/train/metrics.h"
 #include "src/train/model_state.h"
 #include "src/train/optimizer.h"
-#include "src/train/stop_signal.h"
+#include "src/train/run_common.h"
 #endif
 
 namespace moe {
@@ -102,17 +101,7 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
   const std::vector<bool> frozen = frozen_params(c, model.table);
   AdamW host_optim(model.table, c.optim, frozen);  // the checkpoint format's moments
 
-  data::LoaderOptions lo;
-  lo.path = c.data.path;
-  lo.seq_len = c.model.seq_len;
-  lo.global_batch = c.train.batch_size;
-  lo.dp_rank = dp.rank();
-  lo.dp_size = dp.size();
-  lo.microbatches = c.parallel.microbatches;
-  lo.seed = c.train.seed;
-  lo.model_vocab_size = c.model.vocab_size;
-  lo.prefetch = c.data.prefetch;
-  data::ShardedLoader loader(lo);
+  data::ShardedLoader loader(run_loader_options(c, dp));
   const int64_t start_step = restore_or_init(c, opt, ckpt_root, model, host_optim, loader, grid);
 
   const int64_t local_rows = c.train.batch_size / dp.size();
@@ -182,9 +171,7 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
     result.last_loss = loss;
     ++interval_steps;
 
-    double signalled = stop_requested() ? 1.0 : 0.0;
-    world.allreduce_max(&signalled, 1);
-    const bool exiting = (opt.exit_after > 0 && step + 1 - start_step == opt.exit_after) || signalled > 0;
+    const bool exiting = stop_after_step(world, opt.exit_after, step + 1 - start_step, step + 1, lead);
     const bool last = step + 1 == c.train.steps || exiting;
     if ((step + 1) % c.train.log_every == 0 || last) {
       const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();

@@ -56,6 +56,27 @@ CpuStep cpu_step(const Config& c, int64_t B, const std::vector<float>& params, c
   return out;
 }
 
+struct GpuStep {
+  gpu::DeviceLosses losses;
+  std::vector<float> grads;
+  std::vector<LayerLoadStats> stats;
+  std::vector<float> token_losses;
+};
+
+GpuStep gpu_step(const Config& c, int64_t B, const std::vector<float>& params, const std::vector<int32_t>& tokens) {
+  gpu::DeviceModel dm(c, B, stream());
+  dm.upload_params(params.data());
+  dm.zero_grads();
+  GpuStep out;
+  out.losses = dm.forward(tokens.data());
+  dm.backward(double(B * c.model.seq_len));
+  out.grads.resize(params.size());
+  dm.download_grads(out.grads.data());
+  out.stats = dm.load_stats();
+  out.token_losses = dm.token_losses();
+  return out;
+}
+
 // Worst per-tensor error of a against b, relative to the tensor's largest |b|.
 double worst_tensor_err(const ParamTable& t, const std::vector<float>& a, const std::vector<float>& b,
                         std::string* where) {
@@ -84,28 +105,22 @@ TEST(GpuTrainStep, Fp32ForwardBackwardMatchesCpu) {
   init_params(table, params.data(), 11);
   const auto tokens = tokens_for(c, B, 5);
   const CpuStep ref = cpu_step(c, B, params, tokens);
-
-  gpu::DeviceModel dm(c, B, stream());
-  dm.upload_params(params.data());
-  dm.zero_grads();
-  const gpu::DeviceLosses l = dm.forward(tokens.data());
-  dm.backward(double(B * c.model.seq_len));
-  std::vector<float> g(params.size());
-  dm.download_grads(g.data());
+  const GpuStep got = gpu_step(c, B, params, tokens);
+  const gpu::DeviceLosses& l = got.losses;
+  const std::vector<float>& g = got.grads;
 
   EXPECT_NEAR(l.lm_sum, ref.losses.lm_sum, 1e-5 * std::fabs(ref.losses.lm_sum));
   EXPECT_NEAR(l.aux, ref.losses.aux, 1e-6 * std::fabs(ref.losses.aux) + 1e-9);
   EXPECT_NEAR(l.z, ref.losses.z, 1e-5 * std::fabs(ref.losses.z) + 1e-9);
-  ASSERT_EQ(dm.load_stats().size(), ref.stats.size());
+  ASSERT_EQ(got.stats.size(), ref.stats.size());
   for (size_t i = 0; i < ref.stats.size(); ++i) {
-    EXPECT_EQ(dm.load_stats()[i].tokens_per_expert, ref.stats[i].tokens_per_expert);
-    EXPECT_NEAR(dm.load_stats()[i].entropy, ref.stats[i].entropy, 1e-5);
+    EXPECT_EQ(got.stats[i].tokens_per_expert, ref.stats[i].tokens_per_expert);
+    EXPECT_NEAR(got.stats[i].entropy, ref.stats[i].entropy, 1e-5);
   }
   std::string where;
   const double err = worst_tensor_err(table, g, ref.grads, &where);
   EXPECT_LT(err, 2e-4) << "worst tensor: " << where;
-  const auto losses = dm.token_losses();
-  EXPECT_EQ(int64_t(losses.size()), B * c.model.seq_len);
+  EXPECT_EQ(int64_t(got.token_losses.size()), B * c.model.seq_len);
 }
 
 TEST(GpuTrainStep, Fp32AdamWStepsTrackCpu) {
@@ -160,15 +175,9 @@ TEST(GpuTrainStep, Bf16StepStaysCloseToFp32Cpu) {
   init_params(table, params.data(), 11);
   const auto tokens = tokens_for(c, B, 5);
   const CpuStep ref = cpu_step(small_config("fp32"), B, params, tokens);
-
-  gpu::DeviceModel dm(c, B, stream());
-  dm.upload_params(params.data());
-  dm.zero_grads();
-  const gpu::DeviceLosses l = dm.forward(tokens.data());
-  dm.backward(double(B * c.model.seq_len));
-  std::vector<float> g(params.size());
-  dm.download_grads(g.data());
-  EXPECT_NEAR(l.lm_sum, ref.losses.lm_sum, 1e-2 * std::fabs(ref.losses.lm_sum));
+  const GpuStep got = gpu_step(c, B, params, tokens);
+  const std::vector<float>& g = got.grads;
+  EXPECT_NEAR(got.losses.lm_sum, ref.losses.lm_sum, 1e-2 * std::fabs(ref.losses.lm_sum));
   // bf16 GEMM operands: gradients agree to bf16 accuracy, a few ulps deep.
   double dot = 0, na = 0, nb = 0;
   for (size_t i = 0; i < g.size(); ++i) {
