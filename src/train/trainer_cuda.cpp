@@ -44,13 +44,20 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// One GPU per rank: the rank's index on its node (Open MPI tells it) modulo the visible devices.
-void select_gpu(const comm::Communicator& world) {
+// One GPU per rank: the rank's index on its node (Open MPI tells it). NCCL cannot run two ranks
+// of a communicator on one GPU, so more ranks on a node than GPUs is a configuration error.
+void select_gpu(const Config& c, const comm::Communicator& world) {
   int count = 0;
   MOE_CUDA_CHECK(cudaGetDeviceCount(&count));
   const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  const char* local_size = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
   const int index = local ? std::atoi(local) : world.rank();
-  MOE_CUDA_CHECK(cudaSetDevice(index % count));
+  const int ranks_here = local_size ? std::atoi(local_size) : world.size();
+  if (ranks_here > count)
+    throw ConfigError("train.device cuda in " + c.source + ": " + std::to_string(ranks_here) +
+                      " ranks on this node but " + std::to_string(count) +
+                      " GPU(s): start one rank per GPU (mpirun -np <GPUs per node> per node)");
+  MOE_CUDA_CHECK(cudaSetDevice(index));
 }
 
 // Host <-> device copies of the AdamW moments (the host AdamW packs only the tensors it updates).
@@ -92,7 +99,7 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
                             const comm::ProcessGrid& grid, const std::string& ckpt_root) {
   comm::Communicator& dp = *grid.dp;
   const bool lead = world.rank() == 0;
-  select_gpu(world);
+  select_gpu(c, world);
   cudaStream_t stream = nullptr;
   MOE_CUDA_CHECK(cudaStreamCreate(&stream));
 
