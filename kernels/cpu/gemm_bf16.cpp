@@ -88,18 +88,18 @@ void pack_b(uint16_t* B, const float* b, int64_t N, int64_t K, int64_t Np, int64
   }
 }
 
+// C[R, 32 masked] (+)= A[R rows of lda] . B[pairs][Np][2] (the panel's first column at B).
 template <int R>
-MOE_BF16_TARGET void micro_kernel(float* C, int64_t ldc, const uint16_t* A, int64_t Kp, const uint16_t* B, int64_t Np,
-                                  __mmask16 m0, __mmask16 m1, bool accumulate) {
+MOE_BF16_TARGET void micro_kernel(float* C, int64_t ldc, const uint16_t* A, int64_t lda, int64_t pairs,
+                                  const uint16_t* B, int64_t Np, __mmask16 m0, __mmask16 m1, bool accumulate) {
   __m512 c0[R], c1[R];
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
-  const int64_t pairs = Kp / 2;
   for (int64_t p = 0; p < pairs; ++p) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(B + p * Np * 2);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(B + p * Np * 2 + 32);
     for (int r = 0; r < R; ++r) {
       uint32_t pair;
-      std::memcpy(&pair, A + r * Kp + 2 * p, 4);
+      std::memcpy(&pair, A + r * lda + 2 * p, 4);
       const __m512bh a = (__m512bh)_mm512_set1_epi32(int(pair));
       c0[r] = _mm512_dpbf16_ps(c0[r], a, b0);
       c1[r] = _mm512_dpbf16_ps(c1[r], a, b1);
@@ -130,14 +130,30 @@ MOE_BF16_TARGET void run_blocks(float* C, int64_t ldc, const uint16_t* A, const 
     const __mmask16 m0 = lane_mask(cols), m1 = lane_mask(cols - 16);
     int64_t i = i0;
     for (; i + kRows <= i1; i += kRows)
-      micro_kernel<kRows>(C + i * ldc + j0, ldc, A + i * Kp, Kp, B + j0 * 2, Np, m0, m1, accumulate);
-    for (; i < i1; ++i) micro_kernel<1>(C + i * ldc + j0, ldc, A + i * Kp, Kp, B + j0 * 2, Np, m0, m1, accumulate);
+      micro_kernel<kRows>(C + i * ldc + j0, ldc, A + i * Kp, Kp, Kp / 2, B + j0 * 2, Np, m0, m1, accumulate);
+    for (; i < i1; ++i)
+      micro_kernel<1>(C + i * ldc + j0, ldc, A + i * Kp, Kp, Kp / 2, B + j0 * 2, Np, m0, m1, accumulate);
   }
 }
 
 thread_local std::vector<uint16_t> t_a, t_b;
 
 }  // namespace
+
+MOE_BF16_TARGET void gemm_bf16_packed(float* C, int64_t ldc, const uint16_t* A, int64_t lda, const uint16_t* B,
+                                      int64_t ldb, int64_t M, int64_t N, int64_t K, bool accumulate) {
+  MOE_CHECK(lda % 2 == 0 && lda >= K && ldb >= (N + kCols - 1) / kCols * kCols, "gemm_bf16_packed: bad strides");
+  const int64_t pairs = (K + 1) / 2;
+  for (int64_t j0 = 0; j0 < N; j0 += kCols) {
+    const int64_t cols = std::min(kCols, N - j0);
+    const __mmask16 m0 = lane_mask(cols), m1 = lane_mask(cols - 16);
+    int64_t i = 0;
+    for (; i + kRows <= M; i += kRows)
+      micro_kernel<kRows>(C + i * ldc + j0, ldc, A + i * lda, lda, pairs, B + j0 * 2, ldb, m0, m1, accumulate);
+    for (; i < M; ++i)
+      micro_kernel<1>(C + i * ldc + j0, ldc, A + i * lda, lda, pairs, B + j0 * 2, ldb, m0, m1, accumulate);
+  }
+}
 
 bool gemm_bf16_available() { return g_enabled && half::has_avx512_bf16(); }
 void set_gemm_bf16_enabled(bool on) { g_enabled = on; }

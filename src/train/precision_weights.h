@@ -8,6 +8,7 @@
 // (set_per_range(), src/train/zero3_compute.h): each stage is rounded when gathered and released
 // with it, and refresh() only returns the views.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -44,11 +45,19 @@ class ComputeWeights {
   void reset_peak() { peak_resident_ = 0; }
   // Whether the tensor named `name` is rounded (false: kept exact).
   static bool rounds(const std::string& name);
+  // Where the optimizer may write table tensor i's rounded copy while it updates the tensor (one
+  // pass, ops::adamw_update_fused), or null: fp32, per-range mode, exact or skipped tensors. A
+  // tensor handed out is taken as fresh, so the next refresh() does not round it again; master
+  // weights changed after the optimizer step need invalidate().
+  float* fused_target(size_t i);
+  void invalidate() { std::fill(fresh_.begin(), fresh_.end(), false); }
 
  private:
   std::vector<bool> skip_;
   Precision prec_;
   std::vector<bool> rounded_;  // per table entry
+  std::vector<bool> fresh_;    // per table entry: rounded by the optimizer since the last refresh()
+  std::vector<int64_t> offset_;  // per table entry: where its floats start
   std::vector<float> buf_;
   ModelParams p_{};
   bool per_range_ = false;
