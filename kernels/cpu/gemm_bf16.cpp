@@ -27,6 +27,10 @@ bool g_enabled = true;
 #define MOE_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 constexpr int64_t kRows = 8, kCols = 32, kRowChunk = 128;
+// k runs in blocks of 512 (256 pairs): a block of a B panel (32 KB) stays in L1/L2 while the rows
+// of a chunk pass over it. With k = 2048 (the weight gradient of a 2048-token batch) unblocked,
+// the panel streamed from memory: 290 -> 360-390 GFLOP/s on one thread here.
+constexpr int64_t kPairBlock = 256;
 constexpr int64_t kParallelWork = int64_t(1) << 20;  // multiply-adds below which one thread is faster
 
 // The pack and block functions run inside the one parallel region of gemm_bf16 (orphaned
@@ -138,11 +142,15 @@ MOE_BF16_TARGET void run_blocks(float* C, int64_t ldc, const uint16_t* A, int64_
     const int64_t i0 = task / panels * kRowChunk, i1 = std::min(M, i0 + kRowChunk);
     const int64_t j0 = task % panels * kCols, cols = std::min(kCols, N - j0);
     const __mmask16 m0 = lane_mask(cols), m1 = lane_mask(cols - 16);
-    int64_t i = i0;
-    for (; i + kRows <= i1; i += kRows)
-      micro_kernel<kRows>(C + i * ldc + j0, ldc, A + i * a_rs, a_rs, a_ps, Kp / 2, B + j0 * 2, Np, m0, m1, accumulate);
-    for (; i < i1; ++i)
-      micro_kernel<1>(C + i * ldc + j0, ldc, A + i * a_rs, a_rs, a_ps, Kp / 2, B + j0 * 2, Np, m0, m1, accumulate);
+    for (int64_t p0 = 0; p0 < Kp / 2; p0 += kPairBlock) {
+      const int64_t pairs = std::min(kPairBlock, Kp / 2 - p0);
+      const bool acc = accumulate || p0 > 0;
+      const uint16_t *a = A + p0 * a_ps, *b = B + (p0 * Np + j0) * 2;
+      int64_t i = i0;
+      for (; i + kRows <= i1; i += kRows)
+        micro_kernel<kRows>(C + i * ldc + j0, ldc, a + i * a_rs, a_rs, a_ps, pairs, b, Np, m0, m1, acc);
+      for (; i < i1; ++i) micro_kernel<1>(C + i * ldc + j0, ldc, a + i * a_rs, a_rs, a_ps, pairs, b, Np, m0, m1, acc);
+    }
   }
 }
 

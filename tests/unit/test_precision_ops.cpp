@@ -205,6 +205,30 @@ TEST(GemmBf16, MatchesSgemmOfRoundedOperands) {
 #endif
 }
 
+// k past the kernel's 512-long blocks (two full, one partial and odd), C accumulated, both A layouts.
+TEST(GemmBf16, LongKInBlocks) {
+  if (!ops::gemm_bf16_available()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+  const int64_t M = 9, N = 40, K = 1203;
+  auto a = random_floats(M * K, 21), b = random_floats(N * K, 22), c0 = random_floats(M * N, 23);
+  const auto ar = rounded(a, Precision::bf16), br = rounded(b, Precision::bf16);
+  std::vector<double> ref(M * N);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = c0[size_t(m * N + n)];
+      for (int64_t k = 0; k < K; ++k) s += double(ar[size_t(m * K + k)]) * br[size_t(n * K + k)];
+      ref[size_t(m * N + n)] = s;
+    }
+  std::vector<float> at(a.size());
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) at[size_t(k * M + m)] = a[size_t(m * K + k)];
+  std::vector<float> c1 = c0, c2 = c0;
+  ops::gemm_bf16(c1.data(), N, a.data(), K, 1, b.data(), K, 1, M, N, K, true);
+  ops::gemm_bf16(c2.data(), N, at.data(), 1, M, b.data(), K, 1, M, N, K, true);
+  // Sums of ~1200 products below 1: fp32 rounding of the running sum stays below 1e-3.
+  EXPECT_LT(test::max_abs_diff(c1.data(), ref.data(), M * N), 1e-3);
+  EXPECT_TRUE(same_bits(c1, c2));
+}
+
 // The bf16 attention's kernel products are per task: the same bits for any thread count.
 TEST(GemmBf16, AttentionSameBitsForAnyThreadCount) {
   if (!ops::gemm_bf16_available()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
