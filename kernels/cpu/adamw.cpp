@@ -1,4 +1,7 @@
 // AdamW (decoupled weight decay) and the double-precision sum of squares for gradient norms.
+// Compiled with -fno-math-errno (CMakeLists.txt): sqrt then vectorises to vsqrtps, correctly
+// rounded as before (the same value; v is never negative); with errno the scalar sqrt and its
+// branch kept the AdamW loops scalar and compute bound (bench_ops BM_AdamwBf16Copy).
 #include <cmath>
 #include <vector>
 
