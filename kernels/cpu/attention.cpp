@@ -69,11 +69,11 @@ int task_threads(int64_t B, int64_t T, int64_t H, int64_t hd) {
 #endif
 }
 
-// The operands rounded to the compute precision: `x` itself under fp32, else a copy in `buf`.
 // The rounded copies of q, k, v, dout: kept between calls, so that a step does not map and fault
 // in fresh pages for them (megabytes per layer).
 thread_local std::vector<float> t_rounded[4];
 
+// The operands rounded to the compute precision: `x` itself under fp32, else a copy in `buf`.
 const float* rounded(const float* x, int64_t n, std::vector<float>& buf) {
   const Precision p = compute_precision();
   if (p == Precision::fp32 || !x) return x;
@@ -91,7 +91,7 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
   check_heads(H, KV);
   const int64_t group = H / KV, qC = H * hd, kvC = KV * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<float>&rq = t_rounded[0], &rk = t_rounded[1], &rv = t_rounded[2];
+  std::vector<float>& rq = t_rounded[0], &rk = t_rounded[1], &rv = t_rounded[2];
   q = rounded(q, B * T * qC, rq);
   k = rounded(k, B * T * kvC, rk);
   v = rounded(v, B * T * kvC, rv);
@@ -131,7 +131,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   check_heads(H, KV);
   const int64_t group = H / KV, qC = H * hd, kvC = KV * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<float>&rq = t_rounded[0], &rk = t_rounded[1], &rv = t_rounded[2], &rd = t_rounded[3];
+  std::vector<float>& rq = t_rounded[0], &rk = t_rounded[1], &rv = t_rounded[2], &rd = t_rounded[3];
   q = rounded(q, B * T * qC, rq);
   k = rounded(k, B * T * kvC, rk);
   v = rounded(v, B * T * kvC, rv);
