@@ -7,6 +7,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/precision.h"
+
 namespace moe::ops {
 
 // ---- linear algebra -------------------------------------------------------------------
@@ -85,6 +87,13 @@ void scatter_add_rows_backward(float* dinp, float* dweights, const float* dout, 
 // AdamW with decoupled weight decay; `step` counts from 1 (bias correction).
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t step);
+// The same update in one pass with the gradient multiplied by grad_scale on the way in (clipping,
+// fp16 unscaling): the bits of scaling a copy of grad, then adamw_update. When `copy` is not null it
+// also receives the updated param rounded to `copy_precision` (half::round_to: the mixed-precision
+// compute copy), written while the chunk is still in cache.
+void adamw_update_fused(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
+                        float beta2, float eps, float weight_decay, int64_t step, float grad_scale, float* copy,
+                        Precision copy_precision);
 // sum of squares, accumulated in double for a layout-stable global norm.
 double sum_squares(const float* x, int64_t n);
 

@@ -7,6 +7,9 @@
 // the thread count. Softmax: max subtraction, float sum.
 // Under a bf16/fp16 compute precision (kernels/precision.h) q, k, v and dout are rounded to it on
 // entry (on the calling thread); the probabilities and their gradient stay fp32 (docs/precision.md).
+// Under bf16 on a CPU with AVX-512 BF16 the products of two rounded operands, q k^T and
+// dp = dout v^T, run on the bf16 kernel (attention_bf16.h: the same values up to fp32 summation
+// order); the products with P or dS stay on sgemm.
 #include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -17,7 +20,9 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/attention_bf16.h"
 #include "kernels/cpu/blas_threads.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/half.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/ops.h"
@@ -64,6 +69,10 @@ int task_threads(int64_t B, int64_t T, int64_t H, int64_t hd) {
 #endif
 }
 
+// The rounded copies of q, k, v, dout: kept between calls, so that a step does not map and fault
+// in fresh pages for them (megabytes per layer).
+thread_local std::vector<float> t_rounded[4];
+
 // The operands rounded to the compute precision: `x` itself under fp32, else a copy in `buf`.
 const float* rounded(const float* x, int64_t n, std::vector<float>& buf) {
   const Precision p = compute_precision();
@@ -73,6 +82,8 @@ const float* rounded(const float* x, int64_t n, std::vector<float>& buf) {
   return buf.data();
 }
 
+bool bf16_kernel() { return compute_precision() == Precision::bf16 && gemm_bf16_available(); }
+
 }  // namespace
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, int64_t B,
@@ -80,27 +91,34 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
   check_heads(H, KV);
   const int64_t group = H / KV, qC = H * hd, kvC = KV * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<float> rq, rk, rv;
+  std::vector<float>& rq = t_rounded[0], &rk = t_rounded[1], &rv = t_rounded[2];
   q = rounded(q, B * T * qC, rq);
   k = rounded(k, B * T * kvC, rk);
   v = rounded(v, B * T * kvC, rv);
   const int threads = task_threads(B, T, H, hd);
+  const bool kernel = bf16_kernel();
   cpu::BlasSingleThreaded one_blas_thread(threads > 1);
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t bh = 0; bh < B * H; ++bh) {
-    const int64_t b = bh / H, h = bh % H;
-    const float* kh = k + b * T * kvC + (h / group) * hd;
-    const float* vh = v + b * T * kvC + (h / group) * hd;
-    float* ah = att + bh * T * T;
-    for (int64_t r0 = 0; r0 < T; r0 += kBlock) {
-      const int64_t r1 = std::min(T, r0 + kBlock), rows = r1 - r0;
-      const float* qr = q + (b * T + r0) * qC + h * hd;
-      gemm(false, true, rows, r1, hd, qr, qC, kh, kvC, 0.0f, ah + r0 * T, T);  // scores [rows, r1]
-      for (int64_t t = r0; t < r1; ++t) {
-        softmax_row(ah + t * T, t, r1, scale);
-        std::fill(ah + t * T + r1, ah + (t + 1) * T, 0.0f);
+#pragma omp parallel num_threads(threads)
+  {
+    cpu::KeyPanel keys;
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < B * H; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const float* kh = k + b * T * kvC + (h / group) * hd;
+      const float* vh = v + b * T * kvC + (h / group) * hd;
+      float* ah = att + bh * T * T;
+      if (kernel) keys.load(kh, kvC, T, hd);
+      for (int64_t r0 = 0; r0 < T; r0 += kBlock) {
+        const int64_t r1 = std::min(T, r0 + kBlock), rows = r1 - r0;
+        const float* qr = q + (b * T + r0) * qC + h * hd;
+        if (kernel) keys.product(ah + r0 * T, T, qr, qC, rows, r1);                   // scores [rows, r1]
+        else gemm(false, true, rows, r1, hd, qr, qC, kh, kvC, 0.0f, ah + r0 * T, T);  // scores [rows, r1]
+        for (int64_t t = r0; t < r1; ++t) {
+          softmax_row(ah + t * T, t, r1, scale);
+          std::fill(ah + t * T + r1, ah + (t + 1) * T, 0.0f);
+        }
+        gemm(false, false, rows, hd, r1, ah + r0 * T, T, vh, kvC, 0.0f, out + (b * T + r0) * qC + h * hd, qC);
       }
-      gemm(false, false, rows, hd, r1, ah + r0 * T, T, vh, kvC, 0.0f, out + (b * T + r0) * qC + h * hd, qC);
     }
   }
 }
@@ -113,26 +131,30 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   check_heads(H, KV);
   const int64_t group = H / KV, qC = H * hd, kvC = KV * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<float> rq, rk, rv, rd;
+  std::vector<float>& rq = t_rounded[0], &rk = t_rounded[1], &rv = t_rounded[2], &rd = t_rounded[3];
   q = rounded(q, B * T * qC, rq);
   k = rounded(k, B * T * kvC, rk);
   v = rounded(v, B * T * kvC, rv);
   dout = rounded(dout, B * T * qC, rd);
   const int threads = task_threads(B, T, H, hd);
+  const bool kernel = bf16_kernel() && (dq || dk);
   cpu::BlasSingleThreaded one_blas_thread(threads > 1);
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> ds(size_t(kBlock * T));  // one block of rows of dp, then ds
+    cpu::KeyPanel values;
 #pragma omp for schedule(static)
     for (int64_t bkv = 0; bkv < B * KV; ++bkv) {
       const int64_t b = bkv / KV, kvh = bkv % KV, kv_off = b * T * kvC + kvh * hd;
+      if (kernel) values.load(v + kv_off, kvC, T, hd);
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
         const float* ah = att + (b * H + h) * T * T;
         for (int64_t r0 = 0; r0 < T; r0 += kBlock) {
           const int64_t r1 = std::min(T, r0 + kBlock), rows = r1 - r0, q_off = (b * T + r0) * qC + h * hd;
           if (dv) gemm(true, false, r1, hd, rows, ah + r0 * T, T, dout + q_off, qC, 1.0f, dv + kv_off, kvC);
           if (!dq && !dk) continue;
-          gemm(false, true, rows, r1, hd, dout + q_off, qC, v + kv_off, kvC, 0.0f, ds.data(), r1);  // dp
+          if (kernel) values.product(ds.data(), r1, dout + q_off, qC, rows, r1);  // dp
+          else gemm(false, true, rows, r1, hd, dout + q_off, qC, v + kv_off, kvC, 0.0f, ds.data(), r1);
           for (int64_t t = r0; t < r1; ++t) {
             const float* p = ah + t * T;
             float* d = ds.data() + (t - r0) * r1;

@@ -10,10 +10,10 @@
 
 namespace moe {
 
-void inject_nan_for_test(int64_t step, const ParamTable& table, float* params) {
+bool inject_nan_for_test(int64_t step, const ParamTable& table, float* params) {
   const char* at = std::getenv("MOE_TEST_NAN_STEP");
   const char* name = std::getenv("MOE_TEST_NAN_PARAM");
-  if (!at || !name || std::atoll(at) != step) return;
+  if (!at || !name || std::atoll(at) != step) return false;
   const int i = table.index_of(name);
   if (i < 0)
     throw ConfigError(std::string("MOE_TEST_NAN_PARAM=") + name +
@@ -21,9 +21,10 @@ void inject_nan_for_test(int64_t step, const ParamTable& table, float* params) {
   const ParamInfo& p = table.params()[size_t(i)];
   // Element 0 of the global tensor: under expert parallelism only the rank holding its slice.
   const std::vector<int64_t> start = shard_start(p);
-  if (p.numel == 0 || std::any_of(start.begin(), start.end(), [](int64_t s) { return s != 0; })) return;
+  if (p.numel == 0 || std::any_of(start.begin(), start.end(), [](int64_t s) { return s != 0; })) return false;
   params[p.offset] = std::numeric_limits<float>::quiet_NaN();
   std::fprintf(stderr, "moe: test fault: %s[0] = NaN before step %lld (MOE_TEST_NAN_STEP)\n", name, (long long)step);
+  return true;
 }
 
 }  // namespace moe

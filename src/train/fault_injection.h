@@ -9,6 +9,7 @@
 
 namespace moe {
 
-void inject_nan_for_test(int64_t step, const ParamTable& table, float* params);
+// Returns whether it changed a parameter.
+bool inject_nan_for_test(int64_t step, const ParamTable& table, float* params);
 
 }  // namespace moe

@@ -5,6 +5,7 @@
 
 #include "kernels/ops.h"
 #include "src/core/error.h"
+#include "src/train/precision_weights.h"
 
 namespace moe {
 
@@ -39,33 +40,22 @@ AdamW::SqSums AdamW::grad_sq_sums(const float* grad) const {
   return s;
 }
 
-void AdamW::step(float* params, const float* grad, double lr, double clip) {
+void AdamW::step(float* params, const float* grad, double lr, double clip, ComputeWeights* copy) {
   ++step_;
   const auto& ps = table_.params();
+  const Precision prec = copy ? copy->precision() : Precision::fp32;
   for (size_t i = 0; i < ps.size(); ++i) {
     if (!updates(i)) continue;
     const ParamInfo& p = ps[i];
     adamw_range(params + p.offset, grad + p.offset, m_of(i), v_of(i), p.numel, cfg_, lr, clip, p.weight_decay, step_,
-                scaled_);
+                copy ? copy->fused_target(i) : nullptr, prec);
   }
 }
 
 void adamw_range(float* param, const float* grad, float* m, float* v, int64_t n, const OptimConfig& cfg, double lr,
-                 double clip, bool decay, int64_t step, std::vector<float>& scratch) {
-  // Clipped gradients go through a cache-sized scratch chunk, not a copy of the whole tensor
-  // (expert tensors are tens of MB: a full copy is two extra passes over memory).
-  constexpr int64_t kChunk = 1 << 16;
-  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
-    const int64_t len = std::min(kChunk, n - c0);
-    const float* gc = grad + c0;
-    if (clip != 1.0) {
-      scratch.assign(gc, gc + len);
-      ops::scale_inplace(scratch.data(), float(clip), len);
-      gc = scratch.data();
-    }
-    ops::adamw_update(param + c0, gc, m + c0, v + c0, len, float(lr), float(cfg.beta1), float(cfg.beta2),
-                      float(cfg.eps), decay ? float(cfg.weight_decay) : 0.0f, step);
-  }
+                 double clip, bool decay, int64_t step, float* copy, Precision copy_precision) {
+  ops::adamw_update_fused(param, grad, m, v, n, float(lr), float(cfg.beta1), float(cfg.beta2), float(cfg.eps),
+                          decay ? float(cfg.weight_decay) : 0.0f, step, float(clip), copy, copy_precision);
 }
 
 double clip_scale(double grad_norm, double clip) {

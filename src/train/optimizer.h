@@ -5,11 +5,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/precision.h"
 #include "src/core/page_vector.h"
 #include "src/model/params.h"
 #include "src/train/config.h"
 
 namespace moe {
+
+class ComputeWeights;
 
 class AdamW {
  public:
@@ -31,7 +34,9 @@ class AdamW {
   };
   SqSums grad_sq_sums(const float* grad) const;
   // One update with learning rate lr; grads are scaled by clip_scale first (1 = no clipping).
-  void step(float* params, const float* grad, double lr, double clip_scale);
+  // With `copy`, each updated tensor that copy->fused_target() names is also rounded into the
+  // mixed-precision compute copy in the same pass (docs/precision.md).
+  void step(float* params, const float* grad, double lr, double clip_scale, ComputeWeights* copy = nullptr);
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t s) { step_ = s; }
 
@@ -40,13 +45,20 @@ class AdamW {
   OptimConfig cfg_;
   std::vector<int64_t> state_offset_;  // per parameter: offset into m_/v_, -1 when not updated
   PageVector m_, v_;
-  std::vector<float> scaled_;
   int64_t step_ = 0;
 };
 
-// AdamW on one contiguous range (a tensor, or a ZeRO shard of one), gradients scaled by `clip`.
+// AdamW on one contiguous range (a tensor, or a ZeRO shard of one), gradients scaled by `clip`,
+// in one pass (ops::adamw_update_fused); `copy` (optional) receives the updated values rounded to
+// `copy_precision`.
 void adamw_range(float* param, const float* grad, float* m, float* v, int64_t n, const OptimConfig& cfg, double lr,
-                 double clip, bool decay, int64_t step, std::vector<float>& scratch);
+                 double clip, bool decay, int64_t step, float* copy = nullptr,
+                 Precision copy_precision = Precision::fp32);
+// The same; the scratch buffer is no longer needed (kept for the ZeRO optimizer's call).
+inline void adamw_range(float* param, const float* grad, float* m, float* v, int64_t n, const OptimConfig& cfg,
+                        double lr, double clip, bool decay, int64_t step, std::vector<float>& /*scratch*/) {
+  adamw_range(param, grad, m, v, n, cfg, lr, clip, decay, step);
+}
 
 // Clip factor for global norm clipping: min(1, clip / norm); clip <= 0 disables it.
 double clip_scale(double grad_norm, double clip);

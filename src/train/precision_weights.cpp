@@ -15,7 +15,11 @@ bool ComputeWeights::rounds(const std::string& name) {
 
 ComputeWeights::ComputeWeights(const Config& c, const ParamTable& table) : prec_(parse_precision(c.train.precision)) {
   if (prec_ == Precision::fp32) return;
-  for (const ParamInfo& p : table.params()) rounded_.push_back(rounds(p.name));
+  for (const ParamInfo& p : table.params()) {
+    rounded_.push_back(rounds(p.name));
+    offset_.push_back(p.offset);
+  }
+  fresh_.assign(rounded_.size(), false);
   buf_.resize(size_t(table.total()));
   p_ = bind_params(c, table, buf_.data());
 }
@@ -25,13 +29,20 @@ const ModelParams& ComputeWeights::refresh(const ModelState& model) {
   if (per_range_) return p_;  // each range was rounded when its stage was gathered
   const auto& ps = model.table.params();
   for (size_t i = 0; i < ps.size(); ++i) {
-    if (i < skip_.size() && skip_[i]) continue;
+    if ((i < skip_.size() && skip_[i]) || fresh_[i]) continue;
     const float* src = model.params.data() + ps[i].offset;
     float* dst = buf_.data() + ps[i].offset;
     if (rounded_[i]) half::round_to(dst, src, ps[i].numel, prec_);
     else std::copy(src, src + ps[i].numel, dst);
   }
+  invalidate();
   return p_;
+}
+
+float* ComputeWeights::fused_target(size_t i) {
+  if (prec_ == Precision::fp32 || per_range_ || !rounded_[i] || (i < skip_.size() && skip_[i])) return nullptr;
+  fresh_[i] = true;
+  return buf_.data() + offset_[i];
 }
 
 void ComputeWeights::skip_tensors(const ParamTable& table, const std::vector<bool>& skip) {

@@ -9,6 +9,7 @@
 // with it, and refresh() only returns the views. Under ZeRO 1 and 2 the master is sharded too: each
 // rank rounds its owned ranges and the copy is all-gathered (src/train/sharded_master.h).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -47,11 +48,19 @@ class ComputeWeights {
   float* data() { return buf_.data(); }
   // Whether the tensor named `name` is rounded (false: kept exact).
   static bool rounds(const std::string& name);
+  // Where the optimizer may write table tensor i's rounded copy while it updates the tensor (one
+  // pass, ops::adamw_update_fused), or null: fp32, per-range mode, exact or skipped tensors. A
+  // tensor handed out is taken as fresh, so the next refresh() does not round it again; master
+  // weights changed after the optimizer step need invalidate().
+  float* fused_target(size_t i);
+  void invalidate() { std::fill(fresh_.begin(), fresh_.end(), false); }
 
  private:
   std::vector<bool> skip_;
   Precision prec_;
   std::vector<bool> rounded_;  // per table entry
+  std::vector<bool> fresh_;    // per table entry: rounded by the optimizer since the last refresh()
+  std::vector<int64_t> offset_;  // per table entry: where its floats start
   PageVector buf_;  // untouched until rounded into (ZeRO 3: only the stages in use)
   ModelParams p_{};
   bool per_range_ = false;

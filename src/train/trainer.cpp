@@ -250,7 +250,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     // From stage 2 on, every gradient range was released (= zeroed) once reduced.
     if (zero < 2 && pc.pp > 1) zero_own_grads(model.table, foreign, model.grads.data());
     else if (zero < 2) std::fill(model.grads.begin(), model.grads.end(), 0.0f);
-    inject_nan_for_test(step + 1, model.table, model.params.data());
+    if (inject_nan_for_test(step + 1, model.table, model.params.data())) compute_weights.invalidate();
     const int64_t token_offset = int64_t(dp.rank()) * local_rows * c.model.seq_len;
     if (z3_compute) z3_compute->begin_step();
     if (smaster) smaster->refresh_copy();  // rounds the owned master, all-gathers the copy
@@ -307,7 +307,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
         // master: its rounded copy is gathered at the next step's start).
         if (!z3 && !smaster) zpart->gather(model.params.data(), gather_staging);
       } else {
-        optim->step(model.params.data(), model.grads.data(), lr, clip);
+        optim->step(model.params.data(), model.grads.data(), lr, clip, &compute_weights);  // + the compute copy
       }
       stepper.update_balancing_bias(model);
     }

@@ -3,10 +3,13 @@
 //   build-*/tests/bench_ops [--benchmark_filter=Matmul]   (wall-clock times: the ops use threads)
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/half.h"
 #include "kernels/ops.h"
 
 namespace {
@@ -99,18 +102,29 @@ struct AttentionData {
 // Causal: about half of the T x T scores, two GEMM-like products each.
 constexpr double kAttentionFlops = 2.0 * 2.0 * kB * kH * (kT * (kT + 1) / 2) * kHd;
 
+// Arg 0: fp32; 1: bf16 (AVX-512 BF16 kernel where present); 2: bf16 on the sgemm path.
+struct AttentionPrecision {
+  moe::PrecisionScope scope;
+  explicit AttentionPrecision(int64_t mode) : scope(mode == 0 ? moe::Precision::fp32 : moe::Precision::bf16) {
+    moe::ops::set_gemm_bf16_enabled(mode != 2);
+  }
+  ~AttentionPrecision() { moe::ops::set_gemm_bf16_enabled(true); }
+};
+
 void BM_AttentionForward(benchmark::State& state) {
   AttentionData d;
+  const AttentionPrecision precision(state.range(0));
   for (auto _ : state) {
     moe::ops::attention_forward(d.out.data(), d.att.data(), d.q.data(), d.k.data(), d.v.data(), kB, kT, kH, kKV, kHd);
     benchmark::DoNotOptimize(d.out.data());
   }
   set_flops(state, kAttentionFlops);
 }
-BENCHMARK(BM_AttentionForward)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_AttentionForward)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_AttentionBackward(benchmark::State& state) {
   AttentionData d;
+  const AttentionPrecision precision(state.range(0));
   moe::ops::attention_forward(d.out.data(), d.att.data(), d.q.data(), d.k.data(), d.v.data(), kB, kT, kH, kKV, kHd);
   auto g = randn(kN * kH * kHd, 4);
   std::vector<float> dq(d.q.size()), dk(d.k.size()), dv(d.v.size());
@@ -121,7 +135,7 @@ void BM_AttentionBackward(benchmark::State& state) {
   }
   set_flops(state, 2.0 * kAttentionFlops);
 }
-BENCHMARK(BM_AttentionBackward)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_AttentionBackward)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // ---- row-wise and elementwise ops -------------------------------------------------------
 void BM_Rmsnorm(benchmark::State& state) {  // forward + backward
@@ -222,6 +236,34 @@ void BM_AdamwAndNorm(benchmark::State& state) {  // one MoE layer's expert weigh
   state.SetBytesProcessed(state.iterations() * n * 9 * static_cast<int64_t>(sizeof(float)));
 }
 BENCHMARK(BM_AdamwAndNorm)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The optimizer step of one bf16 tensor as the trainer ran it before the fused kernel (arg 0: the
+// clipped gradient through a 64K scratch chunk, adamw_update, then the rounding pass into the
+// compute copy) and with it (arg 1: one pass).
+void BM_AdamwBf16Copy(benchmark::State& state) {
+  const int64_t n = 3 * kE * kFe * kD, chunk = 1 << 16;
+  auto p = randn(n, 1, 0.02f), g = randn(n, 2, 1e-3f);
+  std::vector<float> m(n), v(n), copy(n), scratch(chunk);
+  int64_t step = 0;
+  for (auto _ : state) {
+    ++step;
+    if (state.range(0) == 1) {
+      moe::ops::adamw_update_fused(p.data(), g.data(), m.data(), v.data(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step,
+                                   0.5f, copy.data(), moe::Precision::bf16);
+    } else {
+      for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+        const int64_t len = std::min(chunk, n - c0);
+        std::copy(g.begin() + c0, g.begin() + c0 + len, scratch.begin());
+        moe::ops::scale_inplace(scratch.data(), 0.5f, len);
+        moe::ops::adamw_update(p.data() + c0, scratch.data(), m.data() + c0, v.data() + c0, len, 1e-3f, 0.9f, 0.95f,
+                               1e-8f, 0.1f, step);
+      }
+      moe::half::round_to(copy.data(), p.data(), n, moe::Precision::bf16);
+    }
+    benchmark::DoNotOptimize(copy.data());
+  }
+}
+BENCHMARK(BM_AdamwBf16Copy)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

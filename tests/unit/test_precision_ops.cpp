@@ -119,11 +119,19 @@ TEST_P(PrecisionOps, AttentionEqualsFp32OnRoundedOperands) {
   auto q = random_floats(B * T * H * hd, 7), k = random_floats(B * T * KV * hd, 8), v = random_floats(B * T * KV * hd, 9);
   auto g = random_floats(B * T * H * hd, 10);
   std::vector<float> out(q.size()), att(size_t(B * H * T * T)), dq(q.size(), 0.0f), dk(k.size(), 0.0f), dv(v.size(), 0.0f);
+  std::vector<float> kout(out.size()), katt(att.size()), kdq(dq.size(), 0.0f), kdk(dk.size(), 0.0f), kdv(dv.size(), 0.0f);
   {
     const PrecisionScope scope(p);
-    ops::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), B, T, H, KV, hd);
-    ops::attention_backward(dq.data(), dk.data(), dv.data(), g.data(), att.data(), q.data(), k.data(), v.data(), B, T,
-                            H, KV, hd);
+    {
+      const PathScope sgemm_path(false);
+      ops::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), B, T, H, KV, hd);
+      ops::attention_backward(dq.data(), dk.data(), dv.data(), g.data(), att.data(), q.data(), k.data(), v.data(), B,
+                              T, H, KV, hd);
+    }
+    // bf16 on AVX-512 BF16: q k^T and dout v^T on the kernel (kernels/cpu/attention_bf16.h).
+    ops::attention_forward(kout.data(), katt.data(), q.data(), k.data(), v.data(), B, T, H, KV, hd);
+    ops::attention_backward(kdq.data(), kdk.data(), kdv.data(), g.data(), katt.data(), q.data(), k.data(), v.data(), B,
+                            T, H, KV, hd);
   }
   const auto qr = rounded(q, p), kr = rounded(k, p), vr = rounded(v, p), gr = rounded(g, p);
   std::vector<float> ref(q.size()), ratt(att.size()), rdq(q.size(), 0.0f), rdk(k.size(), 0.0f), rdv(v.size(), 0.0f);
@@ -135,6 +143,14 @@ TEST_P(PrecisionOps, AttentionEqualsFp32OnRoundedOperands) {
   EXPECT_TRUE(same_bits(dq, rdq));
   EXPECT_TRUE(same_bits(dk, rdk));
   EXPECT_TRUE(same_bits(dv, rdv));
+  EXPECT_LT(max_diff(kout, ref), kOrderTol);
+  EXPECT_LT(max_diff(katt, ratt), kOrderTol);
+  EXPECT_LT(max_diff(kdq, rdq), kOrderTol);
+  EXPECT_LT(max_diff(kdk, rdk), kOrderTol);
+  EXPECT_LT(max_diff(kdv, rdv), kOrderTol);
+  if (p == Precision::bf16 && ops::gemm_bf16_available()) {
+    EXPECT_FALSE(same_bits(katt, att)) << "the kernel path was not taken";
+  }
   std::vector<float> plain(q.size());
   ops::attention_forward(plain.data(), ratt.data(), q.data(), k.data(), v.data(), B, T, H, KV, hd);
   EXPECT_FALSE(same_bits(out, plain));
@@ -186,6 +202,55 @@ TEST(GemmBf16, MatchesSgemmOfRoundedOperands) {
   ops::gemm_bf16(many.data(), N2, a2.data(), K2, 1, b2.data(), K2, 1, M2, N2, K2, false);
   omp_set_num_threads(threads);
   EXPECT_TRUE(same_bits(one, many));
+#endif
+}
+
+// k past the kernel's 512-long blocks (two full, one partial and odd), C accumulated, both A layouts.
+TEST(GemmBf16, LongKInBlocks) {
+  if (!ops::gemm_bf16_available()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+  const int64_t M = 9, N = 40, K = 1203;
+  auto a = random_floats(M * K, 21), b = random_floats(N * K, 22), c0 = random_floats(M * N, 23);
+  const auto ar = rounded(a, Precision::bf16), br = rounded(b, Precision::bf16);
+  std::vector<double> ref(M * N);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = c0[size_t(m * N + n)];
+      for (int64_t k = 0; k < K; ++k) s += double(ar[size_t(m * K + k)]) * br[size_t(n * K + k)];
+      ref[size_t(m * N + n)] = s;
+    }
+  std::vector<float> at(a.size());
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) at[size_t(k * M + m)] = a[size_t(m * K + k)];
+  std::vector<float> c1 = c0, c2 = c0;
+  ops::gemm_bf16(c1.data(), N, a.data(), K, 1, b.data(), K, 1, M, N, K, true);
+  ops::gemm_bf16(c2.data(), N, at.data(), 1, M, b.data(), K, 1, M, N, K, true);
+  // Sums of ~1200 products below 1: fp32 rounding of the running sum stays below 1e-3.
+  EXPECT_LT(test::max_abs_diff(c1.data(), ref.data(), M * N), 1e-3);
+  EXPECT_TRUE(same_bits(c1, c2));
+}
+
+// The bf16 attention's kernel products are per task: the same bits for any thread count.
+TEST(GemmBf16, AttentionSameBitsForAnyThreadCount) {
+  if (!ops::gemm_bf16_available()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+#ifdef _OPENMP
+  const int64_t B = 2, T = 130, H = 4, KV = 2, hd = 16;
+  auto q = random_floats(B * T * H * hd, 17), k = random_floats(B * T * KV * hd, 18);
+  auto v = random_floats(B * T * KV * hd, 19), g = random_floats(B * T * H * hd, 20);
+  auto run = [&](int threads) {
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    const PrecisionScope scope(Precision::bf16);
+    std::vector<float> out(q.size()), att(size_t(B * H * T * T)), dq(q.size(), 0.0f), dk(k.size(), 0.0f),
+        dv(v.size(), 0.0f);
+    ops::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), B, T, H, KV, hd);
+    ops::attention_backward(dq.data(), dk.data(), dv.data(), g.data(), att.data(), q.data(), k.data(), v.data(), B, T,
+                            H, KV, hd);
+    omp_set_num_threads(before);
+    std::vector<float> all = out;
+    for (const auto* x : {&att, &dq, &dk, &dv}) all.insert(all.end(), x->begin(), x->end());
+    return all;
+  };
+  EXPECT_TRUE(same_bits(run(1), run(3)));
 #endif
 }
 
