@@ -3,7 +3,8 @@
 # same model, training step, data and thread count), side by side in one run, repeated.
 # Usage: scripts/bench_cpu.sh [--precision fp32|bf16|both] [threads] [timed steps] [repeats]
 #        (defaults: both, nproc, 4, 2)
-# Per repeat and precision: bench_peak measures the OpenBLAS sgemm peak and the bf16 GEMM kernel's
+# Per repeat and precision: bench_peak measures the fp32 GEMM peak (the faster of OpenBLAS sgemm and
+# the AVX-512 fp32 kernel, kernels/cpu/gemm_f32.h) and the bf16 GEMM kernel's
 # peak (square 1024, best of 10) and the trainer's FLOPs per token; then moe trains
 # configs/bench_cpu.yaml for 2 warm-up + N steps with train.precision set, and PyTorch runs the same
 # steps on the same resolved config (bf16: torch.autocast("cpu", bfloat16) around the forward, fp32

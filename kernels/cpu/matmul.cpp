@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/half.h"
 #include "kernels/ops.h"
 #include "src/core/error.h"
@@ -17,7 +18,8 @@ namespace moe::ops {
 
 namespace {
 
-// C[M,Ncol] = op(A)[M,K] op(B)[K,Ncol] + beta*C, guarding the empty shapes cblas rejects.
+// C[M,Ncol] = op(A)[M,K] op(B)[K,Ncol] + beta*C, guarding the empty shapes cblas rejects. Runs the
+// AVX-512 fp32 kernel (gemm_f32.h) where the CPU has it and beta is 0 or 1 (every caller here).
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t Ncol, int64_t K, const float* A, int64_t lda,
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || Ncol == 0) return;
@@ -26,6 +28,9 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t Ncol, int64_t K, const
       for (int64_t j = 0; j < Ncol; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
+  if (gemm_f32_available() && (beta == 0.0f || beta == 1.0f))  // op(B)[k][n] as B^T[n][k]
+    return gemm_f32(C, ldc, A, trans_a ? 1 : lda, trans_a ? lda : 1, B, trans_b ? ldb : 1, trans_b ? 1 : ldb, M, Ncol,
+                    K, beta == 1.0f);
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               static_cast<blasint>(M), static_cast<blasint>(Ncol), static_cast<blasint>(K), 1.0f, A,
               static_cast<blasint>(std::max<int64_t>(lda, 1)), B, static_cast<blasint>(std::max<int64_t>(ldb, 1)),

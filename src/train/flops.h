@@ -1,4 +1,4 @@
-// Model FLOPs (for MFU) and the machine's measured peak (OpenBLAS sgemm throughput).
+// Model FLOPs (for MFU) and the machine's measured peak (fp32 GEMM throughput).
 #pragma once
 #include <cstdint>
 
@@ -13,7 +13,8 @@ double train_flops_per_token(const Config& c);
 // Active (per-token) and total parameter counts.
 int64_t active_params(const Config& c);
 int64_t total_params(const Config& c);
-// Best of a few cblas_sgemm runs at size n, in FLOP/s, with the current thread settings.
+// Best of a few fp32 GEMM runs at size n (C = A B^T), in FLOP/s, with the current thread settings:
+// OpenBLAS or the AVX-512 kernel (kernels/cpu/gemm_f32.h), whichever is faster.
 double measure_sgemm_peak(int64_t n = 1024, int repeats = 3);
 
 }  // namespace moe

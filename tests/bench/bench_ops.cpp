@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/half.h"
 #include "kernels/ops.h"
 
@@ -63,6 +64,34 @@ void BM_MatmulBackward(benchmark::State& state) {
   set_flops(state, 4.0 * N * I * O);
 }
 BENCHMARK(BM_MatmulBackward)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// The AVX-512 fp32 kernel (gemm_f32.h) against cblas_sgemm, side by side, behind the matmul ops'
+// sgemm() wrapper. Arg 0: 0 the kernel, 1 OpenBLAS. Arg 1, the product: 0 a dense layer forward
+// (1024 tokens x 512 -> 2048, A B^T); 1 an expert forward (256 rows x 512 -> 1024, A B^T); 2 its
+// input gradient (256 x 1024 -> 512, A B); 3 its weight gradient (1024 x 512 over 256 rows, A^T B).
+void BM_SgemmPath(benchmark::State& state) {
+  const bool kernel = state.range(0) == 0;
+  const int64_t what = state.range(1);
+  const int64_t N = what == 0 ? kN : kRouted / kE, I = kD, O = what == 0 ? 4 * kD : kFe;
+  if (kernel && !moe::ops::gemm_f32_available()) return state.SkipWithError("no AVX-512F");
+  moe::ops::set_gemm_f32_enabled(kernel);
+  auto x = randn(N * I, 1), w = randn(O * I, 2, 0.02f), g = randn(N * O, 3);
+  std::vector<float> out(N * O), dx(N * I), dw(O * I);
+  for (auto _ : state) {
+    if (what < 2) moe::ops::matmul_forward(out.data(), x.data(), w.data(), N, I, O);
+    if (what == 2) moe::ops::matmul_backward(dx.data(), nullptr, g.data(), x.data(), w.data(), N, I, O);
+    if (what == 3) moe::ops::matmul_backward(nullptr, dw.data(), g.data(), x.data(), w.data(), N, I, O);
+    benchmark::ClobberMemory();
+  }
+  moe::ops::set_gemm_f32_enabled(true);
+  state.SetLabel(kernel ? "avx512 kernel" : "openblas");
+  set_flops(state, 2.0 * N * I * O);
+}
+BENCHMARK(BM_SgemmPath)
+    ->ArgsProduct({{0, 1}, {0, 1, 2, 3}})
+    ->ArgNames({"openblas", "product"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 std::vector<int64_t> even_offsets() {
   std::vector<int64_t> off(kE + 1);

@@ -1,7 +1,8 @@
 // The two peaks the CPU benchmark (scripts/bench_cpu.sh) divides by, measured in the same run as
 // the training it reports, and the training FLOPs per token of a config (the trainer's count):
 //   MOE_THREADS=N bench_peak RESOLVED_CONFIG.yaml     -> one JSON line
-// sgemm_peak: OpenBLAS sgemm, the measurement behind metrics.jsonl's `mfu` (src/train/flops.cpp).
+// sgemm_peak: the faster of OpenBLAS sgemm and the AVX-512 fp32 kernel (the one fp32 steps run),
+// the measurement behind metrics.jsonl's `mfu` (src/train/flops.cpp).
 // bf16_peak: the bf16 GEMM a bf16 step runs (kernels/cpu/gemm_bf16.cpp) on the same square shape
 // and the same best-of timing, packing and rounding of both operands included, as sgemm's includes
 // its packing. Without AVX-512 BF16 a bf16 step runs sgemm, so the bf16 peak is the sgemm peak.
