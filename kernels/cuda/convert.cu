@@ -41,10 +41,6 @@ __global__ void sum_kernel(double* out, const float* x, int64_t n) {
 
 void convert(bf16* out, const float* inp, int64_t n, cudaStream_t stream) { launch<bf16, float, false>(out, inp, n, stream); }
 void convert(float* out, const bf16* inp, int64_t n, cudaStream_t stream) { launch<float, bf16, false>(out, inp, n, stream); }
-void convert(float* out, const float* inp, int64_t n, cudaStream_t stream) {
-  if (out == inp || n == 0) return;
-  MOE_CUDA_CHECK(cudaMemcpyAsync(out, inp, sizeof(float) * n, cudaMemcpyDeviceToDevice, stream));
-}
 void accumulate(float* out, const bf16* inp, int64_t n, cudaStream_t stream) { launch<float, bf16, true>(out, inp, n, stream); }
 void accumulate(float* out, const float* inp, int64_t n, cudaStream_t stream) { launch<float, float, true>(out, inp, n, stream); }
 

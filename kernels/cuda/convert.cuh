@@ -10,7 +10,6 @@ namespace moe::cuda {
 
 void convert(__nv_bfloat16* out, const float* inp, int64_t n, cudaStream_t stream);  // round
 void convert(float* out, const __nv_bfloat16* inp, int64_t n, cudaStream_t stream);  // widen
-void convert(float* out, const float* inp, int64_t n, cudaStream_t stream);          // copy (no-op if equal)
 // out += float(inp)
 void accumulate(float* out, const __nv_bfloat16* inp, int64_t n, cudaStream_t stream);
 void accumulate(float* out, const float* inp, int64_t n, cudaStream_t stream);

@@ -1,5 +1,5 @@
 // The device's GEMM throughput (the MFU reference of train.device cuda): the best of a few square
-// cuBLAS GEMMs in bf16 or fp32, measured once.
+// cuBLAS GEMMs in bf16 or fp32 on nonzero operands, measured once.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -1,7 +1,5 @@
 #include "src/train/device_select.h"
 
-#include <algorithm>
-
 #include "src/core/error.h"
 #ifdef MOE_WITH_CUDA
 #include "kernels/cuda/context.cuh"
@@ -45,16 +43,14 @@ std::string resolve_device(const Config& c, comm::Communicator& world) {
   const std::string& want = c.train.device;
   if (want == "cpu") return "cpu";
   const std::string why = device_unsupported(c);
-  double ok = why.empty() && cuda_devices() > 0 ? 1.0 : 0.0, all_ok = ok;
-  // min over ranks through max of the negation
-  double neg = -ok;
-  world.allreduce_max(&neg, 1);
-  all_ok = -neg;
-  if (all_ok > 0) return "cuda";
+  const bool ok = why.empty() && cuda_devices() > 0;
+  double any_not_ok = ok ? 0.0 : 1.0;  // every rank must be able to: max over the ranks of "cannot"
+  world.allreduce_max(&any_not_ok, 1);
+  if (any_not_ok == 0) return "cuda";
   if (want == "auto") return "cpu";
   if (!why.empty()) throw ConfigError("train.device cuda in " + c.source + ": " + why);
   throw ConfigError("train.device cuda in " + c.source + ": no CUDA device is visible to " +
-                    (ok > 0 ? std::string("another rank") : "rank " + std::to_string(world.rank())) +
+                    (ok ? std::string("another rank") : "rank " + std::to_string(world.rank())) +
                     "; use train.device cpu or auto");
 }
 

@@ -1,6 +1,8 @@
 // Pieces every training loop shares (the CPU trainer and train.device cuda's).
 #pragma once
+#include <chrono>
 #include <cstdint>
+#include <string>
 
 #include "data/loader.h"
 #include "src/comm/communicator.h"
@@ -16,5 +18,23 @@ data::LoaderOptions run_loader_options(const Config& c, const comm::Communicator
 // The lead says so when a signal caused it.
 bool stop_after_step(comm::Communicator& world, int64_t exit_after, int64_t steps_this_run, int64_t step_done,
                      bool lead);
+
+// Throughput between logged steps and the run's progress line. The interval restarts when the
+// caller says (after the logging step's eval and metrics, which do not count as training time).
+class RunProgress {
+ public:
+  using Clock = std::chrono::steady_clock;
+  RunProgress(int64_t start_step, int64_t total_steps) : start_step_(start_step), total_(total_steps) {}
+  void step_done() { ++interval_steps_; }
+  // Tokens per second over the steps since the interval started.
+  double tokens_per_s(double tokens_per_step) const;
+  void restart_interval();
+  // "step s/S | loss | tok/s | mfu | ETA" plus `extra`, on stdout (flushed).
+  void print(int64_t step_done, double loss, double tokens_per_s, double mfu, const std::string& extra) const;
+
+ private:
+  int64_t start_step_, total_, interval_steps_ = 0;
+  Clock::time_point run_start_ = Clock::now(), interval_start_ = run_start_;
+};
 
 }  // namespace moe

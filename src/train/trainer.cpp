@@ -238,9 +238,7 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
   const int64_t startup_rss = peak_rss_bytes();  // start-up's peak: before the first step
   TrainResult result;
   result.steps_done = start_step;
-  auto interval_start = Clock::now();
-  auto run_start = interval_start;
-  int64_t interval_steps = 0;
+  RunProgress progress(start_step, c.train.steps);
   for (int64_t step = start_step; step < c.train.steps; ++step) {
     stall_for_test(world.rank(), step + 1);
     const auto step_start = Clock::now();
@@ -317,13 +315,12 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
     trace.add_step(step + 1, step_start, step_end, timer.spans());
     result.steps_done = step + 1;
     result.last_loss = loss;
-    ++interval_steps;
+    progress.step_done();
 
     const bool exiting = stop_after_step(world, opt.exit_after, step + 1 - start_step, step + 1, lead);
     const bool last = step + 1 == c.train.steps || exiting;
     if ((step + 1) % c.train.log_every == 0 || last) {
-      const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
-      const double tps = double(interval_steps) * global_tokens / secs;
+      const double tps = progress.tokens_per_s(global_tokens);
       const double mfu = tps * flops_per_token / peak;
       StepRouting routing = stepper.routing();
       nlohmann::json rec = {{"step", step + 1},       {"loss", loss},          {"lm_loss", lm},
@@ -356,17 +353,13 @@ TrainResult train(const Config& c, const TrainOptions& opt, comm::Communicator& 
       }
       metrics.write(rec);
       if (lead && !opt.quiet) {
-        const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
-        const double eta = elapsed / double(step + 1 - start_step) * double(c.train.steps - step - 1);
         char extra[96];
         std::snprintf(extra, sizeof(extra), " | worst max/mean %.2f | drop %.1f%%", routing.worst_max_over_mean,
                       100.0 * routing.dropped_frac);
-        std::printf("%s\n", progress_line(step + 1, c.train.steps, loss, tps, mfu, eta, extra).c_str());
-        std::fflush(stdout);
+        progress.print(step + 1, loss, tps, mfu, extra);
       }
       result.tokens_per_s = tps;
-      interval_start = Clock::now();
-      interval_steps = 0;
+      progress.restart_interval();
     }
     if ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last)
       save_checkpoint(step + 1);

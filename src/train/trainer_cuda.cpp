@@ -79,8 +79,10 @@ void copy_moments(AdamW& host, gpu::DeviceAdamW& dev, const ParamTable& t, bool 
   else host.set_steps_done(dev.steps_done());
 }
 
-// The balancing bias the forward computed (moe.bias_update_rate > 0) goes into the device weights.
+// The balancing bias the forward computed (moe.bias_update_rate > 0) goes into the device weights
+// (pageable host memory: the copy has read it when cudaMemcpyAsync returns).
 void apply_balancing_bias(const Config& c, const ParamTable& t, gpu::DeviceModel& dm, cudaStream_t s) {
+  if (c.moe.bias_update_rate <= 0) return;
   size_t k = 0;
   for (int64_t i = 0; i < c.model.n_layers; ++i) {
     if (!c.model.is_moe_layer(i)) continue;
@@ -90,7 +92,6 @@ void apply_balancing_bias(const Config& c, const ParamTable& t, gpu::DeviceModel
     MOE_CUDA_CHECK(cudaMemcpyAsync(dm.params() + p.offset, st.bias.data(), sizeof(float) * st.bias.size(),
                                    cudaMemcpyHostToDevice, s));
   }
-  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 }  // namespace
@@ -144,9 +145,7 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
 
   TrainResult result;
   result.steps_done = start_step;
-  auto interval_start = Clock::now();
-  const auto run_start = interval_start;
-  int64_t interval_steps = 0;
+  RunProgress progress(start_step, c.train.steps);
   for (int64_t step = start_step; step < c.train.steps; ++step) {
     const auto step_start = Clock::now();
     loader.next(tokens);
@@ -176,44 +175,41 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
     }
     result.steps_done = step + 1;
     result.last_loss = loss;
-    ++interval_steps;
+    progress.step_done();
 
     const bool exiting = stop_after_step(world, opt.exit_after, step + 1 - start_step, step + 1, lead);
     const bool last = step + 1 == c.train.steps || exiting;
     if ((step + 1) % c.train.log_every == 0 || last) {
-      const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
-      const double tps = double(interval_steps) * global_tokens / secs;
+      const double tps = progress.tokens_per_s(global_tokens);
       const double mfu = tps * flops_per_token / peak;
       double worst = 0;
       for (const LayerLoadStats& s : dm.load_stats()) worst = std::max(worst, s.max_over_mean());
+      // fp32 master and gradients (+ the bf16 compute copy and weight gradients), AdamW's two moments.
       const int64_t f = sizeof(float), half = c.train.precision == "bf16" ? 2 : 0;
+      const int64_t weights = P * (f + half), moments = 2 * P * f;
       nlohmann::json rec = {{"step", step + 1},     {"loss", loss},        {"lm_loss", lm},
                             {"aux_loss", sl.aux},   {"z_loss", sl.z},      {"lr", lr},
                             {"grad_norm", gnorm},   {"tokens_per_s", tps}, {"mfu", mfu},
                             {"dropped_frac", 0.0},  {"max_over_mean", worst}, {"zero_stage", 0},
                             {"device", "cuda"}};
-      rec["mem_params"] = P * (f + half);  // fp32 master (+ the bf16 compute copy)
-      rec["mem_grads"] = P * (f + half);
-      rec["mem_optimizer"] = 2 * P * f;
+      rec["mem_params"] = weights;
+      rec["mem_grads"] = weights;
+      rec["mem_optimizer"] = moments;
       rec["mem_activations"] = dm.activation_bytes();
       rec["mem_comm"] = 0;
-      rec["mem_bytes"] = 2 * P * (f + half) + 2 * P * f + dm.activation_bytes();
+      rec["mem_bytes"] = 2 * weights + moments + dm.activation_bytes();
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
         dm.download_params(model.params.data());  // eval runs the CPU model on the same weights
         rec["eval_loss"] = evaluate(c, model.p, c.train.eval_batches, dp).loss;
       }
       metrics.write(rec);
       if (lead && !opt.quiet) {
-        const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
-        const double eta = elapsed / double(step + 1 - start_step) * double(c.train.steps - step - 1);
         char extra[64];
         std::snprintf(extra, sizeof(extra), " | worst max/mean %.2f | cuda", worst);
-        std::printf("%s\n", progress_line(step + 1, c.train.steps, loss, tps, mfu, eta, extra).c_str());
-        std::fflush(stdout);
+        progress.print(step + 1, loss, tps, mfu, extra);
       }
       result.tokens_per_s = tps;
-      interval_start = Clock::now();
-      interval_steps = 0;
+      progress.restart_interval();
     }
     if ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last) save_checkpoint(step + 1);
     if (exiting) break;

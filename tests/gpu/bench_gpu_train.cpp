@@ -3,7 +3,6 @@
 // as the dense model of equal active FLOPs (ffn_hidden = top_k * expert_hidden, no MoE layers).
 // Reports step time, tokens/s and MFU against the bf16 cuBLAS peak measured in the same run.
 //   bench_gpu_train d_model=1024 n_layers=12 ... batch=8 precision=bf16 steps=6
-#include <cuda_bf16.h>
 
 #include <chrono>
 #include <cmath>
@@ -15,8 +14,8 @@
 
 #include "kernels/cuda/context.cuh"
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/matmul.cuh"
 #include "src/cuda/device_model.h"
+#include "src/cuda/device_peak.h"
 #include "src/train/flops.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/optimizer.h"
@@ -27,27 +26,6 @@ using namespace moe;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// bf16 GEMM 8192^3 through the same cuBLAS path as the model (best of 5 after warm-up).
-double bf16_peak(cudaStream_t s) {
-  const int64_t n = 8192;
-  __nv_bfloat16 *a, *b, *c;
-  MOE_CUDA_CHECK(cudaMalloc(&a, sizeof(__nv_bfloat16) * n * n));
-  MOE_CUDA_CHECK(cudaMalloc(&b, sizeof(__nv_bfloat16) * n * n));
-  MOE_CUDA_CHECK(cudaMalloc(&c, sizeof(__nv_bfloat16) * n * n));
-  MOE_CUDA_CHECK(cudaMemsetAsync(a, 0x3c, sizeof(__nv_bfloat16) * n * n, s));  // ~0.012: finite, nonzero
-  MOE_CUDA_CHECK(cudaMemsetAsync(b, 0x3c, sizeof(__nv_bfloat16) * n * n, s));
-  double best = 0;
-  for (int i = 0; i < 8; ++i) {
-    MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-    const auto t0 = std::chrono::steady_clock::now();
-    cuda::matmul_forward(c, a, b, n, n, n, false, s);
-    MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-    if (i >= 3) best = std::max(best, 2.0 * n * n * n / seconds_since(t0));
-  }
-  for (auto* p : {a, b, c}) MOE_CUDA_CHECK(cudaFree(p));
-  return best;
 }
 
 struct Result {
@@ -153,7 +131,7 @@ int main(int argc, char** argv) {
   MOE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   cudaStream_t s;
   MOE_CUDA_CHECK(cudaStreamCreate(&s));
-  const double peak = bf16_peak(s);
+  const double peak = gpu::gemm_peak_flops(/*bf16=*/true, s, 8192);  // the trainer's reference, at 8192^3
   std::printf("device: %s; bf16 cuBLAS peak (8192^3 GEMM): %.1f TFLOP/s\n", prop.name, peak / 1e12);
   std::printf("model: d_model %lld, %lld layers, %lld heads (%lld kv), seq %lld, vocab %lld, %lld experts top-%lld "
               "hidden %lld; batch %lld; %s\n",

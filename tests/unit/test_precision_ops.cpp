@@ -159,6 +159,19 @@ TEST_P(PrecisionOps, AttentionEqualsFp32OnRoundedOperands) {
 INSTANTIATE_TEST_SUITE_P(HalfTypes, PrecisionOps, ::testing::Values(Precision::bf16, Precision::fp16),
                          [](const auto& info) { return std::string(precision_name(info.param)); });
 
+// ref[m][n] = c0[m][n] + sum_k A[m][k] B[n][k], in double (A: M x K, B: N x K, row-major).
+std::vector<double> reference_gemm(const std::vector<float>& c0, const std::vector<float>& a,
+                                   const std::vector<float>& b, int64_t M, int64_t N, int64_t K) {
+  std::vector<double> ref(size_t(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = c0[size_t(m * N + n)];
+      for (int64_t k = 0; k < K; ++k) s += double(a[size_t(m * K + k)]) * b[size_t(n * K + k)];
+      ref[size_t(m * N + n)] = s;
+    }
+  return ref;
+}
+
 // The kernel against sgemm of the rounded operands, in the three operand layouts the matmul ops
 // use, shapes that are not multiples of the 8 x 32 block or of a k pair, with accumulation; and
 // the same bits whatever the thread count.
@@ -167,14 +180,7 @@ TEST(GemmBf16, MatchesSgemmOfRoundedOperands) {
   const int64_t M = 13, N = 37, K = 33;
   auto a = random_floats(M * K, 11), b = random_floats(N * K, 12), c0 = random_floats(M * N, 13);
   const auto ar = rounded(a, Precision::bf16), br = rounded(b, Precision::bf16);
-  // ref[m][n] = c0 + sum_k A[m][k] B[n][k] in double
-  std::vector<double> ref(M * N);
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) {
-      double s = c0[size_t(m * N + n)];
-      for (int64_t k = 0; k < K; ++k) s += double(ar[size_t(m * K + k)]) * br[size_t(n * K + k)];
-      ref[size_t(m * N + n)] = s;
-    }
+  const std::vector<double> ref = reference_gemm(c0, ar, br, M, N, K);
   // The same operands stored transposed: At[k][m], Bt[k][n].
   std::vector<float> at(a.size()), bt(b.size());
   for (int64_t m = 0; m < M; ++m)
@@ -211,13 +217,7 @@ TEST(GemmBf16, LongKInBlocks) {
   const int64_t M = 9, N = 40, K = 1203;
   auto a = random_floats(M * K, 21), b = random_floats(N * K, 22), c0 = random_floats(M * N, 23);
   const auto ar = rounded(a, Precision::bf16), br = rounded(b, Precision::bf16);
-  std::vector<double> ref(M * N);
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) {
-      double s = c0[size_t(m * N + n)];
-      for (int64_t k = 0; k < K; ++k) s += double(ar[size_t(m * K + k)]) * br[size_t(n * K + k)];
-      ref[size_t(m * N + n)] = s;
-    }
+  const std::vector<double> ref = reference_gemm(c0, ar, br, M, N, K);
   std::vector<float> at(a.size());
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) at[size_t(k * M + m)] = a[size_t(m * K + k)];

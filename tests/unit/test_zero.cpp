@@ -5,23 +5,18 @@
 
 #include <cmath>
 #include <functional>
-#include <thread>
 
 #include "src/comm/thread_communicator.h"
 #include "src/parallel/grad_buckets.h"
 #include "src/parallel/zero.h"
 #include "src/parallel/zero_optimizer.h"
 #include "src/train/optimizer.h"
+#include "tests/unit/slice_fixtures.h"
 
 namespace moe {
 namespace {
 
-void on_ranks(int n, const std::function<void(comm::Communicator&)>& body) {
-  auto group = comm::make_thread_group(n, "dp");
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) threads.emplace_back([&, r] { body(*group[size_t(r)]); });
-  for (auto& t : threads) t.join();
-}
+void on_ranks(int n, const std::function<void(comm::Communicator&)>& body) { test::on_ranks(n, body, "dp"); }
 
 // Odd sizes so that buckets do not divide by 3; one tensor frozen, one not trainable.
 ParamTable small_table() {

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <functional>
 #include <limits>
-#include <thread>
 
 #include "kernels/cpu/half.h"
 #include "src/core/page_memory.h"
@@ -21,16 +20,12 @@
 #include "src/train/precision_weights.h"
 #include "src/train/sharded_master.h"
 #include "tests/unit/model_fixtures.h"
+#include "tests/unit/slice_fixtures.h"
 
 namespace moe {
 namespace {
 
-void on_ranks(int n, const std::function<void(comm::Communicator&)>& body) {
-  auto group = comm::make_thread_group(n, "dp");
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) threads.emplace_back([&, r] { body(*group[size_t(r)]); });
-  for (auto& t : threads) t.join();
-}
+void on_ranks(int n, const std::function<void(comm::Communicator&)>& body) { test::on_ranks(n, body, "dp"); }
 
 std::vector<float> whole_copy(const Config& c, const ModelState& m) {
   ComputeWeights w(c, m.table);
