@@ -1,9 +1,10 @@
 // FlashAttention-2 style kernels on the bf16 tensor-core instruction mma.m16n8k16 (fp32
 // accumulate). A block owns 64 query rows (forward) or 64 keys (backward), 16 per warp; scores,
 // probabilities, softmax statistics and the output / key-gradient accumulators live in registers,
-// shared memory holds the bf16 tiles (row-major and, where a product needs the other operand
-// order, transposed). Backward runs one block per (key tile, batch, kv head) and loops over the
-// group's query heads, so dk/dv need no atomics; dq goes through an fp32 atomic accumulator.
+// shared memory holds the bf16 tiles row-major; where a product needs a tile as its k-major B
+// operand, ldmatrix .trans reads the fragment transposed (no transposed copies). Backward runs one
+// block per (key tile, batch, kv head) and loops over the group's query heads, so dk/dv need no
+// atomics; dq goes through an fp32 atomic accumulator (sm_90: two floats per atomic).
 #include <string>
 
 #include "kernels/cuda/common.cuh"
@@ -17,7 +18,7 @@ namespace {
 constexpr int kTile = 64;  // query rows per block (forward), keys per block (backward), tile width
 constexpr int kWarps = 4;  // 16 rows each
 constexpr int kThreads = 32 * kWarps;
-constexpr int kTS = kTile + 8;  // padded row stride of transposed tiles (bank-conflict free)
+constexpr int kTS = kTile + 8;  // padded row stride of the dS tile (bank-conflict free)
 
 // D (16x8, fp32) += A (16x16, bf16, row) * B (16x8, bf16, col): the tensor-core instruction. Lane l
 // holds, with g = l / 4 and c = 2 (l % 4): a[0] = A[g][c..c+1], a[1] = A[g+8][c..], a[2] = A[g][c+8..],
@@ -52,6 +53,15 @@ __device__ __forceinline__ void load_b(uint32_t& b0, uint32_t& b1, const bf16* t
   b0 = ld32(t + (n0 + g) * ld + k0 + c);
   b1 = ld32(t + (n0 + g) * ld + k0 + c + 8);
 }
+// The same B fragment from a tile stored k-major (row-major [k][n], row stride ld): ldmatrix .x2
+// .trans, lanes 0-15 naming rows k0..k0+15 at column n0 (16-byte aligned rows: ld * 2 % 16 == 0).
+// Transposed, lane l receives [k0 + c][n0 + g] and [k0 + c + 1][n0 + g] of each 8x8 matrix, the
+// mma B layout.
+__device__ __forceinline__ void load_b_trans(uint32_t& b0, uint32_t& b1, const bf16* t, int ld, int n0, int k0) {
+  const bf16* p = t + (k0 + (threadIdx.x & 15)) * ld + n0;
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n" : "=r"(b0), "=r"(b1) : "r"(addr));
+}
 // The A fragment of k-block j from an accumulator s[n][4] (n-tiles 2j and 2j+1).
 __device__ __forceinline__ void acc_to_a(uint32_t* a, const float (*s)[4], int j) {
   a[0] = pack(s[2 * j][0], s[2 * j][1]);
@@ -69,19 +79,6 @@ __device__ void load_rows(bf16* dst, int ld, const bf16* src, int64_t stride) {
     *reinterpret_cast<uint4*>(dst + r * ld + c * 8) = reinterpret_cast<const uint4*>(src + r * stride)[c];
   }
 }
-// The same rows transposed: dst[d * kTS + r].
-template <int HD>
-__device__ void load_cols(bf16* dst, const bf16* src, int64_t stride) {
-  constexpr int kVec = HD / 8;
-  for (int i = threadIdx.x; i < kTile * kVec; i += kThreads) {
-    const int r = i / kVec, c = i % kVec;
-    const uint4 v = reinterpret_cast<const uint4*>(src + r * stride)[c];
-    const bf16* e = reinterpret_cast<const bf16*>(&v);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) dst[(c * 8 + j) * kTS + r] = e[j];
-  }
-}
-
 __device__ __forceinline__ float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -93,11 +90,11 @@ __device__ __forceinline__ float quad_sum(float v) {
 
 template <int HD>
 constexpr size_t fwd_smem() {
-  return (2 * kTile * (HD + 8) + HD * kTS) * sizeof(bf16);
+  return 3 * kTile * (HD + 8) * sizeof(bf16);
 }
 
 // Forward: a warp keeps its 16 query rows' Q fragments, scores, running max/sum and output in
-// registers; shared memory holds Q (once), and each key tile K and V^T.
+// registers; shared memory holds Q (once), and each key tile K and V.
 template <int HD>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
                                                              const bf16* v, int T, int H, int KV, float scale) {
@@ -105,7 +102,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* out, float* l
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);
   bf16* sK = sQ + kTile * LD;
-  bf16* sVt = sK + kTile * LD;
+  bf16* sV = sK + kTile * LD;
 
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x);  // the longest rows first
   const int b = blockIdx.y / H, h = blockIdx.y % H, kvh = h / (H / KV);
@@ -124,7 +121,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* out, float* l
     __syncthreads();  // the previous tile is no longer read
     const int64_t kv_off = (int64_t(b) * T + kt * kTile) * kvs + kvh * HD;
     load_rows<HD>(sK, LD, k + kv_off, kvs);
-    load_cols<HD>(sVt, v + kv_off, kvs);
+    load_rows<HD>(sV, LD, v + kv_off, kvs);
     __syncthreads();
     float s[NT][4] = {};
 #pragma unroll
@@ -171,7 +168,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* out, float* l
 #pragma unroll
       for (int d = 0; d < ND; ++d) {
         uint32_t b0, b1;
-        load_b(b0, b1, sVt, kTS, d * 8, j * 16);
+        load_b_trans(b0, b1, sV, LD, d * 8, j * 16);
         mma16816(o[d], pa, b0, b1);
       }
     }
@@ -205,7 +202,7 @@ __global__ void delta_kernel(float* delta, const bf16* dout, const bf16* out, in
 
 template <int HD>
 constexpr size_t bwd_smem() {
-  return (4 * kTile * (HD + 8) + 3 * HD * kTS + kTile * kTS) * sizeof(bf16) + 2 * kTile * sizeof(float);
+  return (4 * kTile * (HD + 8) + kTile * kTS) * sizeof(bf16) + 2 * kTile * sizeof(float);
 }
 
 // Backward: a block owns 64 keys of one kv head (each warp 16 of them) and loops over the query
@@ -223,10 +220,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, b
   bf16* sV = sK + kTile * LD;                // [key][d]
   bf16* sQ = sV + kTile * LD;                // [q][d]
   bf16* sdO = sQ + kTile * LD;               // [q][d]
-  bf16* sKt = sdO + kTile * LD;              // [d][key]
-  bf16* sQt = sKt + HD * kTS;                // [d][q]
-  bf16* sdOt = sQt + HD * kTS;               // [d][q]
-  bf16* sdS = sdOt + HD * kTS;               // [q][key]
+  bf16* sdS = sdO + kTile * LD;              // [q][key]
   float* sL = reinterpret_cast<float*>(sdS + kTile * kTS);
   float* sD = sL + kTile;
 
@@ -237,7 +231,6 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, b
   const int64_t kv_off = (int64_t(b) * T + kt * kTile) * kvs + kvh * HD;
   load_rows<HD>(sK, LD, k + kv_off, kvs);
   load_rows<HD>(sV, LD, v + kv_off, kvs);
-  load_cols<HD>(sKt, k + kv_off, kvs);
   const int key0 = kt * kTile + warp * 16 + g, key1 = key0 + 8;  // this lane's two keys
   float dka[ND][4] = {}, dva[ND][4] = {};
 
@@ -248,8 +241,6 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, b
       const int64_t q_off = (int64_t(b) * T + qt * kTile) * qs + h * HD;
       load_rows<HD>(sQ, LD, q + q_off, qs);
       load_rows<HD>(sdO, LD, dout + q_off, qs);
-      load_cols<HD>(sQt, q + q_off, qs);
-      load_cols<HD>(sdOt, dout + q_off, qs);
       if (threadIdx.x < kTile) {
         const int64_t row = (int64_t(b) * H + h) * T + qt * kTile + threadIdx.x;
         sL[threadIdx.x] = lse[row];
@@ -295,9 +286,9 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, b
 #pragma unroll
         for (int d = 0; d < ND; ++d) {
           uint32_t b0, b1;
-          load_b(b0, b1, sdOt, kTS, d * 8, j * 16);
+          load_b_trans(b0, b1, sdO, LD, d * 8, j * 16);
           mma16816(dva[d], pa, b0, b1);
-          load_b(b0, b1, sQt, kTS, d * 8, j * 16);
+          load_b_trans(b0, b1, sQ, LD, d * 8, j * 16);
           mma16816(dka[d], sa, b0, b1);
         }
       }
@@ -321,7 +312,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, b
 #pragma unroll
         for (int d = 0; d < ND; ++d) {
           uint32_t b0, b1;
-          load_b(b0, b1, sKt, kTS, d * 8, j * 16);
+          load_b_trans(b0, b1, sK, LD, d * 8, j * 16);
           mma16816(dqa[d], a, b0, b1);
         }
       }
@@ -329,10 +320,15 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, b
       float* dq1 = dq0 + 8 * qs;
 #pragma unroll
       for (int d = 0; d < ND; ++d) {
+#if __CUDA_ARCH__ >= 900
+        atomicAdd(reinterpret_cast<float2*>(dq0 + d * 8 + c), make_float2(dqa[d][0], dqa[d][1]));
+        atomicAdd(reinterpret_cast<float2*>(dq1 + d * 8 + c), make_float2(dqa[d][2], dqa[d][3]));
+#else
         atomicAdd(dq0 + d * 8 + c, dqa[d][0]);
         atomicAdd(dq0 + d * 8 + c + 1, dqa[d][1]);
         atomicAdd(dq1 + d * 8 + c, dqa[d][2]);
         atomicAdd(dq1 + d * 8 + c + 1, dqa[d][3]);
+#endif
       }
     }
   }

@@ -1,4 +1,4 @@
-// cublasGemmEx / cublasGemmBatchedEx in row-major terms (see gemm_rm.cuh).
+// cublasGemmEx / cublasGemmBatchedEx / cublasGemmStridedBatchedEx in row-major terms (see gemm_rm.cuh).
 #include <climits>
 #include <string>
 
@@ -41,12 +41,26 @@ void gemm_rm_batched(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, in
       as_int(batch, "batch"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+template <typename T>
+void gemm_rm_strided(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, int64_t Ncol, int64_t K, float alpha,
+                     const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, float beta,
+                     T* C, int64_t ldc, int64_t stride_c, int64_t batch) {
+  if (M == 0 || Ncol == 0 || batch == 0) return;
+  const cudaDataType_t t = CudaType<T>::value;
+  MOE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(Ncol, "n"), as_int(M, "m"),
+      as_int(K, "k"), &alpha, B, t, ld(ldb), stride_b, A, t, ld(lda), stride_a, &beta, C, t, ld(ldc), stride_c,
+      as_int(batch, "batch"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 #define MOE_INSTANTIATE(T)                                                                                  \
   template void gemm_rm<T>(cublasHandle_t, bool, bool, int64_t, int64_t, int64_t, float, const T*, int64_t, \
                            const T*, int64_t, float, T*, int64_t);                                          \
   template void gemm_rm_batched<T>(cublasHandle_t, bool, bool, int64_t, int64_t, int64_t, float,            \
                                    const T* const*, int64_t, const T* const*, int64_t, float, T* const*,    \
-                                   int64_t, int64_t);
+                                   int64_t, int64_t);                                                   \
+  template void gemm_rm_strided<T>(cublasHandle_t, bool, bool, int64_t, int64_t, int64_t, float, const T*, int64_t, \
+                                   int64_t, const T*, int64_t, int64_t, float, T*, int64_t, int64_t, int64_t);
 MOE_INSTANTIATE(float)
 MOE_INSTANTIATE(__nv_bfloat16)
 #undef MOE_INSTANTIATE

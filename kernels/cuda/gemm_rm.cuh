@@ -32,4 +32,11 @@ void gemm_rm_batched(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, in
                      float alpha, const T* const* A, int64_t lda, const T* const* B, int64_t ldb, float beta,
                      T* const* C, int64_t ldc, int64_t batch);
 
+// The same for `batch` problems at fixed element strides between consecutive A, B and C matrices
+// (cublasGemmStridedBatchedEx: one launch; the padded expert GEMMs of matmul.cuh).
+template <typename T>
+void gemm_rm_strided(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, int64_t Ncol, int64_t K, float alpha,
+                     const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, float beta,
+                     T* C, int64_t ldc, int64_t stride_c, int64_t batch);
+
 }  // namespace moe::cuda

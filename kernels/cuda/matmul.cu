@@ -1,6 +1,7 @@
-// Dense GEMMs (cublasGemmEx) and the grouped expert GEMM: one cublasGemmGroupedBatchedEx call for
-// all non-empty experts. Its pointer arrays must live on the device; a small kernel writes them from
-// base pointers and per-expert offsets passed by value, so nothing is copied from pageable memory.
+// Dense GEMMs (cublasGemmEx), the grouped expert GEMM (one cublasGemmGroupedBatchedEx call for
+// all non-empty experts) and the padded one (one cublasGemmStridedBatchedEx call). The grouped
+// call's pointer arrays must live on the device; a small kernel writes them from base pointers and
+// per-expert offsets passed by value, so nothing is copied from pageable memory.
 #include <string>
 #include <vector>
 
@@ -133,7 +134,45 @@ void grouped_bwd(T* dinp, T* dweights, const T* dout, const T* inp, const T* wei
   if (dweights) grouped_gemm_rm<T>(h, stream, true, false, dw, dout, O, inp, I, 1.0f, dweights, I);
 }
 
+template <typename T>
+void padded_fwd(T* out, const T* inp, const T* weights, int64_t E, int64_t cap, int64_t I, int64_t O,
+                cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(E >= 0 && cap >= 0, "padded_matmul: E and cap must be >= 0");
+  // out_e[cap, O] = inp_e[cap, I] W_e^T
+  gemm_rm_strided<T>(blas_context(stream).blas, false, true, cap, O, I, 1.0f, inp, I, cap * I, weights, I, O * I, 0.0f,
+                     out, O, cap * O, E);
+}
+
+template <typename T>
+void padded_bwd(T* dinp, T* dweights, const T* dout, const T* inp, const T* weights, int64_t E, int64_t cap,
+                int64_t I, int64_t O, cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(E >= 0 && cap >= 0, "padded_matmul: E and cap must be >= 0");
+  cublasHandle_t h = blas_context(stream).blas;
+  // dinp_e += dout_e W_e; dW_e += dout_e^T inp_e
+  if (dinp) gemm_rm_strided<T>(h, false, false, cap, I, O, 1.0f, dout, O, cap * O, weights, I, O * I, 1.0f, dinp, I,
+                               cap * I, E);
+  if (dweights) gemm_rm_strided<T>(h, true, false, O, I, cap, 1.0f, dout, O, cap * O, inp, I, cap * I, 1.0f, dweights,
+                                   I, O * I, E);
+}
+
 }  // namespace
+
+void padded_matmul_forward(float* out, const float* inp, const float* weights, int64_t E, int64_t cap, int64_t I,
+                           int64_t O, cudaStream_t stream) {
+  padded_fwd(out, inp, weights, E, cap, I, O, stream);
+}
+void padded_matmul_forward(bf16* out, const bf16* inp, const bf16* weights, int64_t E, int64_t cap, int64_t I,
+                           int64_t O, cudaStream_t stream) {
+  padded_fwd(out, inp, weights, E, cap, I, O, stream);
+}
+void padded_matmul_backward(float* dinp, float* dweights, const float* dout, const float* inp, const float* weights,
+                            int64_t E, int64_t cap, int64_t I, int64_t O, cudaStream_t stream) {
+  padded_bwd(dinp, dweights, dout, inp, weights, E, cap, I, O, stream);
+}
+void padded_matmul_backward(bf16* dinp, bf16* dweights, const bf16* dout, const bf16* inp, const bf16* weights,
+                            int64_t E, int64_t cap, int64_t I, int64_t O, cudaStream_t stream) {
+  padded_bwd(dinp, dweights, dout, inp, weights, E, cap, I, O, stream);
+}
 
 void matmul_forward(float* out, const float* inp, const float* weight, int64_t N, int64_t I, int64_t O,
                     bool accumulate, cudaStream_t stream) {

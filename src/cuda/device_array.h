@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 #include <utility>
 
 #include "kernels/cuda/cuda_check.h"
@@ -34,6 +35,10 @@ class DeviceArray {
   }
   void zero(cudaStream_t s) {
     if (n_ > 0) MOE_CUDA_CHECK(cudaMemsetAsync(p_, 0, sizeof(T) * size_t(n_), s));
+  }
+  void zero(cudaStream_t s, int64_t n) {  // the first n elements
+    MOE_CUDA_REQUIRE(n >= 0 && n <= n_, "DeviceArray::zero: " + std::to_string(n) + " elements of " + std::to_string(n_));
+    if (n > 0) MOE_CUDA_CHECK(cudaMemsetAsync(p_, 0, sizeof(T) * size_t(n), s));
   }
   T* get() const { return p_; }
   int64_t size() const { return n_; }

@@ -60,6 +60,13 @@ class DeviceModel {
   // Per-token losses of the last forward (copied from the device).
   std::vector<float> token_losses() const;
   int64_t activation_bytes() const;
+  // The expert GEMMs' rows in the last forward, summed over the MoE layers: routed (tokens x top_k)
+  // and computed (padded layouts count their padding rows; train.gpu_expert_padding), and how many
+  // layers took the padded layout.
+  struct ExpertRowUse {
+    int64_t routed = 0, computed = 0, padded_layers = 0;
+  };
+  ExpertRowUse expert_row_use() const;
   // Per-phase device time (ms) of the forward/backward calls since the last phase_times(), when
   // enabled (events on the stream; the per-layer routing synchronisation is part of "moe fwd").
   void enable_phase_times(bool on);

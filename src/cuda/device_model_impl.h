@@ -26,11 +26,13 @@ struct FfnActs {
   DeviceArray<T> h1, h3, act;            // SwiGLU hidden (experts: permuted rows)
   // MoE routing
   DeviceArray<float> logits, probs, weights, lse, sorted_weights;
-  DeviceArray<int32_t> idx, slots, rows;
+  DeviceArray<int32_t> idx, slots, rows;  // slots, rows: in expert order, -1 on padding rows
   DeviceArray<int64_t> offsets;
   DeviceArray<double> sums;              // E prob sums, lse^2 sum, entropy sum
   DeviceArray<T> xe, ye;                 // permuted inputs and expert outputs
-  std::vector<int64_t> offs;             // host copy of offsets
+  std::vector<int64_t> offs;             // host copy of offsets (the compact layout)
+  int64_t cap = 0;                       // rows per expert of the padded layout, 0 = compact (moe/expert_padding.h)
+  int64_t used_rows = 0;                 // rows of xe/ye/h1/... in use: E * cap, or M when compact
   std::vector<float> aux_coef;           // d aux / d p[n, e] per expert (global statistics)
   double global_tokens = 0;              // tokens the statistics were summed over
   T* xn() { return std::is_same_v<T, float> ? reinterpret_cast<T*>(xn32.get()) : xn_t.get(); }
@@ -51,6 +53,7 @@ class DeviceModel::Impl {
   DeviceArray<float> params, grads;
   DeviceArray<float> losses;
   std::vector<LayerLoadStats> stats;
+  DeviceModel::ExpertRowUse row_use;  // of the last forward
   PhaseMarks marks;
 };
 

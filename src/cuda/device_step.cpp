@@ -7,6 +7,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/expert_layout.cuh"
 #include "kernels/cuda/flash_attention.cuh"
 #include "kernels/cuda/matmul.cuh"
 #include "kernels/cuda/permute.cuh"
@@ -16,6 +17,7 @@
 #include "kernels/cuda/router_grad.cuh"
 #include "kernels/cuda/routing.cuh"
 #include "kernels/cuda/softmax_ce.cuh"
+#include "moe/expert_padding.h"
 #include "src/cuda/device_model_impl.h"
 
 namespace moe::gpu {
@@ -64,6 +66,16 @@ class StepImpl final : public DeviceModel::Impl {
                          DeviceLosses& out);
   void moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockParams& p, const SumReducer& reduce_sum,
                    DeviceLosses& out);
+  // The expert GEMMs over the layer's row layout: padded (one strided-batched call) or compact (grouped).
+  void expert_forward(T* out, const T* in, const T* w, const FfnActs<T>& f, int64_t I, int64_t O) {
+    if (f.cap) padded_matmul_forward(out, in, w, d.E, f.cap, I, O, s);
+    else grouped_matmul_forward(out, in, w, f.offs.data(), d.E, I, O, s);
+  }
+  void expert_backward(T* din, T* dw, const T* dout, const T* in, const T* w, const FfnActs<T>& f, int64_t I,
+                       int64_t O) {
+    if (f.cap) padded_matmul_backward(din, dw, dout, in, w, d.E, f.cap, I, O, s);
+    else grouped_matmul_backward(din, dw, dout, in, w, f.offs.data(), d.E, I, O, s);
+  }
   void attention_backward_block(AttnActs<T>& a, const BlockParams& p, const BlockParams& g);
   void ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams& p, const BlockParams& g);
 
@@ -71,7 +83,7 @@ class StepImpl final : public DeviceModel::Impl {
   DeviceArray<T> pc_, gc_;  // bf16 compute copy of the weights and bf16 weight gradients (bf16 only)
   std::vector<AttnActs<T>> attn_;
   std::vector<FfnActs<T>> ffn_;
-  DeviceArray<int32_t> inputs_, targets_;
+  DeviceArray<int32_t> inputs_, targets_, perm_slots_, perm_rows_;  // perm_*: compact expert order (scratch)
   DeviceArray<float> x_, xf_, rstdf_, xnf32_, lse_, dlosses_;
   DeviceArray<T> xnf_t_, logits_;
   DeviceArray<double> loss_sum_;
@@ -79,6 +91,7 @@ class StepImpl final : public DeviceModel::Impl {
   DeviceArray<float> dx_, dxn32_, norm32_, dws_, dw_slot_, dlogits_r_, aux_coef_;
   DeviceArray<T> stage_, dx_t_, dxn_t_, dy_, dq_, dk_, dv_, dq2_, dk2_, dxe_, dh1_, dh3_, dact_, dlogits_;
   std::vector<int64_t> moe_index_;  // per layer: index among the MoE layers, -1 for dense
+  int64_t expert_rows_ = 0;  // rows of the expert buffers (moe/expert_padding.h)
   bool flash_ = false;  // bf16 attention through the tiled kernel (kernels/cuda/flash_attention.cuh)
   int64_t act_bytes_ = 0;
 };
@@ -100,7 +113,8 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
     gc_.resize(table.total());
   }
   const int64_t N = d.N, D = d.D, qd = d.H * d.hd, kvd = d.KV * d.hd, M = N * d.K, E = d.E;
-  const int64_t hidden = std::max(M * d.Fe, N * d.F);
+  expert_rows_ = expert_buffer_rows(M, c.train.gpu_expert_padding);
+  const int64_t R = expert_rows_, hidden = std::max(R * d.Fe, N * d.F);
   flash_ = !kF32 && flash_attention_supported(d.T, d.hd);
   attn_.resize(size_t(d.L));
   ffn_.resize(size_t(d.L));
@@ -119,10 +133,10 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
     sized(f.x_in, N * D), sized(f.rstd, N), sized(f.xn32, N * D);
     if (!kF32) sized(f.xn_t, N * D);
     if (c.model.is_moe_layer(i)) {
-      sized(f.h1, M * d.Fe), sized(f.h3, M * d.Fe), sized(f.act, M * d.Fe);
-      sized(f.logits, N * E), sized(f.probs, N * E), sized(f.weights, M), sized(f.lse, N), sized(f.sorted_weights, M);
-      sized(f.idx, M), sized(f.slots, M), sized(f.rows, M), f.offsets.resize(E + 1), f.sums.resize(E + 2);
-      sized(f.xe, M * D), sized(f.ye, M * D);
+      sized(f.h1, R * d.Fe), sized(f.h3, R * d.Fe), sized(f.act, R * d.Fe);
+      sized(f.logits, N * E), sized(f.probs, N * E), sized(f.weights, M), sized(f.lse, N), sized(f.sorted_weights, R);
+      sized(f.idx, M), sized(f.slots, R), sized(f.rows, R), f.offsets.resize(E + 1), f.sums.resize(E + 2);
+      sized(f.xe, R * D), sized(f.ye, R * D);
     } else {
       sized(f.h1, N * d.F), sized(f.h3, N * d.F), sized(f.act, N * d.F);
     }
@@ -134,8 +148,8 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
   dlosses_.resize(N), dlogits_.resize(N * d.V);
   dx_.resize(N * D), dxn32_.resize(N * D), norm32_.resize(N * D), stage_.resize(N * D), dx_t_.resize(N * D);
   dxn_t_.resize(N * D), dy_.resize(N * qd), dq_.resize(N * qd), dk_.resize(N * kvd), dv_.resize(N * kvd);
-  dq2_.resize(N * qd), dk2_.resize(N * kvd), dxe_.resize(M * D), dh1_.resize(hidden), dh3_.resize(hidden);
-  dact_.resize(hidden), dws_.resize(M), dw_slot_.resize(M), dlogits_r_.resize(N * E), aux_coef_.resize(E);
+  dq2_.resize(N * qd), dk2_.resize(N * kvd), dxe_.resize(R * D), dh1_.resize(hidden), dh3_.resize(hidden);
+  dact_.resize(hidden), dws_.resize(R), dw_slot_.resize(M), perm_slots_.resize(M), perm_rows_.resize(M), dlogits_r_.resize(N * E), aux_coef_.resize(E);
   for (int64_t i = 0; i < d.L; ++i) moe_index_.push_back(c.model.is_moe_layer(i) ? int64_t(stats.size()) : -1),
       stats.resize(stats.size() + (c.model.is_moe_layer(i) ? 1 : 0));
 }
@@ -200,15 +214,23 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
   router_topk_forward(f.probs.get(), f.idx.get(), f.weights.get(), f.logits.get(), p.router_bias, N, E, K,
                       mc.norm_topk_prob, float(mc.router_scale), s);
   router_stats(f.lse.get(), f.sums.get(), f.logits.get(), f.probs.get(), N, E, s);
-  permute_by_expert(f.slots.get(), f.rows.get(), f.offsets.get(), f.idx.get(), M, K, E, s);
-  // The grouped GEMM needs the expert sizes on the host: one synchronisation per MoE layer.
+  permute_by_expert(perm_slots_.get(), perm_rows_.get(), f.offsets.get(), f.idx.get(), M, K, E, s);
+  // The expert GEMMs need the expert sizes on the host: one synchronisation per MoE layer.
   f.offs.resize(size_t(E + 1));
   std::vector<double> sums(static_cast<size_t>(E + 2));
   MOE_CUDA_CHECK(cudaMemcpyAsync(f.offs.data(), f.offsets.get(), sizeof(int64_t) * (E + 1), cudaMemcpyDeviceToHost, s));
   MOE_CUDA_CHECK(cudaMemcpyAsync(sums.data(), f.sums.get(), sizeof(double) * (E + 2), cudaMemcpyDeviceToHost, s));
-  gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), M, 1, s);
-  gather_rows(f.xe.get(), f.xn(), f.rows.get(), M, D, s);
   MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  f.cap = padded_expert_cap(f.offs.data(), E, expert_rows_, c.train.gpu_expert_padding);
+  f.used_rows = f.cap ? E * f.cap : M;
+  const int64_t R = f.used_rows;
+  row_use.routed += M;
+  row_use.computed += R;
+  row_use.padded_layers += f.cap ? 1 : 0;
+  expand_expert_rows(f.slots.get(), f.rows.get(), perm_slots_.get(), perm_rows_.get(), f.offsets.get(), M, E, f.cap,
+                     s);
+  gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), R, 1, s);
+  gather_rows(f.xe.get(), f.xn(), f.rows.get(), R, D, s);
 
   // Global statistics and losses, reduced like moe/moe_layer.cpp's reduce_router_stats.
   RouterStats g;
@@ -251,11 +273,11 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
     st.bias.clear();
   }
 
-  grouped_matmul_forward(f.h1.get(), f.xe.get(), pc(p.experts_w1), f.offs.data(), E, D, Fe, s);
-  grouped_matmul_forward(f.h3.get(), f.xe.get(), pc(p.experts_w3), f.offs.data(), E, D, Fe, s);
-  swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), M * Fe, s);
-  grouped_matmul_forward(f.ye.get(), f.act.get(), pc(p.experts_w2), f.offs.data(), E, Fe, D, s);
-  scatter_add_rows(x, f.ye.get(), f.rows.get(), f.sorted_weights.get(), M, D, s);  // combine into the residual
+  expert_forward(f.h1.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe);
+  expert_forward(f.h3.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
+  swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), R * Fe, s);
+  expert_forward(f.ye.get(), f.act.get(), pc(p.experts_w2), f, Fe, D);
+  scatter_add_rows(x, f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);  // combine into the residual
 }
 
 template <typename T>
@@ -271,6 +293,7 @@ DeviceLosses StepImpl<T>::forward(const int32_t* tokens, const SumReducer& reduc
   MOE_CUDA_CHECK(cudaMemcpyAsync(targets_.get(), tg.data(), sizeof(int32_t) * N, cudaMemcpyHostToDevice, s));
   marks.mark("embedding fwd", s);
   embedding_forward(x_.get(), inputs_.get(), P_.tok_embeddings, N, D, s);
+  row_use = {};
   DeviceLosses out;
   for (int64_t i = 0; i < d.L; ++i) {
     const BlockParams& p = P_.blocks[size_t(i)];
@@ -329,24 +352,22 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
   const int64_t N = d.N, D = d.D;
   dxn32_.zero(s);
   if (c.model.is_moe_layer(i)) {
-    const int64_t E = d.E, K = d.K, M = N * K, Fe = d.Fe;
+    const int64_t E = d.E, K = d.K, Fe = d.Fe, R = f.used_rows;  // R: rows of the expert layout
     const MoeConfig& mc = c.moe;
-    for (auto* b : {&dxe_, &dh1_, &dh3_, &dact_}) b->zero(s);
-    dws_.zero(s);
+    dxe_.zero(s, R * D);
+    for (auto* b : {&dh1_, &dh3_, &dact_}) b->zero(s, R * Fe);
+    dws_.zero(s, R);
     dw_slot_.zero(s);
     dlogits_r_.zero(s);
-    T* dye = dxe_.get();  // dye and dxe are both M x D: dye is consumed before dxe is written
-    scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), M, D, s);
-    grouped_matmul_backward(dact_.get(), gc(g.experts_w2), dye, f.act.get(), pc(p.experts_w2), f.offs.data(), E, Fe,
-                            D, s);
-    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), M * Fe, s);
-    dxe_.zero(s);
-    grouped_matmul_backward(dxe_.get(), gc(g.experts_w1), dh1_.get(), f.xe.get(), pc(p.experts_w1), f.offs.data(), E,
-                            D, Fe, s);
-    grouped_matmul_backward(dxe_.get(), gc(g.experts_w3), dh3_.get(), f.xe.get(), pc(p.experts_w3), f.offs.data(), E,
-                            D, Fe, s);
-    scatter_add_rows(dxn32_.get(), dxe_.get(), f.rows.get(), nullptr, M, D, s);   // un-permute
-    scatter_add_rows(dw_slot_.get(), dws_.get(), f.slots.get(), nullptr, M, 1, s);  // weights back to slots
+    T* dye = dxe_.get();  // dye and dxe are both R x D: dye is consumed before dxe is written
+    scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);
+    expert_backward(dact_.get(), gc(g.experts_w2), dye, f.act.get(), pc(p.experts_w2), f, Fe, D);
+    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s);
+    dxe_.zero(s, R * D);
+    expert_backward(dxe_.get(), gc(g.experts_w1), dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe);
+    expert_backward(dxe_.get(), gc(g.experts_w3), dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
+    scatter_add_rows(dxn32_.get(), dxe_.get(), f.rows.get(), nullptr, R, D, s);   // un-permute
+    scatter_add_rows(dw_slot_.get(), dws_.get(), f.slots.get(), nullptr, R, 1, s);  // weights back to slots
     MOE_CUDA_CHECK(cudaMemcpyAsync(aux_coef_.get(), f.aux_coef.data(), sizeof(float) * E, cudaMemcpyHostToDevice, s));
     const float zc = float(mc.z_loss_coeff * 2.0 / f.global_tokens);
     router_backward(dlogits_r_.get(), f.probs.get(), f.idx.get(), dw_slot_.get(), f.lse.get(), aux_coef_.get(), zc, N,

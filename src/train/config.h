@@ -68,6 +68,7 @@ struct TrainConfig {
   int64_t eval_batches = 4;
   double loss_scale_init = 65536.0;  // fp16 dynamic loss scaling (src/train/loss_scaler.h)
   int64_t loss_scale_window = 1000;  // good steps before the scale doubles
+  double gpu_expert_padding = 1.25;  // GPU expert buffers hold this x routed rows (moe/expert_padding.h); 0 = grouped GEMM only
 };
 
 struct OptimConfig {

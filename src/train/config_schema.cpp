@@ -300,6 +300,7 @@ std::vector<KeySpec> build_schema() {
       real_key("train", "loss_scale_init", &C::train, &T::loss_scale_init, positive),
       int_key("train", "loss_scale_window", &C::train, &T::loss_scale_window, 1),
       string_key("train", "device", &C::train, &T::device, {"cpu", "cuda", "auto"}, false),
+      real_key("train", "gpu_expert_padding", &C::train, &T::gpu_expert_padding, non_negative),
       int_key("train", "log_every", &C::train, &T::log_every, 1),
       int_key("train", "eval_every", &C::train, &T::eval_every, 0),
       int_key("train", "eval_batches", &C::train, &T::eval_batches, 1),

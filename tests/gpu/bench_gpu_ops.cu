@@ -17,9 +17,11 @@
 #include "kernels/cuda/context.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/matmul.cuh"
+#include "kernels/cuda/expert_layout.cuh"
 #include "kernels/cuda/permute.cuh"
 #include "kernels/cuda/router.cuh"
 #include "kernels/cuda/routing.cuh"
+#include "moe/expert_padding.h"
 
 namespace moe::cuda {
 namespace {
@@ -102,8 +104,9 @@ void bench_gemms(const Shape& s, const char* dt) {
   // Grouped expert GEMM (w1: D -> Fe) with an even split of the M = N*k routed rows.
   std::vector<int64_t> offsets(E + 1);
   for (int64_t e = 0; e <= E; ++e) offsets[e] = M * e / E;
-  T *xe = random_buffer<T>(M * D, 6), *we = random_buffer<T>(E * Fe * D, 7, 0.05f), *he = random_buffer<T>(M * Fe, 8);
-  T *dxe = random_buffer<T>(M * D, 9), *dwe = random_buffer<T>(E * Fe * D, 10);
+  const int64_t cap = padded_expert_cap(offsets.data(), E, int64_t(1) << 40, 1.0), R = std::max(M, E * cap);
+  T *xe = random_buffer<T>(R * D, 6), *we = random_buffer<T>(E * Fe * D, 7, 0.05f), *he = random_buffer<T>(R * Fe, 8);
+  T *dxe = random_buffer<T>(R * D, 9), *dwe = random_buffer<T>(E * Fe * D, 10);
   report(s, dt, "grouped GEMM fwd (all experts)",
          time_ms([&] { grouped_matmul_forward(he, xe, we, offsets.data(), E, D, Fe, nullptr); }), 2.0 * M * D * Fe);
   // Reference only (the model never does this): the same expert GEMMs issued one by one.
@@ -116,6 +119,11 @@ void bench_gemms(const Shape& s, const char* dt) {
   report(s, dt, "grouped GEMM bwd (all experts)",
          time_ms([&] { grouped_matmul_backward(dxe, dwe, he, xe, we, offsets.data(), E, D, Fe, nullptr); }),
          4.0 * M * D * Fe);
+  // The padded layout's strided-batched call (cap rows per expert; FLOPs counted on the routed rows).
+  report(s, dt, "padded GEMM fwd (strided batched)",
+         time_ms([&] { padded_matmul_forward(he, xe, we, E, cap, D, Fe, nullptr); }), 2.0 * M * D * Fe);
+  report(s, dt, "padded GEMM bwd (strided batched)",
+         time_ms([&] { padded_matmul_backward(dxe, dwe, he, xe, we, E, cap, D, Fe, nullptr); }), 4.0 * M * D * Fe);
   for (T* p : {x, w, out, dx, dw, xe, we, he, dxe, dwe}) MOE_CUDA_CHECK(cudaFree(p));
 }
 
@@ -226,52 +234,69 @@ void bench_router_permute(const Shape& s, double copy_bw) {
 // One MoE FFN layer forward + backward in bf16 (route, permute, dispatch, grouped SwiGLU experts,
 // combine, and their backward incl. the router), against the dense SwiGLU FFN of equal FLOPs
 // (hidden k * Fe on the N tokens) done with plain cuBLAS GEMMs.
-void bench_moe_layer(const Shape& s) {
+// padding: train.gpu_expert_padding (0 = compact layout + grouped GEMM; moe/expert_padding.h).
+void bench_moe_layer(const Shape& s, double padding) {
   using bf = __nv_bfloat16;
   const int64_t N = s.N(), E = s.E, k = s.k, M = N * k, D = s.D, Fe = s.Fe, Fd = k * Fe;
+  const int64_t R = expert_buffer_rows(M, padding);  // rows of the expert buffers
   float *xn32 = random_buffer<float>(N * D, 51), *wr = random_buffer<float>(E * D, 52, 0.05f);
   float *logits = random_buffer<float>(N * E, 53), *probs = random_buffer<float>(N * E, 54);
-  float *w = random_buffer<float>(M, 55), *ws = random_buffer<float>(M, 56), *lse = random_buffer<float>(N, 57);
+  float *w = random_buffer<float>(M, 55), *ws = random_buffer<float>(R, 56), *lse = random_buffer<float>(N, 57);
   float *x = random_buffer<float>(N * D, 58), *dx = random_buffer<float>(N * D, 59), *dxn = random_buffer<float>(N * D, 60);
-  float *dws = random_buffer<float>(M, 61), *dwslot = random_buffer<float>(M, 62), *dlog = random_buffer<float>(N * E, 63);
+  float *dws = random_buffer<float>(R, 61), *dwslot = random_buffer<float>(M, 62), *dlog = random_buffer<float>(N * E, 63);
   float* dwr = random_buffer<float>(E * D, 64);
-  bf *xn = random_buffer<bf>(N * D, 65), *xe = random_buffer<bf>(M * D, 66), *ye = random_buffer<bf>(M * D, 67);
+  bf *xn = random_buffer<bf>(N * D, 65), *xe = random_buffer<bf>(R * D, 66), *ye = random_buffer<bf>(R * D, 67);
   bf *w1 = random_buffer<bf>(E * Fe * D, 68, 0.05f), *w3 = random_buffer<bf>(E * Fe * D, 69, 0.05f);
   bf* w2 = random_buffer<bf>(E * D * Fe, 70, 0.05f);
-  bf *h1 = random_buffer<bf>(M * Fe, 71), *h3 = random_buffer<bf>(M * Fe, 72), *act = random_buffer<bf>(M * Fe, 73);
-  bf *dh1 = random_buffer<bf>(M * Fe, 74), *dh3 = random_buffer<bf>(M * Fe, 75), *dact = random_buffer<bf>(M * Fe, 76);
-  bf *dxe = random_buffer<bf>(M * D, 77), *dw1 = random_buffer<bf>(E * Fe * D, 78), *dw3 = random_buffer<bf>(E * Fe * D, 79);
+  bf *h1 = random_buffer<bf>(R * Fe, 71), *h3 = random_buffer<bf>(R * Fe, 72), *act = random_buffer<bf>(R * Fe, 73);
+  bf *dh1 = random_buffer<bf>(R * Fe, 74), *dh3 = random_buffer<bf>(R * Fe, 75), *dact = random_buffer<bf>(R * Fe, 76);
+  bf *dxe = random_buffer<bf>(R * D, 77), *dw1 = random_buffer<bf>(E * Fe * D, 78), *dw3 = random_buffer<bf>(E * Fe * D, 79);
   bf* dw2 = random_buffer<bf>(E * D * Fe, 80);
   double* sums;
-  int32_t *idx, *slots, *rows;
+  int32_t *idx, *slots, *rows, *pslots, *prows;
   int64_t* offsets;
   MOE_CUDA_CHECK(cudaMalloc(&sums, sizeof(double) * (E + 2)));
   MOE_CUDA_CHECK(cudaMalloc(&idx, sizeof(int32_t) * M));
   MOE_CUDA_CHECK(cudaMalloc(&slots, sizeof(int32_t) * M));
   MOE_CUDA_CHECK(cudaMalloc(&rows, sizeof(int32_t) * M));
+  MOE_CUDA_CHECK(cudaMalloc(&pslots, sizeof(int32_t) * R));
+  MOE_CUDA_CHECK(cudaMalloc(&prows, sizeof(int32_t) * R));
   MOE_CUDA_CHECK(cudaMalloc(&offsets, sizeof(int64_t) * (E + 1)));
   std::vector<int64_t> offs(E + 1);
+  int64_t cap = 0, Ru = M;
+  // As src/cuda/device_step.cpp runs it: route, permute, one host synchronisation, lay out, dispatch.
+  auto expert_fwd = [&](bf* out, const bf* in, const bf* wt, int64_t I, int64_t O) {
+    if (cap) padded_matmul_forward(out, in, wt, E, cap, I, O, nullptr);
+    else grouped_matmul_forward(out, in, wt, offs.data(), E, I, O, nullptr);
+  };
+  auto expert_bwd = [&](bf* din, bf* dwt, const bf* dout, const bf* in, const bf* wt, int64_t I, int64_t O) {
+    if (cap) padded_matmul_backward(din, dwt, dout, in, wt, E, cap, I, O, nullptr);
+    else grouped_matmul_backward(din, dwt, dout, in, wt, offs.data(), E, I, O, nullptr);
+  };
   const double moe_ms = time_ms([&] {
     matmul_forward(logits, xn32, wr, N, D, E, false, nullptr);
     router_topk_forward(probs, idx, w, logits, nullptr, N, E, k, true, 1.0f, nullptr);
     router_stats(lse, sums, logits, probs, N, E, nullptr);
     permute_by_expert(slots, rows, offsets, idx, M, k, E, nullptr);
     MOE_CUDA_CHECK(cudaMemcpy(offs.data(), offsets, sizeof(int64_t) * (E + 1), cudaMemcpyDeviceToHost));
-    gather_rows(ws, w, slots, M, 1, nullptr);
-    gather_rows(xe, xn, rows, M, D, nullptr);
-    grouped_matmul_forward(h1, xe, w1, offs.data(), E, D, Fe, nullptr);
-    grouped_matmul_forward(h3, xe, w3, offs.data(), E, D, Fe, nullptr);
-    swiglu_forward(act, h1, h3, M * Fe, nullptr);
-    grouped_matmul_forward(ye, act, w2, offs.data(), E, Fe, D, nullptr);
-    scatter_add_rows(x, ye, rows, ws, M, D, nullptr);
+    cap = padded_expert_cap(offs.data(), E, R, padding);
+    Ru = cap ? E * cap : M;
+    expand_expert_rows(pslots, prows, slots, rows, offsets, M, E, cap, nullptr);
+    gather_rows(ws, w, pslots, Ru, 1, nullptr);
+    gather_rows(xe, xn, prows, Ru, D, nullptr);
+    expert_fwd(h1, xe, w1, D, Fe);
+    expert_fwd(h3, xe, w3, D, Fe);
+    swiglu_forward(act, h1, h3, Ru * Fe, nullptr);
+    expert_fwd(ye, act, w2, Fe, D);
+    scatter_add_rows(x, ye, prows, ws, Ru, D, nullptr);
     // backward
-    scatter_add_rows_backward(dxe, dws, dx, ye, rows, ws, M, D, nullptr);
-    grouped_matmul_backward(dact, dw2, dxe, act, w2, offs.data(), E, Fe, D, nullptr);
-    swiglu_backward(dh1, dh3, dact, h1, h3, M * Fe, nullptr);
-    grouped_matmul_backward(dxe, dw1, dh1, xe, w1, offs.data(), E, D, Fe, nullptr);
-    grouped_matmul_backward(dxe, dw3, dh3, xe, w3, offs.data(), E, D, Fe, nullptr);
-    scatter_add_rows(dxn, dxe, rows, nullptr, M, D, nullptr);
-    scatter_add_rows(dwslot, dws, slots, nullptr, M, 1, nullptr);
+    scatter_add_rows_backward(dxe, dws, dx, ye, prows, ws, Ru, D, nullptr);
+    expert_bwd(dact, dw2, dxe, act, w2, Fe, D);
+    swiglu_backward(dh1, dh3, dact, h1, h3, Ru * Fe, nullptr);
+    expert_bwd(dxe, dw1, dh1, xe, w1, D, Fe);
+    expert_bwd(dxe, dw3, dh3, xe, w3, D, Fe);
+    scatter_add_rows(dxn, dxe, prows, nullptr, Ru, D, nullptr);
+    scatter_add_rows(dwslot, dws, pslots, nullptr, Ru, 1, nullptr);
     router_backward(dlog, probs, idx, dwslot, lse, nullptr, 0.0f, N, E, k, true, 1.0f, nullptr);
     matmul_backward(dxn, dwr, dlog, xn32, wr, N, D, E, nullptr);
   });
@@ -288,15 +313,16 @@ void bench_moe_layer(const Shape& s) {
     matmul_backward(dxd, g1, dd, xn, v1, N, D, Fd, nullptr);
   });
   const double flops = 3.0 * 3.0 * 2.0 * N * D * Fd;  // 3 GEMMs, forward + 2 backward
-  std::printf("%-8s MoE layer fwd+bwd (bf16, E=%lld top-%lld): %.3f ms = %.1f TFLOP/s; dense cuBLAS twin %.3f ms = "
-              "%.1f TFLOP/s; MoE / dense = %.0f%%\n",
-              s.name, (long long)E, (long long)k, moe_ms, flops / (moe_ms * 1e-3) / 1e12, dense_ms,
-              flops / (dense_ms * 1e-3) / 1e12, 100 * dense_ms / moe_ms);
+  std::printf("%-8s MoE layer fwd+bwd (bf16, E=%lld top-%lld, %s, computed/routed rows %.3f): %.3f ms = %.1f TFLOP/s; "
+              "dense cuBLAS twin %.3f ms = %.1f TFLOP/s; MoE / dense = %.0f%%\n",
+              s.name, (long long)E, (long long)k, cap ? "padded strided-batched" : "grouped", double(Ru) / double(M),
+              moe_ms, flops / (moe_ms * 1e-3) / 1e12, dense_ms, flops / (dense_ms * 1e-3) / 1e12,
+              100 * dense_ms / moe_ms);
   for (float* p : {xn32, wr, logits, probs, w, ws, lse, x, dx, dxn, dws, dwslot, dlog, dwr}) MOE_CUDA_CHECK(cudaFree(p));
   for (bf* p : {xn, xe, ye, w1, w3, w2, h1, h3, act, dh1, dh3, dact, dxe, dw1, dw3, dw2, dh, dd, dy, v1, v2, g1, g2, dxd})
     MOE_CUDA_CHECK(cudaFree(p));
   MOE_CUDA_CHECK(cudaFree(sums));
-  for (int32_t* p : {idx, slots, rows}) MOE_CUDA_CHECK(cudaFree(p));
+  for (int32_t* p : {idx, slots, rows, pslots, prows}) MOE_CUDA_CHECK(cudaFree(p));
   MOE_CUDA_CHECK(cudaFree(offsets));
 }
 
@@ -322,7 +348,8 @@ int main() {
   const Shape gpu_bench{"gpu_bench", 8, 2048, 1024, 16, 4, 64, 8, 1408, 2};
   for (const Shape& s : {gpu_bench, shapes[1]}) {
     bench_router_permute(s, copy_bw);
-    bench_moe_layer(s);
+    bench_moe_layer(s, 0.0);   // compact layout, grouped GEMM
+    bench_moe_layer(s, 1.25);  // train.gpu_expert_padding's default: padded when it fits
   }
   bench_gemms<__nv_bfloat16>(gpu_bench, "bf16");
   bench_attention<__nv_bfloat16>(gpu_bench, "bf16");

@@ -32,6 +32,7 @@ struct Result {
   double step_s = 0, tokens_per_s = 0, mfu = 0, loss0 = 0, loss_last = 0;
   int64_t params = 0, active = 0;
   double act_gib = 0;
+  gpu::DeviceModel::ExpertRowUse rows;
   std::vector<std::pair<std::string, double>> phases;
 };
 
@@ -85,6 +86,7 @@ Result run(const Config& c, int64_t batch, int steps, double peak, cudaStream_t 
   r.params = total_params(c);
   r.active = active_params(c);
   r.act_gib = double(dm.activation_bytes()) / (1 << 30);
+  r.rows = dm.expert_row_use();
   return r;
 }
 
@@ -119,6 +121,7 @@ int main(int argc, char** argv) {
   c.moe.expert_hidden = num("expert_hidden", 1408);
   c.model.ffn_hidden = num("ffn_hidden", c.moe.top_k * c.moe.expert_hidden);
   c.train.precision = kv.count("precision") ? kv["precision"] : "bf16";
+  if (kv.count("gpu_expert_padding")) c.train.gpu_expert_padding = std::atof(kv["gpu_expert_padding"].c_str());
   c.optim.lr = 3e-4;
   c.optim.min_lr = 3e-5;
   const int64_t batch = num("batch", 8);
@@ -139,14 +142,20 @@ int main(int argc, char** argv) {
               (long long)c.model.n_kv_heads, (long long)c.model.seq_len, (long long)c.model.vocab_size,
               (long long)c.moe.num_experts, (long long)c.moe.top_k, (long long)c.moe.expert_hidden, (long long)batch,
               c.train.precision.c_str());
-  Config dense = c;
+  Config dense = c, grouped = c;
   dense.model.moe_every = 0;
-  for (const auto& [name, cfg] : {std::pair<const char*, const Config*>{"moe", &c}, {"dense", &dense}}) {
+  grouped.train.gpu_expert_padding = 0;  // the compact layout and the grouped GEMM, for comparison
+  for (const auto& [name, cfg] : {std::pair<const char*, const Config*>{"moe", &c}, {"moe-g", &grouped},
+                                  {"dense", &dense}}) {
     const Result r = run(*cfg, batch, steps, peak, s);
     std::printf("%-6s params %7.1fM (active %7.1fM)  step %8.1f ms  %9.0f tokens/s  MFU %5.1f%%  activations %5.1f "
                 "GiB  loss %.3f -> %.3f\n",
                 name, r.params / 1e6, r.active / 1e6, r.step_s * 1e3, r.tokens_per_s, 100 * r.mfu, r.act_gib, r.loss0,
                 r.loss_last);
+    if (r.rows.routed > 0)
+      std::printf("       expert rows (last step): routed %lld, computed %lld (x%.3f), padded layout in %lld layers\n",
+                  (long long)r.rows.routed, (long long)r.rows.computed, double(r.rows.computed) / double(r.rows.routed),
+                  (long long)r.rows.padded_layers);
     std::printf("       phases (ms):");
     for (const auto& [phase, ms] : r.phases) std::printf("  %s %.1f;", phase.c_str(), ms);
     std::printf("\n");

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "moe/expert_padding.h"
 #include "src/cuda/device_model.h"
 #include "src/model/transformer.h"
 #include "src/train/optimizer.h"
@@ -61,6 +62,7 @@ struct GpuStep {
   std::vector<float> grads;
   std::vector<LayerLoadStats> stats;
   std::vector<float> token_losses;
+  gpu::DeviceModel::ExpertRowUse row_use;
 };
 
 GpuStep gpu_step(const Config& c, int64_t B, const std::vector<float>& params, const std::vector<int32_t>& tokens) {
@@ -74,6 +76,7 @@ GpuStep gpu_step(const Config& c, int64_t B, const std::vector<float>& params, c
   dm.download_grads(out.grads.data());
   out.stats = dm.load_stats();
   out.token_losses = dm.token_losses();
+  out.row_use = dm.expert_row_use();
   return out;
 }
 
@@ -96,9 +99,14 @@ double worst_tensor_err(const ParamTable& t, const std::vector<float>& a, const 
   return worst;
 }
 
-TEST(GpuTrainStep, Fp32ForwardBackwardMatchesCpu) {
+// The expert GEMM layouts (train.gpu_expert_padding): 0 = compact + grouped GEMM; 8 = room for
+// the padded layout at this size (E x cap fits in 8 x M rows), one strided-batched GEMM.
+class GpuTrainStepLayout : public ::testing::TestWithParam<double> {};
+
+TEST_P(GpuTrainStepLayout, Fp32ForwardBackwardMatchesCpu) {
   MOE_REQUIRE_GPU();
-  const Config c = small_config("fp32");
+  Config c = small_config("fp32");
+  c.train.gpu_expert_padding = GetParam();
   const int64_t B = 3;
   const ParamTable table = build_param_table(c);
   std::vector<float> params(size_t(table.total()));
@@ -121,7 +129,41 @@ TEST(GpuTrainStep, Fp32ForwardBackwardMatchesCpu) {
   const double err = worst_tensor_err(table, g, ref.grads, &where);
   EXPECT_LT(err, 2e-4) << "worst tensor: " << where;
   EXPECT_EQ(int64_t(got.token_losses.size()), B * c.model.seq_len);
+  // The layout the parameter asks for was the one run.
+  const int64_t routed = B * c.model.seq_len * c.moe.top_k;
+  EXPECT_EQ(got.row_use.routed, routed);
+  EXPECT_EQ(got.row_use.padded_layers, GetParam() > 0 ? 1 : 0);
+  if (GetParam() > 0) EXPECT_EQ(got.row_use.computed % (c.moe.num_experts * kExpertPadRows), 0);
+  else EXPECT_EQ(got.row_use.computed, routed);
 }
+
+TEST_P(GpuTrainStepLayout, Bf16StepStaysCloseToFp32Cpu) {
+  MOE_REQUIRE_GPU();
+  Config c = small_config("bf16");
+  c.train.gpu_expert_padding = GetParam();
+  const int64_t B = 3;
+  const ParamTable table = build_param_table(c);
+  std::vector<float> params(size_t(table.total()));
+  init_params(table, params.data(), 11);
+  const auto tokens = tokens_for(c, B, 5);
+  const CpuStep ref = cpu_step(small_config("fp32"), B, params, tokens);
+  const GpuStep got = gpu_step(c, B, params, tokens);
+  const std::vector<float>& g = got.grads;
+  EXPECT_NEAR(got.losses.lm_sum, ref.losses.lm_sum, 1e-2 * std::fabs(ref.losses.lm_sum));
+  // bf16 GEMM operands: gradients agree to bf16 accuracy, a few ulps deep.
+  double dot = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    dot += double(g[i]) * ref.grads[i];
+    na += double(g[i]) * g[i];
+    nb += double(ref.grads[i]) * ref.grads[i];
+  }
+  EXPECT_GT(dot / std::sqrt(na * nb), 0.999);
+  std::string where;
+  EXPECT_LT(worst_tensor_err(table, g, ref.grads, &where), 0.1) << "worst tensor: " << where;
+  EXPECT_EQ(got.row_use.padded_layers, GetParam() > 0 ? 1 : 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(ExpertLayouts, GpuTrainStepLayout, ::testing::Values(0.0, 8.0));
 
 TEST(GpuTrainStep, Fp32AdamWStepsTrackCpu) {
   MOE_REQUIRE_GPU();
@@ -164,30 +206,6 @@ TEST(GpuTrainStep, Fp32AdamWStepsTrackCpu) {
   dm.download_params(p.data());
   std::string where;
   EXPECT_LT(worst_tensor_err(table, p, cpu_p, &where), 2e-3) << "worst tensor: " << where;
-}
-
-TEST(GpuTrainStep, Bf16StepStaysCloseToFp32Cpu) {
-  MOE_REQUIRE_GPU();
-  const Config c = small_config("bf16");
-  const int64_t B = 3;
-  const ParamTable table = build_param_table(c);
-  std::vector<float> params(size_t(table.total()));
-  init_params(table, params.data(), 11);
-  const auto tokens = tokens_for(c, B, 5);
-  const CpuStep ref = cpu_step(small_config("fp32"), B, params, tokens);
-  const GpuStep got = gpu_step(c, B, params, tokens);
-  const std::vector<float>& g = got.grads;
-  EXPECT_NEAR(got.losses.lm_sum, ref.losses.lm_sum, 1e-2 * std::fabs(ref.losses.lm_sum));
-  // bf16 GEMM operands: gradients agree to bf16 accuracy, a few ulps deep.
-  double dot = 0, na = 0, nb = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    dot += double(g[i]) * ref.grads[i];
-    na += double(g[i]) * g[i];
-    nb += double(ref.grads[i]) * ref.grads[i];
-  }
-  EXPECT_GT(dot / std::sqrt(na * nb), 0.999);
-  std::string where;
-  EXPECT_LT(worst_tensor_err(table, g, ref.grads, &where), 0.1) << "worst tensor: " << where;
 }
 
 TEST(GpuTrainStep, UnsupportedLayoutsAreNamed) {

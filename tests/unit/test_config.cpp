@@ -116,7 +116,7 @@ Config all_non_default() {
   c.moe.bias_update_rate = 0.001;
   c.moe.router = "sigmoid";
   c.parallel = {2, 3, 2, 3, 2, 2, 4, "gpipe", "block", 60.5, {1, 3}, 1};
-  c.train = {1000, 16, 18446744073709551615ull, "bf16", "cuda", 5, 50, 8, 1024.0, 50};
+  c.train = {1000, 16, 18446744073709551615ull, "bf16", "cuda", 5, 50, 8, 1024.0, 50, 1.5};
   c.optim = {0.1 + 0.2, 1e-5, 100, 0.0, 0.8, 0.999, 1e-10, 0.5};
   c.data = {"my data/x: y", 2};
   c.checkpoint = {"~", 250, 5, "runs/a/checkpoints/step_00000100"};
