@@ -13,15 +13,18 @@ constexpr int kThreads = 256;
 constexpr int kSumBlocks = 1024;  // fixed, so the summation order never depends on the device
 
 __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
-                             float beta2, float eps, float wd, float bc1, float bc2) {
+                             float beta2, float eps, float wd, float bc1, float bc2, float grad_scale,
+                             __nv_bfloat16* copy) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = grad[i];
+    const float g = grad[i] * grad_scale;
     const float mi = beta1 * m[i] + (1.0f - beta1) * g;
     const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
     m[i] = mi;
     v[i] = vi;
     const float mhat = mi / bc1, vhat = vi / bc2;
-    param[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * param[i]);
+    const float p = param[i] - lr * (mhat / (sqrtf(vhat) + eps) + wd * param[i]);
+    param[i] = p;
+    if (copy) copy[i] = __float2bfloat16_rn(p);
   }
 }
 
@@ -42,15 +45,21 @@ __global__ void sumsq_final_kernel(double* out, const double* partial) {
 
 }  // namespace
 
-void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, int64_t step, cudaStream_t stream) {
+void adamw_update_fused(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
+                        float beta2, float eps, float weight_decay, int64_t step, float grad_scale,
+                        __nv_bfloat16* copy, cudaStream_t stream) {
   MOE_CUDA_REQUIRE(step >= 1, "adamw_update: step counts from 1");
   if (n == 0) return;
   const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step)));
   const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step)));
   adamw_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(param, grad, m, v, n, lr, beta1, beta2, eps,
-                                                               weight_decay, bc1, bc2);
+                                                               weight_decay, bc1, bc2, grad_scale, copy);
   MOE_CUDA_CHECK_LAUNCH();
+}
+
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int64_t step, cudaStream_t stream) {
+  adamw_update_fused(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step, 1.0f, nullptr, stream);
 }
 
 void sum_squares_async(double* out_device, const float* x, int64_t n, cudaStream_t stream) {

@@ -1,4 +1,4 @@
-// One thread per output row of the padded layout.
+// One thread per output row; its expert by binary search over start.
 #include <string>
 
 #include "kernels/cuda/common.cuh"
@@ -12,10 +12,16 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void expand_kernel(int32_t* slots_out, int32_t* rows_out, const int32_t* slots, const int32_t* rows,
-                              const int64_t* offsets, int64_t n, int64_t cap) {
+                              const int64_t* offsets, const int64_t* start, int64_t E, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t e = i / cap, j = i % cap, src = offsets[e] + j;
-    const bool real = src < offsets[e + 1];
+    int64_t lo = 0, hi = E - 1;  // the last expert e with start[e] <= i
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (start[mid] <= i) lo = mid;
+      else hi = mid - 1;
+    }
+    const int64_t src = offsets[lo] + (i - start[lo]);
+    const bool real = src < offsets[lo + 1];
     slots_out[i] = real ? slots[src] : -1;
     rows_out[i] = real ? rows[src] : -1;
   }
@@ -24,17 +30,19 @@ __global__ void expand_kernel(int32_t* slots_out, int32_t* rows_out, const int32
 }  // namespace
 
 void expand_expert_rows(int32_t* slots_out, int32_t* rows_out, const int32_t* slots, const int32_t* rows,
-                        const int64_t* offsets, int64_t M, int64_t E, int64_t cap, cudaStream_t stream) {
-  MOE_CUDA_REQUIRE(cap >= 0 && E >= 0, "expand_expert_rows: cap = " + std::to_string(cap));
-  if (cap == 0) {
+                        const int64_t* offsets, const int64_t* start, int64_t M, int64_t E, int64_t rows_out_count,
+                        cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(E >= 1 && rows_out_count >= 0, "expand_expert_rows: E = " + std::to_string(E));
+  if (!start) {
+    MOE_CUDA_REQUIRE(rows_out_count == M, "expand_expert_rows: the compact layout has M rows");
     if (M == 0) return;
     MOE_CUDA_CHECK(cudaMemcpyAsync(slots_out, slots, sizeof(int32_t) * M, cudaMemcpyDeviceToDevice, stream));
     MOE_CUDA_CHECK(cudaMemcpyAsync(rows_out, rows, sizeof(int32_t) * M, cudaMemcpyDeviceToDevice, stream));
     return;
   }
-  const int64_t n = E * cap;
-  if (n == 0) return;
-  expand_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(slots_out, rows_out, slots, rows, offsets, n, cap);
+  if (rows_out_count == 0) return;
+  expand_kernel<<<grid_for(rows_out_count, kThreads), kThreads, 0, stream>>>(slots_out, rows_out, slots, rows, offsets,
+                                                                             start, E, rows_out_count);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -70,15 +70,34 @@ __device__ __forceinline__ void acc_to_a(uint32_t* a, const float (*s)[4], int j
   a[3] = pack(s[2 * j + 1][2], s[2 * j + 1][3]);
 }
 
-// kTile rows of HD bf16 from global (row stride `stride`) into shared, row-major with stride ld.
+// cp.async (16 bytes, L2 only): global -> shared without staging in registers, so the next tile
+// streams in while the current one is computed (double buffering).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// kTile rows of HD bf16 from global (row stride `stride`) into shared, row-major with stride ld
+// (asynchronously: visible after cp_async_wait and a barrier).
 template <int HD>
-__device__ void load_rows(bf16* dst, int ld, const bf16* src, int64_t stride) {
+__device__ void copy_rows_async(bf16* dst, int ld, const bf16* src, int64_t stride) {
   constexpr int kVec = HD / 8;
   for (int i = threadIdx.x; i < kTile * kVec; i += kThreads) {
     const int r = i / kVec, c = i % kVec;
-    *reinterpret_cast<uint4*>(dst + r * ld + c * 8) = reinterpret_cast<const uint4*>(src + r * stride)[c];
+    cp_async16(dst + r * ld + c * 8, src + r * stride + c * 8);
   }
 }
+// kTile floats (16-byte aligned at both ends).
+__device__ void copy_floats_async(float* dst, const float* src) {
+  for (int i = threadIdx.x; i < kTile / 4; i += kThreads) cp_async16(dst + 4 * i, src + 4 * i);
+}
+
 __device__ __forceinline__ float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -90,39 +109,50 @@ __device__ __forceinline__ float quad_sum(float v) {
 
 template <int HD>
 constexpr size_t fwd_smem() {
-  return 3 * kTile * (HD + 8) * sizeof(bf16);
+  return 5 * kTile * (HD + 8) * sizeof(bf16);  // Q, and K and V twice (double buffered)
 }
 
 // Forward: a warp keeps its 16 query rows' Q fragments, scores, running max/sum and output in
-// registers; shared memory holds Q (once), and each key tile K and V.
+// registers; shared memory holds Q (once), and key tiles K and V in two buffers: tile kt + 1 is
+// copied in (cp.async) while tile kt is computed.
 template <int HD>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
                                                              const bf16* v, int T, int H, int KV, float scale) {
   constexpr int LD = HD + 8, NT = kTile / 8, ND = HD / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);
-  bf16* sK = sQ + kTile * LD;
-  bf16* sV = sK + kTile * LD;
+  bf16* sK0 = sQ + kTile * LD;       // K of even tiles, then V of even tiles,
+  bf16* sV0 = sK0 + kTile * LD;      // K and V of odd tiles
+  constexpr int kBuf = 2 * kTile * LD;
 
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x);  // the longest rows first
   const int b = blockIdx.y / H, h = blockIdx.y % H, kvh = h / (H / KV);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, c = 2 * (lane & 3);
   const int64_t qs = int64_t(H) * HD, kvs = int64_t(KV) * HD;
-  load_rows<HD>(sQ, LD, q + (int64_t(b) * T + qt * kTile) * qs + h * HD, qs);
-  __syncthreads();
+  auto fetch_kv = [&](int kt) {
+    const int64_t kv_off = (int64_t(b) * T + kt * kTile) * kvs + kvh * HD;
+    copy_rows_async<HD>(sK0 + (kt & 1) * kBuf, LD, k + kv_off, kvs);
+    copy_rows_async<HD>(sV0 + (kt & 1) * kBuf, LD, v + kv_off, kvs);
+  };
+  copy_rows_async<HD>(sQ, LD, q + (int64_t(b) * T + qt * kTile) * qs + h * HD, qs);
+  fetch_kv(0);
+  cp_async_commit();
   uint32_t qa[HD / 16][4];
-#pragma unroll
-  for (int kk = 0; kk < HD / 16; ++kk) load_a(qa[kk], sQ, LD, warp * 16, kk * 16);
 
   float o[ND][4] = {};
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
   const int row0 = qt * kTile + warp * 16 + g, row1 = row0 + 8;  // this lane's two query rows
   for (int kt = 0; kt <= qt; ++kt) {
-    __syncthreads();  // the previous tile is no longer read
-    const int64_t kv_off = (int64_t(b) * T + kt * kTile) * kvs + kvh * HD;
-    load_rows<HD>(sK, LD, k + kv_off, kvs);
-    load_rows<HD>(sV, LD, v + kv_off, kvs);
-    __syncthreads();
+    if (kt < qt) fetch_kv(kt + 1);  // into the buffer the previous iteration finished reading
+    cp_async_commit();              // (an empty group on the last tile keeps the count uniform)
+    cp_async_wait<1>();             // tile kt (and Q) have landed for this thread...
+    __syncthreads();                // ...and for every thread
+    if (kt == 0) {
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) load_a(qa[kk], sQ, LD, warp * 16, kk * 16);
+    }
+    const bf16* sK = sK0 + (kt & 1) * kBuf;
+    const bf16* sV = sV0 + (kt & 1) * kBuf;
     float s[NT][4] = {};
 #pragma unroll
     for (int n = 0; n < NT; ++n)
@@ -172,6 +202,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* out, float* l
         mma16816(o[d], pa, b0, b1);
       }
     }
+    __syncthreads();  // every warp is done with this buffer before the next fetch overwrites it
   }
   const float i0 = 1.0f / l0, i1 = 1.0f / l1;
   bf16* out0 = out + (int64_t(b) * T + row0) * qs + h * HD;
@@ -201,14 +232,15 @@ __global__ void delta_kernel(float* delta, const bf16* dout, const bf16* out, in
 }
 
 template <int HD>
-constexpr size_t bwd_smem() {
-  return (4 * kTile * (HD + 8) + kTile * kTS) * sizeof(bf16) + 2 * kTile * sizeof(float);
+constexpr size_t bwd_smem() {  // K, V; Q and dO twice (double buffered); dS; lse and delta twice
+  return (6 * kTile * (HD + 8) + kTile * kTS) * sizeof(bf16) + 4 * kTile * sizeof(float);
 }
 
 // Backward: a block owns 64 keys of one kv head (each warp 16 of them) and loops over the query
 // heads of its group and the query tiles at or after the diagonal. Per tile a warp forms S^T and
 // P^T for its keys in registers, adds P^T dO to dV and dS^T Q to dK (registers), and shares dS
 // through shared memory so that each warp then adds dS K for 16 query rows to dq (fp32 atomics).
+// Q, dO, lse and delta of the next (head, query tile) stream in (cp.async) during the current one.
 template <int HD>
 __global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout,
                                                                 const float* lse, const float* delta, const bf16* q,
@@ -218,119 +250,128 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, b
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* sK = reinterpret_cast<bf16*>(smem);  // [key][d]
   bf16* sV = sK + kTile * LD;                // [key][d]
-  bf16* sQ = sV + kTile * LD;                // [q][d]
-  bf16* sdO = sQ + kTile * LD;               // [q][d]
-  bf16* sdS = sdO + kTile * LD;              // [q][key]
-  float* sL = reinterpret_cast<float*>(sdS + kTile * kTS);
-  float* sD = sL + kTile;
+  bf16* sQ0 = sV + kTile * LD;               // [q][d], buffers 0 and 1
+  bf16* sdO0 = sQ0 + 2 * kTile * LD;         // [q][d], buffers 0 and 1
+  bf16* sdS = sdO0 + 2 * kTile * LD;         // [q][key]
+  float* sL0 = reinterpret_cast<float*>(sdS + kTile * kTS);  // lse, buffers 0 and 1
+  float* sD0 = sL0 + 2 * kTile;                              // delta, buffers 0 and 1
 
   const int kt = blockIdx.x, nt = int(gridDim.x);
   const int b = blockIdx.y / KV, kvh = blockIdx.y % KV, group = H / KV;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, c = 2 * (lane & 3);
   const int64_t qs = int64_t(H) * HD, kvs = int64_t(KV) * HD;
   const int64_t kv_off = (int64_t(b) * T + kt * kTile) * kvs + kvh * HD;
-  load_rows<HD>(sK, LD, k + kv_off, kvs);
-  load_rows<HD>(sV, LD, v + kv_off, kvs);
+  const int span = nt - kt, steps = group * span;  // (query head, query tile) pairs, head-major
+  auto fetch = [&](int it) {
+    const int h = kvh * group + it / span, qt = kt + it % span, buf = it & 1;
+    const int64_t q_off = (int64_t(b) * T + qt * kTile) * qs + h * HD;
+    const int64_t row = (int64_t(b) * H + h) * T + qt * kTile;
+    copy_rows_async<HD>(sQ0 + buf * kTile * LD, LD, q + q_off, qs);
+    copy_rows_async<HD>(sdO0 + buf * kTile * LD, LD, dout + q_off, qs);
+    copy_floats_async(sL0 + buf * kTile, lse + row);
+    copy_floats_async(sD0 + buf * kTile, delta + row);
+  };
+  copy_rows_async<HD>(sK, LD, k + kv_off, kvs);
+  copy_rows_async<HD>(sV, LD, v + kv_off, kvs);
+  fetch(0);
+  cp_async_commit();
   const int key0 = kt * kTile + warp * 16 + g, key1 = key0 + 8;  // this lane's two keys
   float dka[ND][4] = {}, dva[ND][4] = {};
 
-  for (int hg = 0; hg < group; ++hg) {
-    const int h = kvh * group + hg;
-    for (int qt = kt; qt < nt; ++qt) {
-      __syncthreads();  // the previous tile is no longer read
-      const int64_t q_off = (int64_t(b) * T + qt * kTile) * qs + h * HD;
-      load_rows<HD>(sQ, LD, q + q_off, qs);
-      load_rows<HD>(sdO, LD, dout + q_off, qs);
-      if (threadIdx.x < kTile) {
-        const int64_t row = (int64_t(b) * H + h) * T + qt * kTile + threadIdx.x;
-        sL[threadIdx.x] = lse[row];
-        sD[threadIdx.x] = delta[row];
-      }
-      __syncthreads();
-      // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x 64 queries.
-      float st[NT][4] = {}, dpt[NT][4] = {};
+  for (int it = 0; it < steps; ++it) {
+    const int h = kvh * group + it / span, qt = kt + it % span, buf = it & 1;
+    if (it + 1 < steps) fetch(it + 1);  // into the buffer the previous step finished reading
+    cp_async_commit();                   // (an empty group on the last step keeps the count uniform)
+    cp_async_wait<1>();                  // this step's tiles (and K, V) have landed for this thread...
+    __syncthreads();                     // ...and for every thread
+    const bf16* sQ = sQ0 + buf * kTile * LD;
+    const bf16* sdO = sdO0 + buf * kTile * LD;
+    const float* sL = sL0 + buf * kTile;
+    const float* sD = sD0 + buf * kTile;
+    // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x 64 queries.
+    float st[NT][4] = {}, dpt[NT][4] = {};
 #pragma unroll
-      for (int kk = 0; kk < HD / 16; ++kk) {
-        uint32_t ka[4], va[4];
-        load_a(ka, sK, LD, warp * 16, kk * 16);
-        load_a(va, sV, LD, warp * 16, kk * 16);
-#pragma unroll
-        for (int n = 0; n < NT; ++n) {
-          uint32_t b0, b1;
-          load_b(b0, b1, sQ, LD, n * 8, kk * 16);
-          mma16816(st[n], ka, b0, b1);
-          load_b(b0, b1, sdO, LD, n * 8, kk * 16);
-          mma16816(dpt[n], va, b0, b1);
-        }
-      }
-      // P^T = exp(scale S^T - lse[q]) (0 where key > q); dS^T = scale P^T (dP^T - delta[q]).
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t ka[4], va[4];
+      load_a(ka, sK, LD, warp * 16, kk * 16);
+      load_a(va, sV, LD, warp * 16, kk * 16);
 #pragma unroll
       for (int n = 0; n < NT; ++n) {
-        const int ql = n * 8 + c, qg = qt * kTile + ql;
-        const float L0 = sL[ql], L1 = sL[ql + 1], D0 = sD[ql], D1 = sD[ql + 1];
-        st[n][0] = key0 <= qg ? __expf(st[n][0] * scale - L0) : 0.0f;
-        st[n][1] = key0 <= qg + 1 ? __expf(st[n][1] * scale - L1) : 0.0f;
-        st[n][2] = key1 <= qg ? __expf(st[n][2] * scale - L0) : 0.0f;
-        st[n][3] = key1 <= qg + 1 ? __expf(st[n][3] * scale - L1) : 0.0f;
-        dpt[n][0] = scale * st[n][0] * (dpt[n][0] - D0);
-        dpt[n][1] = scale * st[n][1] * (dpt[n][1] - D1);
-        dpt[n][2] = scale * st[n][2] * (dpt[n][2] - D0);
-        dpt[n][3] = scale * st[n][3] * (dpt[n][3] - D1);
-      }
-      // dV += P^T dO, dK += dS^T Q (k over the 64 queries).
-#pragma unroll
-      for (int j = 0; j < kTile / 16; ++j) {
-        uint32_t pa[4], sa[4];
-        acc_to_a(pa, st, j);
-        acc_to_a(sa, dpt, j);
-#pragma unroll
-        for (int d = 0; d < ND; ++d) {
-          uint32_t b0, b1;
-          load_b_trans(b0, b1, sdO, LD, d * 8, j * 16);
-          mma16816(dva[d], pa, b0, b1);
-          load_b_trans(b0, b1, sQ, LD, d * 8, j * 16);
-          mma16816(dka[d], sa, b0, b1);
-        }
-      }
-      // dS (query-major) for the dq product.
-      const int kl0 = warp * 16 + g;
-#pragma unroll
-      for (int n = 0; n < NT; ++n) {
-        const int ql = n * 8 + c;
-        sdS[ql * kTS + kl0] = __float2bfloat16_rn(dpt[n][0]);
-        sdS[(ql + 1) * kTS + kl0] = __float2bfloat16_rn(dpt[n][1]);
-        sdS[ql * kTS + kl0 + 8] = __float2bfloat16_rn(dpt[n][2]);
-        sdS[(ql + 1) * kTS + kl0 + 8] = __float2bfloat16_rn(dpt[n][3]);
-      }
-      __syncthreads();
-      // dq rows (16 per warp) += dS K over the block's 64 keys.
-      float dqa[ND][4] = {};
-#pragma unroll
-      for (int j = 0; j < kTile / 16; ++j) {
-        uint32_t a[4];
-        load_a(a, sdS, kTS, warp * 16, j * 16);
-#pragma unroll
-        for (int d = 0; d < ND; ++d) {
-          uint32_t b0, b1;
-          load_b_trans(b0, b1, sK, LD, d * 8, j * 16);
-          mma16816(dqa[d], a, b0, b1);
-        }
-      }
-      float* dq0 = dq_acc + (int64_t(b) * T + qt * kTile + warp * 16 + g) * qs + h * HD;
-      float* dq1 = dq0 + 8 * qs;
-#pragma unroll
-      for (int d = 0; d < ND; ++d) {
-#if __CUDA_ARCH__ >= 900
-        atomicAdd(reinterpret_cast<float2*>(dq0 + d * 8 + c), make_float2(dqa[d][0], dqa[d][1]));
-        atomicAdd(reinterpret_cast<float2*>(dq1 + d * 8 + c), make_float2(dqa[d][2], dqa[d][3]));
-#else
-        atomicAdd(dq0 + d * 8 + c, dqa[d][0]);
-        atomicAdd(dq0 + d * 8 + c + 1, dqa[d][1]);
-        atomicAdd(dq1 + d * 8 + c, dqa[d][2]);
-        atomicAdd(dq1 + d * 8 + c + 1, dqa[d][3]);
-#endif
+        uint32_t b0, b1;
+        load_b(b0, b1, sQ, LD, n * 8, kk * 16);
+        mma16816(st[n], ka, b0, b1);
+        load_b(b0, b1, sdO, LD, n * 8, kk * 16);
+        mma16816(dpt[n], va, b0, b1);
       }
     }
+    // P^T = exp(scale S^T - lse[q]) (0 where key > q); dS^T = scale P^T (dP^T - delta[q]).
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      const int ql = n * 8 + c, qg = qt * kTile + ql;
+      const float L0 = sL[ql], L1 = sL[ql + 1], D0 = sD[ql], D1 = sD[ql + 1];
+      st[n][0] = key0 <= qg ? __expf(st[n][0] * scale - L0) : 0.0f;
+      st[n][1] = key0 <= qg + 1 ? __expf(st[n][1] * scale - L1) : 0.0f;
+      st[n][2] = key1 <= qg ? __expf(st[n][2] * scale - L0) : 0.0f;
+      st[n][3] = key1 <= qg + 1 ? __expf(st[n][3] * scale - L1) : 0.0f;
+      dpt[n][0] = scale * st[n][0] * (dpt[n][0] - D0);
+      dpt[n][1] = scale * st[n][1] * (dpt[n][1] - D1);
+      dpt[n][2] = scale * st[n][2] * (dpt[n][2] - D0);
+      dpt[n][3] = scale * st[n][3] * (dpt[n][3] - D1);
+    }
+    // dV += P^T dO, dK += dS^T Q (k over the 64 queries).
+#pragma unroll
+    for (int j = 0; j < kTile / 16; ++j) {
+      uint32_t pa[4], sa[4];
+      acc_to_a(pa, st, j);
+      acc_to_a(sa, dpt, j);
+#pragma unroll
+      for (int d = 0; d < ND; ++d) {
+        uint32_t b0, b1;
+        load_b_trans(b0, b1, sdO, LD, d * 8, j * 16);
+        mma16816(dva[d], pa, b0, b1);
+        load_b_trans(b0, b1, sQ, LD, d * 8, j * 16);
+        mma16816(dka[d], sa, b0, b1);
+      }
+    }
+    // dS (query-major) for the dq product.
+    const int kl0 = warp * 16 + g;
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      const int ql = n * 8 + c;
+      sdS[ql * kTS + kl0] = __float2bfloat16_rn(dpt[n][0]);
+      sdS[(ql + 1) * kTS + kl0] = __float2bfloat16_rn(dpt[n][1]);
+      sdS[ql * kTS + kl0 + 8] = __float2bfloat16_rn(dpt[n][2]);
+      sdS[(ql + 1) * kTS + kl0 + 8] = __float2bfloat16_rn(dpt[n][3]);
+    }
+    __syncthreads();
+    // dq rows (16 per warp) += dS K over the block's 64 keys.
+    float dqa[ND][4] = {};
+#pragma unroll
+    for (int j = 0; j < kTile / 16; ++j) {
+      uint32_t a[4];
+      load_a(a, sdS, kTS, warp * 16, j * 16);
+#pragma unroll
+      for (int d = 0; d < ND; ++d) {
+        uint32_t b0, b1;
+        load_b_trans(b0, b1, sK, LD, d * 8, j * 16);
+        mma16816(dqa[d], a, b0, b1);
+      }
+    }
+    float* dq0 = dq_acc + (int64_t(b) * T + qt * kTile + warp * 16 + g) * qs + h * HD;
+    float* dq1 = dq0 + 8 * qs;
+#pragma unroll
+    for (int d = 0; d < ND; ++d) {
+#if __CUDA_ARCH__ >= 900
+      atomicAdd(reinterpret_cast<float2*>(dq0 + d * 8 + c), make_float2(dqa[d][0], dqa[d][1]));
+      atomicAdd(reinterpret_cast<float2*>(dq1 + d * 8 + c), make_float2(dqa[d][2], dqa[d][3]));
+#else
+      atomicAdd(dq0 + d * 8 + c, dqa[d][0]);
+      atomicAdd(dq0 + d * 8 + c + 1, dqa[d][1]);
+      atomicAdd(dq1 + d * 8 + c, dqa[d][2]);
+      atomicAdd(dq1 + d * 8 + c + 1, dqa[d][3]);
+#endif
+    }
+    __syncthreads();  // dS and this buffer are read by every warp before the next step rewrites them
   }
   bf16* dk0 = dk + (int64_t(b) * T + key0) * kvs + kvh * HD;
   bf16* dk1 = dk0 + 8 * kvs;

@@ -1,7 +1,7 @@
 // Dense GEMMs (cublasGemmEx), the grouped expert GEMM (one cublasGemmGroupedBatchedEx call for
-// all non-empty experts) and the padded one (one cublasGemmStridedBatchedEx call). The grouped
-// call's pointer arrays must live on the device; a small kernel writes them from base pointers and
-// per-expert offsets passed by value, so nothing is copied from pageable memory.
+// all non-empty experts) and the blocked one (cublasGemmBatchedEx / StridedBatchedEx). Pointer
+// arrays must live on the device; a small kernel writes them from base pointers and offsets passed
+// by value, so nothing is copied from pageable memory.
 #include <string>
 #include <vector>
 
@@ -20,12 +20,11 @@ constexpr int kChunk = 128;  // groups per pointer-filling launch (3 KB of kerne
 
 struct PtrChunk {
   int count;
-  int64_t a_off[kChunk], b_off[kChunk], c_off[kChunk];  // element offsets from the base pointers
+  int64_t a_off[kChunk], b_off[kChunk], c_off[kChunk];  // byte offsets from the base pointers
 };
 
-template <typename T>
-__global__ void fill_group_ptrs(const T** A, const T** B, T** C, const T* a_base, const T* b_base, T* c_base,
-                                PtrChunk chunk) {
+__global__ void fill_group_ptrs(const char** A, const char** B, char** C, const char* a_base, const char* b_base,
+                                char* c_base, PtrChunk chunk) {
   const int g = threadIdx.x;
   if (g >= chunk.count) return;
   A[g] = a_base + chunk.a_off[g];
@@ -33,12 +32,37 @@ __global__ void fill_group_ptrs(const T** A, const T** B, T** C, const T* a_base
   C[g] = c_base + chunk.c_off[g];
 }
 
-// ---- launcher ---------------------------------------------------------------------------
-// One row-major problem per non-empty expert, all of the same orientation; offsets per expert
-// are computed by `offs(e, r0)` as {a, b, c} element offsets and `dims(rows)` as {M, Ncol, K}.
+// ---- launchers --------------------------------------------------------------------------
+// One row-major problem per expert or block, all of the same orientation: {M, Ncol, K} and the
+// element offsets {a, b, c} of its matrices from the base pointers.
 struct GroupProblem {
   int64_t M, Ncol, K, a, b, c;
 };
+
+// Device arrays of A, B and C pointers (swapped for column-major cuBLAS: its "A" is our B) for
+// the problems, written by a small kernel from offsets passed by value; freed by the caller.
+template <typename TA, typename TC>
+void** device_pointer_arrays(cudaStream_t stream, const std::vector<GroupProblem>& probs, const TA* A, const TA* B,
+                             TC* C) {
+  const int G = static_cast<int>(probs.size());
+  void* raw = nullptr;
+  MOE_CUDA_CHECK(cudaMallocAsync(&raw, sizeof(void*) * 3 * G, stream));
+  char** base = static_cast<char**>(raw);
+  for (int g0 = 0; g0 < G; g0 += kChunk) {
+    PtrChunk chunk{};
+    chunk.count = G - g0 < kChunk ? G - g0 : kChunk;
+    for (int g = 0; g < chunk.count; ++g) {
+      chunk.a_off[g] = probs[g0 + g].b * int64_t(sizeof(TA));
+      chunk.b_off[g] = probs[g0 + g].a * int64_t(sizeof(TA));
+      chunk.c_off[g] = probs[g0 + g].c * int64_t(sizeof(TC));
+    }
+    fill_group_ptrs<<<1, kChunk, 0, stream>>>(const_cast<const char**>(base) + g0, const_cast<const char**>(base) + G + g0,
+                                              base + 2 * G + g0, reinterpret_cast<const char*>(B),
+                                              reinterpret_cast<const char*>(A), reinterpret_cast<char*>(C), chunk);
+    MOE_CUDA_CHECK_LAUNCH();
+  }
+  return reinterpret_cast<void**>(base);
+}
 
 template <typename T>
 void grouped_gemm_rm(cublasHandle_t h, cudaStream_t stream, bool trans_a, bool trans_b,
@@ -46,24 +70,7 @@ void grouped_gemm_rm(cublasHandle_t h, cudaStream_t stream, bool trans_a, bool t
                      float beta, T* C, int64_t ldc) {
   const int G = static_cast<int>(probs.size());
   if (G == 0) return;
-  void* raw = nullptr;
-  MOE_CUDA_CHECK(cudaMallocAsync(&raw, sizeof(void*) * 3 * G, stream));
-  T** base = static_cast<T**>(raw);
-  const T** dA = const_cast<const T**>(base);
-  const T** dB = dA + G;
-  T** dC = base + 2 * G;
-  for (int g0 = 0; g0 < G; g0 += kChunk) {
-    PtrChunk chunk{};
-    chunk.count = G - g0 < kChunk ? G - g0 : kChunk;
-    for (int g = 0; g < chunk.count; ++g) {
-      // Swapped for column-major cuBLAS: its "A" is our B and its "B" is our A.
-      chunk.a_off[g] = probs[g0 + g].b;
-      chunk.b_off[g] = probs[g0 + g].a;
-      chunk.c_off[g] = probs[g0 + g].c;
-    }
-    fill_group_ptrs<T><<<1, kChunk, 0, stream>>>(dA + g0, dB + g0, dC + g0, B, A, C, chunk);
-    MOE_CUDA_CHECK_LAUNCH();
-  }
+  void** ptrs = device_pointer_arrays(stream, probs, A, B, C);
   std::vector<cublasOperation_t> ta(G, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N), tb(G, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N);
   std::vector<int> m(G), n(G), k(G), lda_v(G, static_cast<int>(ldb)), ldb_v(G, static_cast<int>(lda)),
       ldc_v(G, static_cast<int>(ldc)), size(G, 1);
@@ -75,11 +82,25 @@ void grouped_gemm_rm(cublasHandle_t h, cudaStream_t stream, bool trans_a, bool t
   }
   const cudaDataType_t t = CudaType<T>::value;
   MOE_CUBLAS_CHECK(cublasGemmGroupedBatchedEx(h, ta.data(), tb.data(), m.data(), n.data(), k.data(), alpha.data(),
-                                              reinterpret_cast<const void* const*>(dA), t, lda_v.data(),
-                                              reinterpret_cast<const void* const*>(dB), t, ldb_v.data(),
-                                              betas.data(), reinterpret_cast<void* const*>(dC), t, ldc_v.data(), G,
-                                              size.data(), CUBLAS_COMPUTE_32F));
-  MOE_CUDA_CHECK(cudaFreeAsync(raw, stream));
+                                              ptrs, t, lda_v.data(), ptrs + G, t, ldb_v.data(), betas.data(),
+                                              ptrs + 2 * G, t, ldc_v.data(), G, size.data(), CUBLAS_COMPUTE_32F));
+  MOE_CUDA_CHECK(cudaFreeAsync(ptrs, stream));
+}
+
+// Problems of one shape {M, Ncol, K} in one cublasGemmBatchedEx; C may be fp32 under bf16 inputs.
+template <typename T, typename TC>
+void batched_gemm_rm(cublasHandle_t h, cudaStream_t stream, bool trans_a, bool trans_b, int64_t M, int64_t Ncol,
+                     int64_t K, const std::vector<GroupProblem>& probs, const T* A, int64_t lda, const T* B,
+                     int64_t ldb, float beta, TC* C, int64_t ldc) {
+  const int G = static_cast<int>(probs.size());
+  if (G == 0 || M == 0 || Ncol == 0) return;
+  void** ptrs = device_pointer_arrays(stream, probs, A, B, C);
+  const float alpha = 1.0f;
+  MOE_CUBLAS_CHECK(cublasGemmBatchedEx(h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                       int(Ncol), int(M), int(K), &alpha, ptrs, CudaType<T>::value, int(ldb), ptrs + G,
+                                       CudaType<T>::value, int(lda), &beta, ptrs + 2 * G, CudaType<TC>::value,
+                                       int(ldc), G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  MOE_CUDA_CHECK(cudaFreeAsync(ptrs, stream));
 }
 
 void check_offsets(const int64_t* offsets, int64_t E) {
@@ -134,44 +155,81 @@ void grouped_bwd(T* dinp, T* dweights, const T* dout, const T* inp, const T* wei
   if (dweights) grouped_gemm_rm<T>(h, stream, true, false, dw, dout, O, inp, I, 1.0f, dweights, I);
 }
 
-template <typename T>
-void padded_fwd(T* out, const T* inp, const T* weights, int64_t E, int64_t cap, int64_t I, int64_t O,
-                cudaStream_t stream) {
-  MOE_CUDA_REQUIRE(E >= 0 && cap >= 0, "padded_matmul: E and cap must be >= 0");
-  // out_e[cap, O] = inp_e[cap, I] W_e^T
-  gemm_rm_strided<T>(blas_context(stream).blas, false, true, cap, O, I, 1.0f, inp, I, cap * I, weights, I, O * I, 0.0f,
-                     out, O, cap * O, E);
+void check_blocks(const int64_t* start, int64_t E, int64_t block) {
+  MOE_CUDA_REQUIRE(block > 0 && start[0] == 0, "blocked_matmul: block must be > 0 and start[0] 0");
+  for (int64_t e = 0; e < E; ++e)
+    MOE_CUDA_REQUIRE(start[e + 1] >= start[e] && (start[e + 1] - start[e]) % block == 0,
+                     "blocked_matmul: expert " + std::to_string(e) + " does not own whole blocks");
+  MOE_CUDA_REQUIRE(start[E] <= INT32_MAX && block <= INT32_MAX, "blocked_matmul: more than 2^31 rows");
+}
+
+// Every expert owns exactly one block at e * block: the strided-batched form applies.
+bool one_block_each(const int64_t* start, int64_t E, int64_t block) {
+  for (int64_t e = 0; e <= E; ++e)
+    if (start[e] != e * block) return false;
+  return true;
 }
 
 template <typename T>
-void padded_bwd(T* dinp, T* dweights, const T* dout, const T* inp, const T* weights, int64_t E, int64_t cap,
-                int64_t I, int64_t O, cudaStream_t stream) {
-  MOE_CUDA_REQUIRE(E >= 0 && cap >= 0, "padded_matmul: E and cap must be >= 0");
+void blocked_fwd(T* out, const T* inp, const T* weights, const int64_t* start, int64_t E, int64_t block, int64_t I,
+                 int64_t O, cudaStream_t stream) {
+  check_blocks(start, E, block);
   cublasHandle_t h = blas_context(stream).blas;
-  // dinp_e += dout_e W_e; dW_e += dout_e^T inp_e
-  if (dinp) gemm_rm_strided<T>(h, false, false, cap, I, O, 1.0f, dout, O, cap * O, weights, I, O * I, 1.0f, dinp, I,
-                               cap * I, E);
-  if (dweights) gemm_rm_strided<T>(h, true, false, O, I, cap, 1.0f, dout, O, cap * O, inp, I, cap * I, 1.0f, dweights,
-                                   I, O * I, E);
+  if (one_block_each(start, E, block)) {  // out_e[block, O] = inp_e W_e^T
+    gemm_rm_strided<T>(h, false, true, block, O, I, 1.0f, inp, I, block * I, weights, I, O * I, 0.0f, out, O,
+                       block * O, E);
+    return;
+  }
+  std::vector<GroupProblem> probs;
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t r = start[e]; r < start[e + 1]; r += block) probs.push_back({block, O, I, r * I, e * O * I, r * O});
+  batched_gemm_rm<T, T>(h, stream, false, true, block, O, I, probs, inp, I, weights, I, 0.0f, out, O);
+}
+
+template <typename T>
+void blocked_bwd(T* dinp, float* dweights, const T* dout, const T* inp, const T* weights, const int64_t* start,
+                 int64_t E, int64_t block, int64_t I, int64_t O, cudaStream_t stream) {
+  check_blocks(start, E, block);
+  cublasHandle_t h = blas_context(stream).blas;
+  if (dinp) {  // dinp_e += dout_e W_e
+    std::vector<GroupProblem> probs;
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t r = start[e]; r < start[e + 1]; r += block) probs.push_back({block, I, O, r * O, e * O * I, r * I});
+    batched_gemm_rm<T, T>(h, stream, false, false, block, I, O, probs, dout, O, weights, I, 1.0f, dinp, I);
+  }
+  if (!dweights) return;
+  // dW_e += dout_e^T inp_e, one call per block index j (the experts owning a block j): the calls
+  // run in order on the stream, so each dW_e sums its blocks in a fixed order, in fp32.
+  for (int64_t j = 0;; ++j) {
+    std::vector<GroupProblem> probs;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t r = start[e] + j * block;
+      if (r < start[e + 1]) probs.push_back({O, I, block, r * O, r * I, e * O * I});
+    }
+    if (probs.empty()) break;
+    batched_gemm_rm<T, float>(h, stream, true, false, O, I, block, probs, dout, O, inp, I, 1.0f, dweights, I);
+  }
 }
 
 }  // namespace
 
-void padded_matmul_forward(float* out, const float* inp, const float* weights, int64_t E, int64_t cap, int64_t I,
-                           int64_t O, cudaStream_t stream) {
-  padded_fwd(out, inp, weights, E, cap, I, O, stream);
+void blocked_matmul_forward(float* out, const float* inp, const float* weights, const int64_t* start, int64_t E,
+                            int64_t block, int64_t I, int64_t O, cudaStream_t stream) {
+  blocked_fwd(out, inp, weights, start, E, block, I, O, stream);
 }
-void padded_matmul_forward(bf16* out, const bf16* inp, const bf16* weights, int64_t E, int64_t cap, int64_t I,
-                           int64_t O, cudaStream_t stream) {
-  padded_fwd(out, inp, weights, E, cap, I, O, stream);
+void blocked_matmul_forward(bf16* out, const bf16* inp, const bf16* weights, const int64_t* start, int64_t E,
+                            int64_t block, int64_t I, int64_t O, cudaStream_t stream) {
+  blocked_fwd(out, inp, weights, start, E, block, I, O, stream);
 }
-void padded_matmul_backward(float* dinp, float* dweights, const float* dout, const float* inp, const float* weights,
-                            int64_t E, int64_t cap, int64_t I, int64_t O, cudaStream_t stream) {
-  padded_bwd(dinp, dweights, dout, inp, weights, E, cap, I, O, stream);
+void blocked_matmul_backward(float* dinp, float* dweights, const float* dout, const float* inp, const float* weights,
+                             const int64_t* start, int64_t E, int64_t block, int64_t I, int64_t O,
+                             cudaStream_t stream) {
+  blocked_bwd(dinp, dweights, dout, inp, weights, start, E, block, I, O, stream);
 }
-void padded_matmul_backward(bf16* dinp, bf16* dweights, const bf16* dout, const bf16* inp, const bf16* weights,
-                            int64_t E, int64_t cap, int64_t I, int64_t O, cudaStream_t stream) {
-  padded_bwd(dinp, dweights, dout, inp, weights, E, cap, I, O, stream);
+void blocked_matmul_backward(bf16* dinp, float* dweights, const bf16* dout, const bf16* inp, const bf16* weights,
+                             const int64_t* start, int64_t E, int64_t block, int64_t I, int64_t O,
+                             cudaStream_t stream) {
+  blocked_bwd(dinp, dweights, dout, inp, weights, start, E, block, I, O, stream);
 }
 
 void matmul_forward(float* out, const float* inp, const float* weight, int64_t N, int64_t I, int64_t O,

@@ -34,20 +34,26 @@ void grouped_matmul_backward(__nv_bfloat16* dinp, __nv_bfloat16* dweights, const
                              const __nv_bfloat16* inp, const __nv_bfloat16* weights, const int64_t* offsets,
                              int64_t E, int64_t I, int64_t O, cudaStream_t stream);
 
-// Padded expert layout: expert e owns rows [e * cap, (e + 1) * cap) of the row buffers (inp, out,
-// dout, dinp) and its rows past its token count are zero (gather_rows writes zeros for row -1), so
-// one cublasGemmStridedBatchedEx serves all experts. cuBLAS runs the experts' GEMMs there ~2.5x
-// faster than through cublasGemmGroupedBatchedEx on an H100 (docs/PERFORMANCE.md), which pays for
-// the padding whenever the load is near even. The zero rows add nothing to dweights.
-void padded_matmul_forward(float* out, const float* inp, const float* weights, int64_t E, int64_t cap, int64_t I,
-                           int64_t O, cudaStream_t stream);
-void padded_matmul_forward(__nv_bfloat16* out, const __nv_bfloat16* inp, const __nv_bfloat16* weights, int64_t E,
-                           int64_t cap, int64_t I, int64_t O, cudaStream_t stream);
+// Blocked expert layout (moe/expert_padding.h): expert e owns rows [start[e], start[e + 1]) of the
+// row buffers (inp, out, dout, dinp), a whole number of `block`-row blocks (none for an empty
+// expert), its tokens first and zero rows after them (gather_rows writes zeros for row -1). The
+// forward and input-gradient GEMMs are one batched cuBLAS call over all blocks (strided when every
+// expert owns exactly one block); the weight gradient is one batched call per block index (over
+// the experts that own that block), accumulated in fp32: cuBLAS runs these uniform GEMMs ~2.7x
+// faster than cublasGemmGroupedBatchedEx on an H100 (docs/PERFORMANCE.md). The zero rows add
+// nothing. `start` is a HOST array of E + 1 row offsets, multiples of block.
+void blocked_matmul_forward(float* out, const float* inp, const float* weights, const int64_t* start, int64_t E,
+                            int64_t block, int64_t I, int64_t O, cudaStream_t stream);
+void blocked_matmul_forward(__nv_bfloat16* out, const __nv_bfloat16* inp, const __nv_bfloat16* weights,
+                            const int64_t* start, int64_t E, int64_t block, int64_t I, int64_t O,
+                            cudaStream_t stream);
 
-void padded_matmul_backward(float* dinp, float* dweights, const float* dout, const float* inp, const float* weights,
-                            int64_t E, int64_t cap, int64_t I, int64_t O, cudaStream_t stream);
-void padded_matmul_backward(__nv_bfloat16* dinp, __nv_bfloat16* dweights, const __nv_bfloat16* dout,
-                            const __nv_bfloat16* inp, const __nv_bfloat16* weights, int64_t E, int64_t cap, int64_t I,
-                            int64_t O, cudaStream_t stream);
+// dinp += dout W (per expert); dweights (fp32, E x O x I) += dout^T inp; a null pointer skips it.
+void blocked_matmul_backward(float* dinp, float* dweights, const float* dout, const float* inp, const float* weights,
+                             const int64_t* start, int64_t E, int64_t block, int64_t I, int64_t O,
+                             cudaStream_t stream);
+void blocked_matmul_backward(__nv_bfloat16* dinp, float* dweights, const __nv_bfloat16* dout,
+                             const __nv_bfloat16* inp, const __nv_bfloat16* weights, const int64_t* start, int64_t E,
+                             int64_t block, int64_t I, int64_t O, cudaStream_t stream);
 
 }  // namespace moe::cuda

@@ -3,7 +3,6 @@
 #include <vector>
 
 #include "kernels/cuda/adamw.cuh"
-#include "kernels/cuda/elementwise.cuh"
 #include "src/cuda/device_model.h"
 
 namespace moe::gpu {
@@ -30,16 +29,17 @@ double DeviceAdamW::grad_sq_sum(const float* grads) const {
   return s;
 }
 
-void DeviceAdamW::step(float* params, float* grads, double lr, double clip_scale) {
+void DeviceAdamW::step(float* params, float* grads, double lr, double clip_scale, __nv_bfloat16* compute_copy) {
   ++step_;
   const auto& ps = table_.params();
   for (size_t i = 0; i < ps.size(); ++i) {
     if (!updates(i)) continue;
     const ParamInfo& p = ps[i];
-    if (clip_scale != 1.0) cuda::scale_inplace(grads + p.offset, float(clip_scale), p.numel, stream_);
-    cuda::adamw_update(params + p.offset, grads + p.offset, m_.get() + p.offset, v_.get() + p.offset, p.numel,
-                       float(lr), float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps),
-                       p.weight_decay ? float(cfg_.weight_decay) : 0.0f, step_, stream_);
+    // Clipping scales the gradient on the way in (the gradient buffer is left as it was).
+    cuda::adamw_update_fused(params + p.offset, grads + p.offset, m_.get() + p.offset, v_.get() + p.offset, p.numel,
+                             float(lr), float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps),
+                             p.weight_decay ? float(cfg_.weight_decay) : 0.0f, step_, float(clip_scale),
+                             compute_copy ? compute_copy + p.offset : nullptr, stream_);
   }
 }
 

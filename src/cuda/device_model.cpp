@@ -55,6 +55,7 @@ void DeviceModel::download_grads(float* host) const {
 }
 
 void DeviceModel::refresh_compute_copy() { impl_->refresh_compute_copy(); }
+__nv_bfloat16* DeviceModel::compute_copy() { return impl_->compute_copy(); }
 void DeviceModel::zero_grads() { impl_->grads.zero(impl_->s); }
 
 DeviceLosses DeviceModel::forward(const int32_t* tokens, const SumReducer& reduce_sum) {

@@ -9,6 +9,7 @@
 // ("softmax then top-k", no group limit, no jitter), dropless dispatch, no shared experts, no
 // recomputation, fp32 or bf16.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <memory>
@@ -47,6 +48,10 @@ class DeviceModel {
   void download_grads(float* host) const;
   // After params() changed on the device (an optimizer step): round them into the compute copy.
   void refresh_compute_copy();
+  // The bf16 compute copy of the weights (table layout), or null in fp32: DeviceAdamW::step writes
+  // the updated tensors there in the same pass. Tensors the optimizer does not update (the balancing
+  // bias) keep their old copy: the router reads the fp32 master.
+  __nv_bfloat16* compute_copy();
   void zero_grads();
 
   // tokens: host (batch, seq_len + 1). reduce_sum sums routing statistics over the data-parallel
@@ -61,10 +66,12 @@ class DeviceModel {
   std::vector<float> token_losses() const;
   int64_t activation_bytes() const;
   // The expert GEMMs' rows in the last forward, summed over the MoE layers: routed (tokens x top_k)
-  // and computed (padded layouts count their padding rows; train.gpu_expert_padding), and how many
-  // layers took the padded layout.
+  // and computed (blocked layouts count their padding rows; train.gpu_expert_padding), how many
+  // layers took the blocked layout, and one_block_rows: the rows of one block per expert (the
+  // largest expert's rows, rounded up, for each non-empty expert): over the routed rows, the
+  // allowance that one-block layout would take.
   struct ExpertRowUse {
-    int64_t routed = 0, computed = 0, padded_layers = 0;
+    int64_t routed = 0, computed = 0, blocked_layers = 0, one_block_rows = 0;
   };
   ExpertRowUse expert_row_use() const;
   // Per-phase device time (ms) of the forward/backward calls since the last phase_times(), when
@@ -88,7 +95,9 @@ class DeviceAdamW {
   bool updates(size_t i) const { return table_.params()[i].trainable && (frozen_.empty() || !frozen_[i]); }
   // Sum of squares of the updated gradients (synchronises the stream).
   double grad_sq_sum(const float* grads) const;
-  void step(float* params, float* grads, double lr, double clip_scale);
+  // One update with the gradients times clip_scale (the gradient buffer is not modified); with
+  // compute_copy (DeviceModel::compute_copy) the updated weights are also rounded into it.
+  void step(float* params, float* grads, double lr, double clip_scale, __nv_bfloat16* compute_copy = nullptr);
   float* m() { return m_.get(); }
   float* v() { return v_.get(); }
   int64_t steps_done() const { return step_; }

@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "moe/expert_padding.h"
 #include "src/cuda/device_model.h"
 #include "src/cuda/phase_marks.h"
 #include "src/model/dims.h"
@@ -31,8 +32,8 @@ struct FfnActs {
   DeviceArray<double> sums;              // E prob sums, lse^2 sum, entropy sum
   DeviceArray<T> xe, ye;                 // permuted inputs and expert outputs
   std::vector<int64_t> offs;             // host copy of offsets (the compact layout)
-  int64_t cap = 0;                       // rows per expert of the padded layout, 0 = compact (moe/expert_padding.h)
-  int64_t used_rows = 0;                 // rows of xe/ye/h1/... in use: E * cap, or M when compact
+  ExpertBlocks blocks;                   // the blocked layout (moe/expert_padding.h); block 0 = compact
+  int64_t used_rows = 0;                 // rows of xe/ye/h1/... in use: blocks.rows(), or M when compact
   std::vector<float> aux_coef;           // d aux / d p[n, e] per expert (global statistics)
   double global_tokens = 0;              // tokens the statistics were summed over
   T* xn() { return std::is_same_v<T, float> ? reinterpret_cast<T*>(xn32.get()) : xn_t.get(); }
@@ -44,6 +45,7 @@ class DeviceModel::Impl {
   virtual DeviceLosses forward(const int32_t* tokens, const SumReducer& reduce_sum) = 0;
   virtual void backward(double global_tokens) = 0;
   virtual void refresh_compute_copy() = 0;
+  virtual __nv_bfloat16* compute_copy() = 0;  // null in fp32
   virtual int64_t activation_bytes() const = 0;
 
   Config c;

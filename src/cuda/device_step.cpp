@@ -2,6 +2,8 @@
 // operations follows src/model/transformer.cpp, attention.cpp, mlp.cpp and moe/moe_layer.cpp.
 #include <cuda_bf16.h>
 
+#include <limits>
+
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/cuda_check.h"
@@ -38,6 +40,10 @@ class StepImpl final : public DeviceModel::Impl {
   void refresh_compute_copy() override {
     if constexpr (!kF32) convert(pc_.get(), params.get(), params.size(), s);
   }
+  bf16* compute_copy() override {
+    if constexpr (kF32) return nullptr;
+    else return pc_.get();
+  }
   int64_t activation_bytes() const override { return act_bytes_; }
 
  private:
@@ -68,12 +74,15 @@ class StepImpl final : public DeviceModel::Impl {
                    DeviceLosses& out);
   // The expert GEMMs over the layer's row layout: padded (one strided-batched call) or compact (grouped).
   void expert_forward(T* out, const T* in, const T* w, const FfnActs<T>& f, int64_t I, int64_t O) {
-    if (f.cap) padded_matmul_forward(out, in, w, d.E, f.cap, I, O, s);
+    if (f.blocks.block) blocked_matmul_forward(out, in, w, f.blocks.start.data(), d.E, f.blocks.block, I, O, s);
     else grouped_matmul_forward(out, in, w, f.offs.data(), d.E, I, O, s);
   }
-  void expert_backward(T* din, T* dw, const T* dout, const T* in, const T* w, const FfnActs<T>& f, int64_t I,
-                       int64_t O) {
-    if (f.cap) padded_matmul_backward(din, dw, dout, in, w, d.E, f.cap, I, O, s);
+  // dw32: the fp32 gradient of the weights (the blocked GEMMs accumulate there, the grouped one in
+  // the compute-type gradient `dw`, which is added to the fp32 one at the end of backward).
+  void expert_backward(T* din, T* dw, float* dw32, const T* dout, const T* in, const T* w, const FfnActs<T>& f,
+                       int64_t I, int64_t O) {
+    if (f.blocks.block)
+      blocked_matmul_backward(din, dw32, dout, in, w, f.blocks.start.data(), d.E, f.blocks.block, I, O, s);
     else grouped_matmul_backward(din, dw, dout, in, w, f.offs.data(), d.E, I, O, s);
   }
   void attention_backward_block(AttnActs<T>& a, const BlockParams& p, const BlockParams& g);
@@ -84,6 +93,7 @@ class StepImpl final : public DeviceModel::Impl {
   std::vector<AttnActs<T>> attn_;
   std::vector<FfnActs<T>> ffn_;
   DeviceArray<int32_t> inputs_, targets_, perm_slots_, perm_rows_;  // perm_*: compact expert order (scratch)
+  DeviceArray<int64_t> starts_;  // the blocked layout's expert start rows (scratch, E + 1)
   DeviceArray<float> x_, xf_, rstdf_, xnf32_, lse_, dlosses_;
   DeviceArray<T> xnf_t_, logits_;
   DeviceArray<double> loss_sum_;
@@ -149,7 +159,8 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
   dx_.resize(N * D), dxn32_.resize(N * D), norm32_.resize(N * D), stage_.resize(N * D), dx_t_.resize(N * D);
   dxn_t_.resize(N * D), dy_.resize(N * qd), dq_.resize(N * qd), dk_.resize(N * kvd), dv_.resize(N * kvd);
   dq2_.resize(N * qd), dk2_.resize(N * kvd), dxe_.resize(R * D), dh1_.resize(hidden), dh3_.resize(hidden);
-  dact_.resize(hidden), dws_.resize(R), dw_slot_.resize(M), perm_slots_.resize(M), perm_rows_.resize(M), dlogits_r_.resize(N * E), aux_coef_.resize(E);
+  dact_.resize(hidden), dws_.resize(R), dw_slot_.resize(M), perm_slots_.resize(M), perm_rows_.resize(M),
+      starts_.resize(E + 1), dlogits_r_.resize(N * E), aux_coef_.resize(E);
   for (int64_t i = 0; i < d.L; ++i) moe_index_.push_back(c.model.is_moe_layer(i) ? int64_t(stats.size()) : -1),
       stats.resize(stats.size() + (c.model.is_moe_layer(i) ? 1 : 0));
 }
@@ -221,14 +232,18 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
   MOE_CUDA_CHECK(cudaMemcpyAsync(f.offs.data(), f.offsets.get(), sizeof(int64_t) * (E + 1), cudaMemcpyDeviceToHost, s));
   MOE_CUDA_CHECK(cudaMemcpyAsync(sums.data(), f.sums.get(), sizeof(double) * (E + 2), cudaMemcpyDeviceToHost, s));
   MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-  f.cap = padded_expert_cap(f.offs.data(), E, expert_rows_, c.train.gpu_expert_padding);
-  f.used_rows = f.cap ? E * f.cap : M;
+  f.blocks = expert_blocks(f.offs.data(), E, expert_rows_, c.train.gpu_expert_padding);
+  f.used_rows = f.blocks.block ? f.blocks.rows() : M;
   const int64_t R = f.used_rows;
   row_use.routed += M;
   row_use.computed += R;
-  row_use.padded_layers += f.cap ? 1 : 0;
-  expand_expert_rows(f.slots.get(), f.rows.get(), perm_slots_.get(), perm_rows_.get(), f.offsets.get(), M, E, f.cap,
-                     s);
+  row_use.blocked_layers += f.blocks.block ? 1 : 0;
+  row_use.one_block_rows += expert_blocks(f.offs.data(), E, std::numeric_limits<int64_t>::max(), 1.0).rows();
+  if (f.blocks.block)
+    MOE_CUDA_CHECK(cudaMemcpyAsync(starts_.get(), f.blocks.start.data(), sizeof(int64_t) * (E + 1),
+                                   cudaMemcpyHostToDevice, s));
+  expand_expert_rows(f.slots.get(), f.rows.get(), perm_slots_.get(), perm_rows_.get(), f.offsets.get(),
+                     f.blocks.block ? starts_.get() : nullptr, M, E, R, s);
   gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), R, 1, s);
   gather_rows(f.xe.get(), f.xn(), f.rows.get(), R, D, s);
 
@@ -361,11 +376,11 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
     dlogits_r_.zero(s);
     T* dye = dxe_.get();  // dye and dxe are both R x D: dye is consumed before dxe is written
     scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);
-    expert_backward(dact_.get(), gc(g.experts_w2), dye, f.act.get(), pc(p.experts_w2), f, Fe, D);
+    expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dye, f.act.get(), pc(p.experts_w2), f, Fe, D);
     swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s);
     dxe_.zero(s, R * D);
-    expert_backward(dxe_.get(), gc(g.experts_w1), dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe);
-    expert_backward(dxe_.get(), gc(g.experts_w3), dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
+    expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe);
+    expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
     scatter_add_rows(dxn32_.get(), dxe_.get(), f.rows.get(), nullptr, R, D, s);   // un-permute
     scatter_add_rows(dw_slot_.get(), dws_.get(), f.slots.get(), nullptr, R, 1, s);  // weights back to slots
     MOE_CUDA_CHECK(cudaMemcpyAsync(aux_coef_.get(), f.aux_coef.data(), sizeof(float) * E, cudaMemcpyHostToDevice, s));

@@ -162,9 +162,8 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
                                   std::to_string(loss) + ", grad norm " + std::to_string(gnorm) +
                                   ") on the GPU; rerun with train.device cpu for the per-tensor report");
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
-    optim.step(dm.params(), dm.grads(), lr, clip_scale(gnorm, c.optim.grad_clip));
+    optim.step(dm.params(), dm.grads(), lr, clip_scale(gnorm, c.optim.grad_clip), dm.compute_copy());
     apply_balancing_bias(c, model.table, dm, stream);
-    dm.refresh_compute_copy();
     MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
     const auto step_end = Clock::now();
     if (load_balance.wants(step + 1)) {

@@ -104,9 +104,11 @@ void bench_gemms(const Shape& s, const char* dt) {
   // Grouped expert GEMM (w1: D -> Fe) with an even split of the M = N*k routed rows.
   std::vector<int64_t> offsets(E + 1);
   for (int64_t e = 0; e <= E; ++e) offsets[e] = M * e / E;
-  const int64_t cap = padded_expert_cap(offsets.data(), E, int64_t(1) << 40, 1.0), R = std::max(M, E * cap);
+  const ExpertBlocks one = expert_blocks(offsets.data(), E, int64_t(1) << 40, 1.0);  // one block each
+  const int64_t R = std::max(M, one.rows());
   T *xe = random_buffer<T>(R * D, 6), *we = random_buffer<T>(E * Fe * D, 7, 0.05f), *he = random_buffer<T>(R * Fe, 8);
   T *dxe = random_buffer<T>(R * D, 9), *dwe = random_buffer<T>(E * Fe * D, 10);
+  float* dwe32 = random_buffer<float>(E * Fe * D, 11);
   report(s, dt, "grouped GEMM fwd (all experts)",
          time_ms([&] { grouped_matmul_forward(he, xe, we, offsets.data(), E, D, Fe, nullptr); }), 2.0 * M * D * Fe);
   // Reference only (the model never does this): the same expert GEMMs issued one by one.
@@ -119,11 +121,31 @@ void bench_gemms(const Shape& s, const char* dt) {
   report(s, dt, "grouped GEMM bwd (all experts)",
          time_ms([&] { grouped_matmul_backward(dxe, dwe, he, xe, we, offsets.data(), E, D, Fe, nullptr); }),
          4.0 * M * D * Fe);
-  // The padded layout's strided-batched call (cap rows per expert; FLOPs counted on the routed rows).
-  report(s, dt, "padded GEMM fwd (strided batched)",
-         time_ms([&] { padded_matmul_forward(he, xe, we, E, cap, D, Fe, nullptr); }), 2.0 * M * D * Fe);
-  report(s, dt, "padded GEMM bwd (strided batched)",
-         time_ms([&] { padded_matmul_backward(dxe, dwe, he, xe, we, E, cap, D, Fe, nullptr); }), 4.0 * M * D * Fe);
+  // The blocked layout, one block per expert (FLOPs counted on the routed rows).
+  report(s, dt, "blocked GEMM fwd (strided batched)",
+         time_ms([&] { blocked_matmul_forward(he, xe, we, one.start.data(), E, one.block, D, Fe, nullptr); }),
+         2.0 * M * D * Fe);
+  report(s, dt, "blocked GEMM bwd (strided, fp32 dW)", time_ms([&] {
+           blocked_matmul_backward(dxe, dwe32, he, xe, we, one.start.data(), E, one.block, D, Fe, nullptr);
+         }),
+         4.0 * M * D * Fe);
+  // Four blocks per expert (the skewed-load form: batched calls, one per block index for dW).
+  ExpertBlocks four = one;
+  four.block = one.block / 4 / kExpertPadRows * kExpertPadRows;
+  if (four.block > 0) {
+    for (int64_t e = 0; e <= E; ++e) four.start[size_t(e)] = one.start[size_t(e)] / one.block * 4 * four.block;
+    const int64_t R4 = four.start.back();
+    if (R4 <= R) {
+      report(s, dt, "blocked GEMM fwd (4 blocks/expert)",
+             time_ms([&] { blocked_matmul_forward(he, xe, we, four.start.data(), E, four.block, D, Fe, nullptr); }),
+             2.0 * M * D * Fe);
+      report(s, dt, "blocked GEMM bwd (4 blocks/expert)", time_ms([&] {
+               blocked_matmul_backward(dxe, dwe32, he, xe, we, four.start.data(), E, four.block, D, Fe, nullptr);
+             }),
+             4.0 * M * D * Fe);
+    }
+  }
+  MOE_CUDA_CHECK(cudaFree(dwe32));
   for (T* p : {x, w, out, dx, dw, xe, we, he, dxe, dwe}) MOE_CUDA_CHECK(cudaFree(p));
 }
 
@@ -245,6 +267,8 @@ void bench_moe_layer(const Shape& s, double padding) {
   float *x = random_buffer<float>(N * D, 58), *dx = random_buffer<float>(N * D, 59), *dxn = random_buffer<float>(N * D, 60);
   float *dws = random_buffer<float>(R, 61), *dwslot = random_buffer<float>(M, 62), *dlog = random_buffer<float>(N * E, 63);
   float* dwr = random_buffer<float>(E * D, 64);
+  float *dw1f = random_buffer<float>(E * Fe * D, 89), *dw2f = random_buffer<float>(E * D * Fe, 90);
+  float* dw3f = random_buffer<float>(E * Fe * D, 91);
   bf *xn = random_buffer<bf>(N * D, 65), *xe = random_buffer<bf>(R * D, 66), *ye = random_buffer<bf>(R * D, 67);
   bf *w1 = random_buffer<bf>(E * Fe * D, 68, 0.05f), *w3 = random_buffer<bf>(E * Fe * D, 69, 0.05f);
   bf* w2 = random_buffer<bf>(E * D * Fe, 70, 0.05f);
@@ -254,7 +278,7 @@ void bench_moe_layer(const Shape& s, double padding) {
   bf* dw2 = random_buffer<bf>(E * D * Fe, 80);
   double* sums;
   int32_t *idx, *slots, *rows, *pslots, *prows;
-  int64_t* offsets;
+  int64_t *offsets, *starts;
   MOE_CUDA_CHECK(cudaMalloc(&sums, sizeof(double) * (E + 2)));
   MOE_CUDA_CHECK(cudaMalloc(&idx, sizeof(int32_t) * M));
   MOE_CUDA_CHECK(cudaMalloc(&slots, sizeof(int32_t) * M));
@@ -262,15 +286,19 @@ void bench_moe_layer(const Shape& s, double padding) {
   MOE_CUDA_CHECK(cudaMalloc(&pslots, sizeof(int32_t) * R));
   MOE_CUDA_CHECK(cudaMalloc(&prows, sizeof(int32_t) * R));
   MOE_CUDA_CHECK(cudaMalloc(&offsets, sizeof(int64_t) * (E + 1)));
+  MOE_CUDA_CHECK(cudaMalloc(&starts, sizeof(int64_t) * (E + 1)));
   std::vector<int64_t> offs(E + 1);
-  int64_t cap = 0, Ru = M;
+  ExpertBlocks blocks;
+  int64_t Ru = M;
   // As src/cuda/device_step.cpp runs it: route, permute, one host synchronisation, lay out, dispatch.
   auto expert_fwd = [&](bf* out, const bf* in, const bf* wt, int64_t I, int64_t O) {
-    if (cap) padded_matmul_forward(out, in, wt, E, cap, I, O, nullptr);
+    if (blocks.block) blocked_matmul_forward(out, in, wt, blocks.start.data(), E, blocks.block, I, O, nullptr);
     else grouped_matmul_forward(out, in, wt, offs.data(), E, I, O, nullptr);
   };
-  auto expert_bwd = [&](bf* din, bf* dwt, const bf* dout, const bf* in, const bf* wt, int64_t I, int64_t O) {
-    if (cap) padded_matmul_backward(din, dwt, dout, in, wt, E, cap, I, O, nullptr);
+  auto expert_bwd = [&](bf* din, bf* dwt, float* dwt32, const bf* dout, const bf* in, const bf* wt, int64_t I,
+                        int64_t O) {
+    if (blocks.block)
+      blocked_matmul_backward(din, dwt32, dout, in, wt, blocks.start.data(), E, blocks.block, I, O, nullptr);
     else grouped_matmul_backward(din, dwt, dout, in, wt, offs.data(), E, I, O, nullptr);
   };
   const double moe_ms = time_ms([&] {
@@ -279,9 +307,11 @@ void bench_moe_layer(const Shape& s, double padding) {
     router_stats(lse, sums, logits, probs, N, E, nullptr);
     permute_by_expert(slots, rows, offsets, idx, M, k, E, nullptr);
     MOE_CUDA_CHECK(cudaMemcpy(offs.data(), offsets, sizeof(int64_t) * (E + 1), cudaMemcpyDeviceToHost));
-    cap = padded_expert_cap(offs.data(), E, R, padding);
-    Ru = cap ? E * cap : M;
-    expand_expert_rows(pslots, prows, slots, rows, offsets, M, E, cap, nullptr);
+    blocks = expert_blocks(offs.data(), E, R, padding);
+    Ru = blocks.block ? blocks.rows() : M;
+    if (blocks.block)
+      MOE_CUDA_CHECK(cudaMemcpyAsync(starts, blocks.start.data(), sizeof(int64_t) * (E + 1), cudaMemcpyHostToDevice));
+    expand_expert_rows(pslots, prows, slots, rows, offsets, blocks.block ? starts : nullptr, M, E, Ru, nullptr);
     gather_rows(ws, w, pslots, Ru, 1, nullptr);
     gather_rows(xe, xn, prows, Ru, D, nullptr);
     expert_fwd(h1, xe, w1, D, Fe);
@@ -291,10 +321,10 @@ void bench_moe_layer(const Shape& s, double padding) {
     scatter_add_rows(x, ye, prows, ws, Ru, D, nullptr);
     // backward
     scatter_add_rows_backward(dxe, dws, dx, ye, prows, ws, Ru, D, nullptr);
-    expert_bwd(dact, dw2, dxe, act, w2, Fe, D);
+    expert_bwd(dact, dw2, dw2f, dxe, act, w2, Fe, D);
     swiglu_backward(dh1, dh3, dact, h1, h3, Ru * Fe, nullptr);
-    expert_bwd(dxe, dw1, dh1, xe, w1, D, Fe);
-    expert_bwd(dxe, dw3, dh3, xe, w3, D, Fe);
+    expert_bwd(dxe, dw1, dw1f, dh1, xe, w1, D, Fe);
+    expert_bwd(dxe, dw3, dw3f, dh3, xe, w3, D, Fe);
     scatter_add_rows(dxn, dxe, prows, nullptr, Ru, D, nullptr);
     scatter_add_rows(dwslot, dws, pslots, nullptr, Ru, 1, nullptr);
     router_backward(dlog, probs, idx, dwslot, lse, nullptr, 0.0f, N, E, k, true, 1.0f, nullptr);
@@ -315,15 +345,16 @@ void bench_moe_layer(const Shape& s, double padding) {
   const double flops = 3.0 * 3.0 * 2.0 * N * D * Fd;  // 3 GEMMs, forward + 2 backward
   std::printf("%-8s MoE layer fwd+bwd (bf16, E=%lld top-%lld, %s, computed/routed rows %.3f): %.3f ms = %.1f TFLOP/s; "
               "dense cuBLAS twin %.3f ms = %.1f TFLOP/s; MoE / dense = %.0f%%\n",
-              s.name, (long long)E, (long long)k, cap ? "padded strided-batched" : "grouped", double(Ru) / double(M),
+              s.name, (long long)E, (long long)k, blocks.block ? (blocks.max_blocks > 1 ? "blocked" : "one block each") : "grouped", double(Ru) / double(M),
               moe_ms, flops / (moe_ms * 1e-3) / 1e12, dense_ms, flops / (dense_ms * 1e-3) / 1e12,
               100 * dense_ms / moe_ms);
-  for (float* p : {xn32, wr, logits, probs, w, ws, lse, x, dx, dxn, dws, dwslot, dlog, dwr}) MOE_CUDA_CHECK(cudaFree(p));
+  for (float* p : {xn32, wr, logits, probs, w, ws, lse, x, dx, dxn, dws, dwslot, dlog, dwr, dw1f, dw2f, dw3f})
+    MOE_CUDA_CHECK(cudaFree(p));
   for (bf* p : {xn, xe, ye, w1, w3, w2, h1, h3, act, dh1, dh3, dact, dxe, dw1, dw3, dw2, dh, dd, dy, v1, v2, g1, g2, dxd})
     MOE_CUDA_CHECK(cudaFree(p));
   MOE_CUDA_CHECK(cudaFree(sums));
   for (int32_t* p : {idx, slots, rows, pslots, prows}) MOE_CUDA_CHECK(cudaFree(p));
-  MOE_CUDA_CHECK(cudaFree(offsets));
+  for (int64_t* p : {offsets, starts}) MOE_CUDA_CHECK(cudaFree(p));
 }
 
 }  // namespace
@@ -349,7 +380,7 @@ int main() {
   for (const Shape& s : {gpu_bench, shapes[1]}) {
     bench_router_permute(s, copy_bw);
     bench_moe_layer(s, 0.0);   // compact layout, grouped GEMM
-    bench_moe_layer(s, 1.25);  // train.gpu_expert_padding's default: padded when it fits
+    bench_moe_layer(s, 1.25);  // train.gpu_expert_padding's default: the blocked layout
   }
   bench_gemms<__nv_bfloat16>(gpu_bench, "bf16");
   bench_attention<__nv_bfloat16>(gpu_bench, "bf16");

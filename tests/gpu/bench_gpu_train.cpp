@@ -1,8 +1,10 @@
 // End-to-end training throughput on one GPU: the device step (src/cuda/device_model.h) on a model
 // given as key=value arguments (scripts/gpu_check.sh passes configs/gpu_bench.yaml), run as MoE and
-// as the dense model of equal active FLOPs (ffn_hidden = top_k * expert_hidden, no MoE layers).
+// as the dense model of equal active FLOPs (ffn_hidden = top_k * expert_hidden, no MoE layers), and
+// as MoE on the compact layout + grouped GEMM (moe-g, gpu_expert_padding = 0).
 // Reports step time, tokens/s and MFU against the bf16 cuBLAS peak measured in the same run.
-//   bench_gpu_train d_model=1024 n_layers=12 ... batch=8 precision=bf16 steps=6
+//   bench_gpu_train d_model=1024 n_layers=12 ... batch=8 precision=bf16 steps=6 [gpu_expert_padding=1.25]
+//                   [only=moe|moe-g|dense]
 
 #include <chrono>
 #include <cmath>
@@ -60,8 +62,8 @@ Result run(const Config& c, int64_t batch, int steps, double peak, cudaStream_t 
     const gpu::DeviceLosses l = dm.forward(tokens.data());
     dm.backward(double(batch * c.model.seq_len));
     const double norm = std::sqrt(opt.grad_sq_sum(dm.grads()));
-    opt.step(dm.params(), dm.grads(), lr_at(step, 100, 10, c.optim.lr, c.optim.min_lr), clip_scale(norm, 1.0));
-    dm.refresh_compute_copy();
+    opt.step(dm.params(), dm.grads(), lr_at(step, 100, 10, c.optim.lr, c.optim.min_lr), clip_scale(norm, 1.0),
+             dm.compute_copy());
     const double loss = l.lm_sum / double(batch * c.model.seq_len);
     if (step == 0) r.loss0 = loss;
     r.loss_last = loss;
@@ -77,8 +79,7 @@ Result run(const Config& c, int64_t batch, int steps, double peak, cudaStream_t 
   MOE_CUDA_CHECK(cudaStreamSynchronize(s));
   const auto t1 = std::chrono::steady_clock::now();
   const double norm = std::sqrt(opt.grad_sq_sum(dm.grads()));
-  opt.step(dm.params(), dm.grads(), c.optim.min_lr, clip_scale(norm, 1.0));
-  dm.refresh_compute_copy();
+  opt.step(dm.params(), dm.grads(), c.optim.min_lr, clip_scale(norm, 1.0), dm.compute_copy());
   MOE_CUDA_CHECK(cudaStreamSynchronize(s));
   r.phases.emplace_back("optimizer (norm, AdamW, bf16 copy)", 1e3 * seconds_since(t1));
   r.tokens_per_s = double(batch * c.model.seq_len) / r.step_s;
@@ -145,17 +146,20 @@ int main(int argc, char** argv) {
   Config dense = c, grouped = c;
   dense.model.moe_every = 0;
   grouped.train.gpu_expert_padding = 0;  // the compact layout and the grouped GEMM, for comparison
+  const std::string only = kv.count("only") ? kv["only"] : "";  // one variant: moe, moe-g or dense
   for (const auto& [name, cfg] : {std::pair<const char*, const Config*>{"moe", &c}, {"moe-g", &grouped},
                                   {"dense", &dense}}) {
+    if (!only.empty() && only != name) continue;
     const Result r = run(*cfg, batch, steps, peak, s);
     std::printf("%-6s params %7.1fM (active %7.1fM)  step %8.1f ms  %9.0f tokens/s  MFU %5.1f%%  activations %5.1f "
                 "GiB  loss %.3f -> %.3f\n",
                 name, r.params / 1e6, r.active / 1e6, r.step_s * 1e3, r.tokens_per_s, 100 * r.mfu, r.act_gib, r.loss0,
                 r.loss_last);
     if (r.rows.routed > 0)
-      std::printf("       expert rows (last step): routed %lld, computed %lld (x%.3f), padded layout in %lld layers\n",
+      std::printf("       expert rows (last step): routed %lld, computed %lld (x%.3f), blocked layout in %lld layers "
+                  "(one block per expert needs x%.3f)\n",
                   (long long)r.rows.routed, (long long)r.rows.computed, double(r.rows.computed) / double(r.rows.routed),
-                  (long long)r.rows.padded_layers);
+                  (long long)r.rows.blocked_layers, double(r.rows.one_block_rows) / double(r.rows.routed));
     std::printf("       phases (ms):");
     for (const auto& [phase, ms] : r.phases) std::printf("  %s %.1f;", phase.c_str(), ms);
     std::printf("\n");

@@ -56,6 +56,28 @@ TEST(GpuElementwise, SwigluBf16MatchesCpu) {
   EXPECT_LT(rel_err(to_float(bdb.host()), rdb), kTolBf16);
 }
 
+// The 16-byte path, its scalar tail (n % 8 != 0), a misaligned start (the scalar kernel) and a
+// null da: the same values as the CPU on every element.
+TEST(GpuElementwise, SwigluBf16TailsMisalignmentAndNullGradient) {
+  MOE_REQUIRE_GPU();
+  const int64_t n = 2051;
+  auto a = bf16_round(random_floats(n, 11, -4.0f, 4.0f)), b = bf16_round(random_floats(n, 12));
+  auto g = bf16_round(random_floats(n, 13));
+  for (int64_t off : {0, 1}) {
+    const int64_t m = n - off;
+    std::vector<float> out(m), rdb(m, 0.0f);
+    ops::swiglu_forward(out.data(), a.data() + off, b.data() + off, m);
+    ops::swiglu_backward(nullptr, rdb.data(), g.data() + off, a.data() + off, b.data() + off, m);
+    Dev<bf16> ba(to_bf16(a)), bb(to_bf16(b)), bg(to_bf16(g)), bout(n), bdb(n);
+    cuda::swiglu_forward(bout.ptr + off, ba.ptr + off, bb.ptr + off, m, stream());
+    cuda::swiglu_backward(nullptr, bdb.ptr + off, bg.ptr + off, ba.ptr + off, bb.ptr + off, m, stream());
+    const std::vector<float> got = to_float(bout.host()), gdb = to_float(bdb.host());
+    EXPECT_LT(rel_err(std::vector<float>(got.begin() + off, got.end()), out), kTolBf16) << "offset " << off;
+    EXPECT_LT(rel_err(std::vector<float>(gdb.begin() + off, gdb.end()), rdb), kTolBf16) << "offset " << off;
+    if (off == 1) EXPECT_EQ(got[0], 0.0f);  // nothing written before the start
+  }
+}
+
 TEST(GpuRmsnorm, ForwardBackwardMatchCpuFp32) {
   MOE_REQUIRE_GPU();
   const int64_t N = 1100, D = 96;  // N > one 512-row chunk of the weight gradient

@@ -97,24 +97,29 @@ TEST(GpuGroupedMatmul, Bf16MatchesCpuOnRoundedInputs) {
   EXPECT_LT(rel_err(to_float(bdw.host()), rdw), kTolBf16);
 }
 
-// The padded layout (expert e at rows [e * cap, e * cap + count_e), zero rows after) gives the
-// compact layout's results on the real rows, zero output rows on the padding, and the same weight
-// gradients (an empty expert included); fp32 and bf16.
+// The blocked layout (expert e at rows [start[e], start[e + 1]), whole blocks, zero rows after its
+// tokens) gives the compact layout's results on the real rows, zero output rows on the padding and
+// the same weight gradients in fp32 (an empty expert included); fp32 and bf16, with one block per
+// expert (the strided-batched call) and with several (batched calls, one per block index for dW).
 template <typename T>
-void check_padded_matches_grouped(double tol) {
-  GroupedCase c;
-  const int64_t M = c.M(), E = c.E, I = c.I, O = c.O, cap = 32;
+void check_blocked_matches_grouped(int64_t block, double tol) {
+  GroupedCase c;  // counts 7, 0, 23, 1, 21
+  const int64_t M = c.M(), E = c.E, I = c.I, O = c.O;
+  // block 8: 1, 0, 3, 1 and 3 blocks; block 32: one block each, the empty expert's all zero rows.
+  std::vector<int64_t> start(E + 1, 0);
+  for (int64_t e = 0; e < E; ++e)
+    start[e + 1] = start[e] + (block >= 23 ? block : (c.offsets[e + 1] - c.offsets[e] + block - 1) / block * block);
+  const int64_t R = start[E];
   auto rnd = [](std::vector<float> v) { return std::is_same_v<T, bf16> ? bf16_round(std::move(v)) : v; };
   auto x = rnd(random_floats(M * I, 22)), w = rnd(random_floats(E * O * I, 23)), g = rnd(random_floats(M * O, 24));
-  auto dw0 = rnd(random_floats(E * O * I, 25));
+  auto dw0 = random_floats(E * O * I, 25);
   std::vector<float> out(M * O), rdx(M * I, 0.0f), rdw = dw0;
   ops::grouped_matmul_forward(out.data(), x.data(), w.data(), c.offsets.data(), E, I, O);
   ops::grouped_matmul_backward(rdx.data(), rdw.data(), g.data(), x.data(), w.data(), c.offsets.data(), E, I, O);
-  // Padded copies of x and g; padded row of compact row r.
-  std::vector<float> px(E * cap * I, 0.0f), pg(E * cap * O, 0.0f);
-  std::vector<int64_t> where(M);
+  std::vector<float> px(R * I, 0.0f), pg(R * O, 0.0f);
+  std::vector<int64_t> where(M);  // the blocked row of compact row r
   for (int64_t e = 0; e < E; ++e)
-    for (int64_t r = c.offsets[e]; r < c.offsets[e + 1]; ++r) where[r] = e * cap + (r - c.offsets[e]);
+    for (int64_t r = c.offsets[e]; r < c.offsets[e + 1]; ++r) where[r] = start[e] + (r - c.offsets[e]);
   for (int64_t r = 0; r < M; ++r) {
     std::copy_n(x.begin() + r * I, I, px.begin() + where[r] * I);
     std::copy_n(g.begin() + r * O, O, pg.begin() + where[r] * O);
@@ -127,33 +132,34 @@ void check_padded_matches_grouped(double tol) {
     if constexpr (std::is_same_v<T, bf16>) return to_float(d.host());
     else return d.host();
   };
-  Dev<T> gx = up(px), gw = up(w), gg = up(pg), gout(E * cap * O), gdx(E * cap * I), gdw = up(dw0);
-  cuda::padded_matmul_forward(gout.ptr, gx.ptr, gw.ptr, E, cap, I, O, stream());
-  cuda::padded_matmul_backward(gdx.ptr, gdw.ptr, gg.ptr, gx.ptr, gw.ptr, E, cap, I, O, stream());
+  Dev<T> gx = up(px), gw = up(w), gg = up(pg), gout(R * O), gdx(R * I);
+  Dev<float> gdw(dw0);
+  cuda::blocked_matmul_forward(gout.ptr, gx.ptr, gw.ptr, start.data(), E, block, I, O, stream());
+  cuda::blocked_matmul_backward(gdx.ptr, gdw.ptr, gg.ptr, gx.ptr, gw.ptr, start.data(), E, block, I, O, stream());
   const std::vector<float> pout = down(gout), pdx = down(gdx);
   std::vector<float> out_real(M * O), dx_real(M * I);
   for (int64_t r = 0; r < M; ++r) {
     std::copy_n(pout.begin() + where[r] * O, O, out_real.begin() + r * O);
     std::copy_n(pdx.begin() + where[r] * I, I, dx_real.begin() + r * I);
   }
-  EXPECT_LT(rel_err(out_real, out), tol);
-  EXPECT_LT(rel_err(dx_real, rdx), tol);
-  EXPECT_LT(rel_err(down(gdw), rdw), tol);  // the empty expert's slice must stay dw0
+  EXPECT_LT(rel_err(out_real, out), tol) << "block " << block;
+  EXPECT_LT(rel_err(dx_real, rdx), tol) << "block " << block;
+  EXPECT_LT(rel_err(gdw.host(), rdw), tol) << "block " << block;  // the empty expert's slice stays dw0
   double pad_abs = 0;
   for (int64_t e = 0; e < E; ++e)
-    for (int64_t j = c.offsets[e + 1] - c.offsets[e]; j < cap; ++j)
-      for (int64_t o = 0; o < O; ++o) pad_abs += std::fabs(pout[(e * cap + j) * O + o]);
-  EXPECT_EQ(pad_abs, 0.0);
+    for (int64_t r = start[e] + (c.offsets[e + 1] - c.offsets[e]); r < start[e + 1]; ++r)
+      for (int64_t o = 0; o < O; ++o) pad_abs += std::fabs(pout[r * O + o]);
+  EXPECT_EQ(pad_abs, 0.0) << "block " << block;
 }
 
-TEST(GpuPaddedMatmul, MatchesGroupedCpuFp32) {
+TEST(GpuBlockedMatmul, MatchesGroupedCpuFp32) {
   MOE_REQUIRE_GPU();
-  check_padded_matches_grouped<float>(kTolF32);
+  for (int64_t block : {8, 32}) check_blocked_matches_grouped<float>(block, kTolF32);
 }
 
-TEST(GpuPaddedMatmul, MatchesGroupedCpuBf16) {
+TEST(GpuBlockedMatmul, MatchesGroupedCpuBf16) {
   MOE_REQUIRE_GPU();
-  check_padded_matches_grouped<bf16>(kTolBf16);
+  for (int64_t block : {8, 32}) check_blocked_matches_grouped<bf16>(block, kTolBf16);
 }
 
 // More experts than one pointer-filling chunk (128): exercises the chunked launch.

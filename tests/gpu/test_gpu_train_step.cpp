@@ -100,7 +100,7 @@ double worst_tensor_err(const ParamTable& t, const std::vector<float>& a, const 
 }
 
 // The expert GEMM layouts (train.gpu_expert_padding): 0 = compact + grouped GEMM; 8 = room for
-// the padded layout at this size (E x cap fits in 8 x M rows), one strided-batched GEMM.
+// the blocked layout with one block per expert at this size.
 class GpuTrainStepLayout : public ::testing::TestWithParam<double> {};
 
 TEST_P(GpuTrainStepLayout, Fp32ForwardBackwardMatchesCpu) {
@@ -132,8 +132,8 @@ TEST_P(GpuTrainStepLayout, Fp32ForwardBackwardMatchesCpu) {
   // The layout the parameter asks for was the one run.
   const int64_t routed = B * c.model.seq_len * c.moe.top_k;
   EXPECT_EQ(got.row_use.routed, routed);
-  EXPECT_EQ(got.row_use.padded_layers, GetParam() > 0 ? 1 : 0);
-  if (GetParam() > 0) EXPECT_EQ(got.row_use.computed % (c.moe.num_experts * kExpertPadRows), 0);
+  EXPECT_EQ(got.row_use.blocked_layers, GetParam() > 0 ? 1 : 0);
+  if (GetParam() > 0) EXPECT_EQ(got.row_use.computed % kExpertPadRows, 0);
   else EXPECT_EQ(got.row_use.computed, routed);
 }
 
@@ -160,10 +160,43 @@ TEST_P(GpuTrainStepLayout, Bf16StepStaysCloseToFp32Cpu) {
   EXPECT_GT(dot / std::sqrt(na * nb), 0.999);
   std::string where;
   EXPECT_LT(worst_tensor_err(table, g, ref.grads, &where), 0.1) << "worst tensor: " << where;
-  EXPECT_EQ(got.row_use.padded_layers, GetParam() > 0 ? 1 : 0);
+  EXPECT_EQ(got.row_use.blocked_layers, GetParam() > 0 ? 1 : 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(ExpertLayouts, GpuTrainStepLayout, ::testing::Values(0.0, 8.0));
+
+// A skewed routing (a router bias puts expert 0 in every token's top 2): one block per expert does
+// not fit twice the routed rows, so the blocked layout gives expert 0 several blocks; the step
+// still matches the CPU in fp32 and bf16.
+TEST(GpuTrainStep, SkewedRoutingTakesSeveralBlocksAndMatchesCpu) {
+  MOE_REQUIRE_GPU();
+  for (const char* precision : {"fp32", "bf16"}) {
+    Config c = small_config(precision);
+    c.moe.bias_update_rate = 1e-3;  // gives the router its bias tensor
+    c.train.gpu_expert_padding = 2.0;
+    const int64_t B = 8;  // 96 tokens, 192 routed rows: 384 buffer rows, expert 0 holds 96
+    const ParamTable table = build_param_table(c);
+    std::vector<float> params(size_t(table.total()));
+    init_params(table, params.data(), 11);
+    params[size_t(table.params()[size_t(table.index_of("layers.1.moe.router.bias"))].offset)] = 10.0f;
+    const auto tokens = tokens_for(c, B, 5);
+    Config ref_c = c;
+    ref_c.train.precision = "fp32";
+    const CpuStep ref = cpu_step(ref_c, B, params, tokens);
+    const GpuStep got = gpu_step(c, B, params, tokens);
+    ASSERT_EQ(ref.stats[0].tokens_per_expert[0], B * c.model.seq_len) << "expert 0 takes every token";
+    EXPECT_EQ(got.row_use.blocked_layers, 1) << precision;
+    EXPECT_GT(got.row_use.one_block_rows, int64_t(2.0 * got.row_use.routed)) << precision;
+    EXPECT_GT(got.row_use.computed, got.row_use.routed) << precision;
+    EXPECT_LE(got.row_use.computed, int64_t(2.0 * got.row_use.routed)) << precision;
+    EXPECT_EQ(got.stats[0].tokens_per_expert, ref.stats[0].tokens_per_expert) << precision;
+    std::string where;
+    const double err = worst_tensor_err(table, got.grads, ref.grads, &where);
+    EXPECT_LT(err, std::string(precision) == "fp32" ? 2e-4 : 0.1) << precision << ", worst tensor: " << where;
+    EXPECT_NEAR(got.losses.lm_sum, ref.losses.lm_sum, (std::string(precision) == "fp32" ? 1e-5 : 1e-2) *
+                                                          std::fabs(ref.losses.lm_sum));
+  }
+}
 
 TEST(GpuTrainStep, Fp32AdamWStepsTrackCpu) {
   MOE_REQUIRE_GPU();
