@@ -50,9 +50,12 @@ __device__ __forceinline__ void atomic_add4(float* p, float4 v) {
 #endif
 }
 
-// out[i] = inp[rows[i]] in units of U; zeros for rows[i] < 0.
+// out[i] = inp[rows[i]] in units of U; zeros for rows[i] < 0. Each lane loads up to 4 units
+// before it stores them, so 4 loads per lane are in flight.
 template <typename U>
-__global__ void gather_kernel(U* out, const U* inp, const int32_t* rows, int64_t M, int64_t units, int lanes_log2) {
+__global__ void gather_kernel(U* __restrict__ out, const U* __restrict__ inp, const int32_t* rows, int64_t M,
+                              int64_t units, int lanes_log2) {
+  constexpr int kBatch = 4;
   const int lanes = 1 << lanes_log2, sub = threadIdx.x & (lanes - 1);
   const int64_t per_block = kThreads >> lanes_log2;
   for (int64_t i = blockIdx.x * per_block + (threadIdx.x >> lanes_log2); i < M; i += gridDim.x * per_block) {
@@ -63,8 +66,15 @@ __global__ void gather_kernel(U* out, const U* inp, const int32_t* rows, int64_t
       continue;
     }
     const U* src = inp + r * units;
-#pragma unroll 4
-    for (int64_t j = sub; j < units; j += lanes) dst[j] = src[j];
+    for (int64_t j0 = sub; j0 < units; j0 += int64_t(kBatch) * lanes) {
+      U v[kBatch];
+#pragma unroll
+      for (int q = 0; q < kBatch; ++q)
+        if (j0 + q * lanes < units) v[q] = src[j0 + q * lanes];
+#pragma unroll
+      for (int q = 0; q < kBatch; ++q)
+        if (j0 + q * lanes < units) dst[j0 + q * lanes] = v[q];
+    }
   }
 }
 
