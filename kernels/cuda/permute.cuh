@@ -13,7 +13,8 @@
 //   expert earlier in the warp's run), a per-expert prefix over the 8 warps turns the warp counts
 //   into positions, and the slots are written there; the base advances by the tile's counts.
 //   Block 0 writes the offsets. The table lives in a 128 KiB buffer cached per (host thread,
-//   device, stream), allocated on first use and reused in stream order (no per-call allocation).
+//   device, stream id), allocated on first use and reused in stream order (no per-call
+//   allocation; not capturable in a CUDA graph on a stream's first call).
 // - larger E: CUB (histogram, exclusive scan, stable radix sort of the expert ids) with
 //   stream-ordered scratch (cudaMallocAsync).
 #pragma once

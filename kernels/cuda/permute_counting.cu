@@ -131,9 +131,12 @@ __global__ void chunk_scatter_kernel(int32_t* sorted_slots, int32_t* rows, int64
 }
 
 // The [blocks x E] table, one buffer per (host thread, device, stream): calls on one stream run
-// in order, so the next call's kernel A cannot overwrite a table that kernel B still reads.
+// in order, so the next call's kernel A cannot overwrite a table that kernel B still reads. Streams
+// are keyed by their id, unique for the life of the program, not by the handle: a destroyed
+// stream's handle may come back for a new stream while the old one's work is still pending. The
+// cost is 128 KiB per stream that ever permuted, kept until the thread exits.
 struct TableCache {
-  std::map<std::pair<int, cudaStream_t>, int*> buffers;
+  std::map<std::pair<int, unsigned long long>, int*> buffers;
   ~TableCache() {
     for (auto& [key, ptr] : buffers) {
       // Best effort at thread exit: the runtime may already be shutting down.
@@ -146,8 +149,10 @@ thread_local TableCache t_tables;
 
 int* table_for(cudaStream_t stream) {
   int dev = 0;
+  unsigned long long id = 0;
   MOE_CUDA_CHECK(cudaGetDevice(&dev));
-  int*& ptr = t_tables.buffers[{dev, stream}];
+  MOE_CUDA_CHECK(cudaStreamGetId(stream, &id));
+  int*& ptr = t_tables.buffers[{dev, id}];
   if (!ptr) MOE_CUDA_CHECK(cudaMalloc(&ptr, sizeof(int) * kTableEntries));
   return ptr;
 }

@@ -32,3 +32,7 @@ inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamGetId(cudaStream_t s, unsigned long long* id) {
+  *id = static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(s));
+  return cudaSuccess;
+}
