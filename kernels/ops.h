@@ -74,12 +74,15 @@ void cross_entropy_backward(float* dlogits, const float* dlosses, const float* l
 // ---- routing -------------------------------------------------------------------------
 // Per row: the k largest scores, descending; ties go to the lower expert index.
 void topk_forward(int32_t* idx, float* vals, const float* scores, int64_t N, int64_t C, int64_t k);
-// out[i] = inp[rows[i]]  (permute tokens into expert order)
+// A row index < 0 marks a padding row (padded expert layouts): gather_rows writes a zero row there,
+// scatter_add_rows skips it, scatter_add_rows_backward leaves dinp[i] and dweights[i] unchanged.
+// out[i] = inp[rows[i]]  (permute tokens into expert order; zeros where rows[i] < 0)
 void gather_rows(float* out, const float* inp, const int32_t* rows, int64_t M, int64_t D);
-// out[rows[i]] += inp[i] * (weights ? weights[i] : 1)  (unpermute and combine)
+// out[rows[i]] += inp[i] * (weights ? weights[i] : 1) for rows[i] >= 0  (unpermute and combine)
 void scatter_add_rows(float* out, const float* inp, const int32_t* rows, const float* weights, int64_t M,
                       int64_t D);
-// Backward of scatter_add_rows: dinp[i] += w[i] * dout[rows[i]]; dweights[i] += dot(dout[rows[i]], inp[i]).
+// Backward of scatter_add_rows, for rows[i] >= 0: dinp[i] += w[i] * dout[rows[i]];
+// dweights[i] += dot(dout[rows[i]], inp[i]).
 void scatter_add_rows_backward(float* dinp, float* dweights, const float* dout, const float* inp,
                                const int32_t* rows, const float* weights, int64_t M, int64_t D);
 

@@ -33,8 +33,12 @@ void topk_forward(int32_t* idx, float* vals, const float* scores, int64_t N, int
 
 void gather_rows(float* out, const float* inp, const int32_t* rows, int64_t M, int64_t D) {
 #pragma omp parallel for schedule(static) if (M * D > (1 << 16))
-  for (int64_t i = 0; i < M; ++i)
-    std::memcpy(out + i * D, inp + static_cast<int64_t>(rows[i]) * D, sizeof(float) * D);
+  for (int64_t i = 0; i < M; ++i) {
+    if (rows[i] < 0)
+      std::memset(out + i * D, 0, sizeof(float) * D);  // padding row
+    else
+      std::memcpy(out + i * D, inp + static_cast<int64_t>(rows[i]) * D, sizeof(float) * D);
+  }
 }
 
 // Destination rows repeat (a token sent to k experts), so threads split the columns and each walks
@@ -47,6 +51,7 @@ void scatter_add_rows(float* out, const float* inp, const int32_t* rows, const f
   for (int64_t blk = 0; blk < nblocks; ++blk) {
     const int64_t j0 = blk * kBlock, j1 = j0 + kBlock < D ? j0 + kBlock : D;
     for (int64_t i = 0; i < M; ++i) {
+      if (rows[i] < 0) continue;  // padding row
       const float w = weights ? weights[i] : 1.0f;
       float* dst = out + static_cast<int64_t>(rows[i]) * D;
       const float* src = inp + i * D;
@@ -59,6 +64,7 @@ void scatter_add_rows_backward(float* dinp, float* dweights, const float* dout, 
                                const int32_t* rows, const float* weights, int64_t M, int64_t D) {
 #pragma omp parallel for schedule(static) if (M * D > (1 << 16))
   for (int64_t i = 0; i < M; ++i) {
+    if (rows[i] < 0) continue;  // padding row: dinp[i] and dweights[i] unchanged
     const float* g = dout + static_cast<int64_t>(rows[i]) * D;
     if (dinp) {
       const float w = weights ? weights[i] : 1.0f;

@@ -1,6 +1,7 @@
-// permute_by_expert: cub::DeviceHistogram::HistogramEven -> cub::DeviceScan::ExclusiveSum ->
-// cub::DeviceRadixSort::SortPairs (keys: expert ids, values: slot ids; radix sort is stable and
-// only the bits needed for E are sorted).
+// permute_by_expert picks the path; the radix path is cub::DeviceHistogram::HistogramEven ->
+// cub::DeviceScan::ExclusiveSum -> cub::DeviceRadixSort::SortPairs (keys: expert ids, values: slot
+// ids; radix sort is stable and only the bits needed for E are sorted). The counting-sort path is
+// in permute_counting.cu.
 #include <cub/device/device_histogram.cuh>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
@@ -43,8 +44,16 @@ size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
 
 void permute_by_expert(int32_t* sorted_slots, int32_t* rows, int64_t* offsets, const int32_t* expert_ids, int64_t M,
                        int64_t k, int64_t E, cudaStream_t stream) {
+  if (E <= kCountingSortMaxExperts)
+    permute_by_expert_counting(sorted_slots, rows, offsets, expert_ids, M, k, E, stream);
+  else
+    permute_by_expert_radix(sorted_slots, rows, offsets, expert_ids, M, k, E, stream);
+}
+
+void permute_by_expert_radix(int32_t* sorted_slots, int32_t* rows, int64_t* offsets, const int32_t* expert_ids,
+                             int64_t M, int64_t k, int64_t E, cudaStream_t stream) {
   MOE_CUDA_REQUIRE(E >= 1 && k >= 1, "permute: E = " + std::to_string(E) + ", k = " + std::to_string(k));
-  MOE_CUDA_REQUIRE(M <= INT32_MAX && E < INT32_MAX, "permute: more than 2^31 slots");
+  MOE_CUDA_REQUIRE(M >= 0 && M <= INT32_MAX && E < INT32_MAX, "permute: more than 2^31 slots");
   const int n = static_cast<int>(M), bins = static_cast<int>(E);
   // Sizes of the CUB temporaries, then one allocation for all scratch.
   size_t hist_bytes = 0, scan_bytes = 0, sort_bytes = 0;

@@ -189,7 +189,9 @@ void bench_routing(const Shape& s) {
   MOE_CUDA_CHECK(cudaMalloc(&offsets, sizeof(int64_t) * (E + 1)));
   report(s, "fp32", "router (softmax+top-k+renorm)",
          time_ms([&] { router_topk_forward(probs, idx, w, logits, nullptr, N, E, k, true, 1.0f, nullptr); }), 0);
-  report(s, "fp32", "permute by expert (CUB)",
+  const char* permute_op =
+      E <= kCountingSortMaxExperts ? "permute by expert (counting sort)" : "permute by expert (CUB radix)";
+  report(s, "fp32", permute_op,
          time_ms([&] { permute_by_expert(slots, rows, offsets, idx, M, k, E, nullptr); }), 0);
   report(s, "fp32", "gather rows (dispatch)", time_ms([&] { gather_rows(xp, x, rows, M, D, nullptr); }), 0);
   report(s, "fp32", "scatter-add rows (combine)",

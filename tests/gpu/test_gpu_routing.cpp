@@ -1,11 +1,9 @@
-// Routing kernels: top-k, gather/scatter, embedding, the fused router and the CUB permutation,
-// against the CPU ops (topk_forward, gather_rows, scatter_add_rows) and a stable sort.
+// Routing kernels: top-k, gather/scatter, embedding and the fused router against the CPU ops
+// (the permutation: test_gpu_permute.cpp; the row ops' grid: test_gpu_gather_scatter.cpp).
 #include <algorithm>
-#include <numeric>
 #include <vector>
 
 #include "kernels/cuda/embedding.cuh"
-#include "kernels/cuda/permute.cuh"
 #include "kernels/cuda/router.cuh"
 #include "kernels/cuda/routing.cuh"
 #include "kernels/ops.h"
@@ -125,55 +123,6 @@ TEST(GpuRouter, FusedKernelMatchesCpuComposition) {
   check_router(1000, 8, 2, false, true, 12);
   check_router(1000, 64, 6, true, true, 14);
   check_router(500, 160, 8, true, false, 16);  // E > 128: five experts per lane
-}
-
-// The stable order by expert that moe/dispatcher.cpp builds with a counting sort.
-void cpu_permutation(std::vector<int32_t>& slots, std::vector<int64_t>& offsets, const std::vector<int32_t>& ids,
-                     int64_t E) {
-  slots.resize(ids.size());
-  std::iota(slots.begin(), slots.end(), 0);
-  std::stable_sort(slots.begin(), slots.end(), [&](int32_t a, int32_t b) { return ids[a] < ids[b]; });
-  offsets.assign(E + 1, 0);
-  for (int32_t id : ids) offsets[id + 1]++;
-  for (int64_t e = 0; e < E; ++e) offsets[e + 1] += offsets[e];
-}
-
-TEST(GpuPermute, SortsSlotsByExpertStablyAndInverts) {
-  MOE_REQUIRE_GPU();
-  const int64_t N = 777, k = 2, E = 10, M = N * k, D = 24;
-  auto ids = random_ints(M, 17, 0, int32_t(E - 1));  // expert E-1 stays empty
-  std::vector<int32_t> slots;
-  std::vector<int64_t> offsets;
-  cpu_permutation(slots, offsets, ids, E);
-  Dev<int32_t> gids(ids), gslots(M), grows(M), ginv(M);
-  Dev<int64_t> goff(E + 1);
-  cuda::permute_by_expert(gslots.ptr, grows.ptr, goff.ptr, gids.ptr, M, k, E, stream());
-  cuda::invert_permutation(ginv.ptr, gslots.ptr, M, stream());
-  const auto hslots = gslots.host(), hrows = grows.host(), hinv = ginv.host();
-  EXPECT_EQ(hslots, slots);
-  EXPECT_EQ(goff.host(), offsets);
-  for (int64_t i = 0; i < M; ++i) {
-    EXPECT_EQ(hrows[i], slots[i] / k) << i;
-    EXPECT_EQ(hinv[slots[i]], i) << i;
-  }
-  // Dispatch then combine with unit weights returns k times the input (each token has k slots).
-  auto x = random_floats(N * D, 18);
-  std::vector<float> permuted(M * D), back(N * D, 0.0f);
-  ops::gather_rows(permuted.data(), x.data(), hrows.data(), M, D);
-  ops::scatter_add_rows(back.data(), permuted.data(), hrows.data(), nullptr, M, D);
-  Dev<float> gx(x), gperm(M * D), gback(N * D);
-  cuda::gather_rows(gperm.ptr, gx.ptr, grows.ptr, M, D, stream());
-  cuda::scatter_add_rows(gback.ptr, gperm.ptr, grows.ptr, nullptr, M, D, stream());
-  EXPECT_EQ(gperm.host(), permuted);
-  EXPECT_LT(rel_err(gback.host(), back), kTolF32);
-}
-
-TEST(GpuPermute, EmptyInputGivesZeroOffsets) {
-  MOE_REQUIRE_GPU();
-  Dev<int32_t> gids(0), gslots(0), grows(0);
-  Dev<int64_t> goff(5);
-  cuda::permute_by_expert(gslots.ptr, grows.ptr, goff.ptr, gids.ptr, 0, 2, 4, stream());
-  EXPECT_EQ(goff.host(), (std::vector<int64_t>(5, 0)));
 }
 
 }  // namespace

@@ -107,5 +107,47 @@ TEST(OpsGatherScatter, GatherGradientIsUnweightedScatter) {
   EXPECT_LT(r.max_rel_error, 1e-2) << test::describe(r);
 }
 
+// Padding rows (index < 0, padded expert layouts): each op equals the same op on the real rows
+// alone, gather writes zeros, and the backward leaves the padding entries as they were.
+TEST(OpsGatherScatter, NegativeRowsArePadding) {
+  const int64_t N = 4, M = 7, D = 5;
+  const std::vector<int32_t> rows = {2, -1, 0, 3, -1, 0, 1};
+  std::vector<int32_t> real_rows;
+  std::vector<int64_t> real;  // positions of the real rows
+  for (int64_t i = 0; i < M; ++i)
+    if (rows[i] >= 0) real_rows.push_back(rows[i]), real.push_back(i);
+  const int64_t R = static_cast<int64_t>(real.size());
+  auto x = test::random_floats(N * D, 11), y = test::random_floats(M * D, 12), w = test::random_floats(M, 13);
+  auto g = test::random_floats(N * D, 14), dy0 = test::random_floats(M * D, 15), dw0 = test::random_floats(M, 16);
+  std::vector<float> ry(R * D), rw(R), rdy(R * D), rdw(R);
+  for (int64_t r = 0; r < R; ++r) {
+    rw[r] = w[real[r]];
+    rdw[r] = dw0[real[r]];
+    for (int64_t j = 0; j < D; ++j) ry[r * D + j] = y[real[r] * D + j], rdy[r * D + j] = dy0[real[r] * D + j];
+  }
+
+  std::vector<float> gathered(M * D, 7.0f), rgathered(R * D);
+  ops::gather_rows(gathered.data(), x.data(), rows.data(), M, D);
+  ops::gather_rows(rgathered.data(), x.data(), real_rows.data(), R, D);
+  auto out = test::random_floats(N * D, 17), rout = out;
+  ops::scatter_add_rows(out.data(), y.data(), rows.data(), w.data(), M, D);
+  ops::scatter_add_rows(rout.data(), ry.data(), real_rows.data(), rw.data(), R, D);
+  EXPECT_EQ(out, rout);
+  auto dy = dy0, dw = dw0;
+  ops::scatter_add_rows_backward(dy.data(), dw.data(), g.data(), y.data(), rows.data(), w.data(), M, D);
+  ops::scatter_add_rows_backward(rdy.data(), rdw.data(), g.data(), ry.data(), real_rows.data(), rw.data(), R, D);
+
+  int64_t r = 0;
+  for (int64_t i = 0; i < M; ++i) {
+    const bool pad = rows[i] < 0;
+    EXPECT_EQ(dw[i], pad ? dw0[i] : rdw[r]) << i;
+    for (int64_t j = 0; j < D; ++j) {
+      EXPECT_EQ(gathered[i * D + j], pad ? 0.0f : rgathered[r * D + j]) << i;
+      EXPECT_EQ(dy[i * D + j], pad ? dy0[i * D + j] : rdy[r * D + j]) << i;
+    }
+    r += pad ? 0 : 1;
+  }
+}
+
 }  // namespace
 }  // namespace moe

@@ -1,0 +1,38 @@
+// Emulation stand-in for <cuda_runtime.h> (see ../run.sh): "device" memory is host memory and every
+// call runs synchronously, so streams only serve as keys.
+#pragma once
+#include "emu_runtime.h"
+
+using cudaStream_t = void*;
+enum cudaError_t { cudaSuccess = 0 };
+enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+constexpr unsigned cudaStreamNonBlocking = 1;
+
+template <typename T>
+cudaError_t cudaMalloc(T** p, size_t n) {
+  *p = static_cast<T*>(std::malloc(n > 0 ? n : 1));
+  return cudaSuccess;
+}
+inline cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
+inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+inline cudaError_t cudaMemset(void* p, int v, size_t n) { std::memset(p, v, n); return cudaSuccess; }
+inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
+inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) {
+  if (n > 0) std::memcpy(d, s, n);
+  return cudaSuccess;
+}
+// Distinct handles, so per-stream caches see different streams.
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  static char handles[64];
+  static int next = 0;
+  *s = &handles[++next % 64];
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamGetId(cudaStream_t s, unsigned long long* id) {
+  *id = static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(s));
+  return cudaSuccess;
+}

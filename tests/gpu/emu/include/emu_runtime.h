@@ -1,0 +1,129 @@
+// Host emulation of the CUDA features that kernels/cuda/permute_counting.cu and gather_scatter.cu
+// use, so their GPU tests run on a machine without a GPU (see ../run.sh). One std::thread per CUDA
+// thread; the blocks of a launch run one after another, so a function-local `static` is that
+// block's __shared__ memory. __syncthreads, __syncwarp and the warp collectives are barriers: a
+// lane that misses one hangs the run instead of passing. Dynamic shared memory starts as garbage.
+// What this cannot show: races the barriers hide, memory-model and alignment faults, real
+// instruction semantics (bf16 rounding, vector atomics) and speed.
+#pragma once
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+
+struct EmuDim {
+  unsigned x = 0, y = 1, z = 1;
+};
+
+namespace emu {
+inline thread_local EmuDim thread_idx, block_idx;
+inline EmuDim grid_dim, block_dim;
+inline std::vector<char> dynamic_smem;
+inline std::unique_ptr<std::barrier<>> block_barrier;
+inline std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
+inline int64_t exchange_int[32][32];
+inline double exchange_real[32][32];
+
+template <typename T>
+T* dyn_smem() {
+  return reinterpret_cast<T*>(dynamic_smem.data());
+}
+
+struct LaunchConfig {
+  unsigned grid, block;
+  size_t smem;
+};
+inline LaunchConfig config(unsigned grid, unsigned block, size_t smem = 0, void* /*stream*/ = nullptr) {
+  return {grid, block, smem};
+}
+
+template <typename Kernel, typename... Args>
+void launch(LaunchConfig c, Kernel kernel, Args... args) {
+  if (c.block == 0 || c.block % 32 != 0 || c.block > 1024) throw std::runtime_error("emu: bad block size");
+  grid_dim.x = c.grid;
+  block_dim.x = c.block;
+  for (unsigned b = 0; b < c.grid; ++b) {
+    dynamic_smem.assign(c.smem + 16, char(0x5a));
+    block_barrier = std::make_unique<std::barrier<>>(c.block);
+    warp_barriers.clear();
+    for (unsigned w = 0; w < c.block / 32; ++w) warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < c.block; ++t)
+      threads.emplace_back([=] {
+        thread_idx.x = t;
+        block_idx.x = b;
+        kernel(args...);
+      });
+    for (auto& t : threads) t.join();
+  }
+}
+}  // namespace emu
+
+#define threadIdx emu::thread_idx
+#define blockIdx emu::block_idx
+#define gridDim emu::grid_dim
+#define blockDim emu::block_dim
+
+inline void __syncthreads() { emu::block_barrier->arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_barriers[threadIdx.x / 32]->arrive_and_wait(); }
+inline unsigned __match_any_sync(unsigned, int v) {
+  const unsigned w = threadIdx.x / 32, lane = threadIdx.x % 32;
+  emu::exchange_int[w][lane] = v;
+  __syncwarp();
+  unsigned peers = 0;
+  for (unsigned q = 0; q < 32; ++q)
+    if (emu::exchange_int[w][q] == v) peers |= 1u << q;
+  __syncwarp();
+  return peers;
+}
+template <typename T>
+T __shfl_xor_sync(unsigned, T v, int lane_mask) {
+  const unsigned w = threadIdx.x / 32, lane = threadIdx.x % 32;
+  emu::exchange_real[w][lane] = double(v);
+  __syncwarp();
+  const T r = T(emu::exchange_real[w][lane ^ unsigned(lane_mask)]);
+  __syncwarp();
+  return r;
+}
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __ffs(unsigned x) { return __builtin_ffs(int(x)); }
+inline int atomicAdd(int* p, int v) { return std::atomic_ref<int>(*p).fetch_add(v); }
+inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
+inline float __uint_as_float(unsigned u) {
+  float f = 0.0f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+struct float4 {
+  float x, y, z, w;
+};
+struct uint4 {
+  unsigned x, y, z, w;
+};
+struct uint2 {
+  unsigned x, y;
+};
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+inline uint2 make_uint2(unsigned a, unsigned b) { return {a, b}; }
+inline float4 atomicAdd(float4* p, float4 v) {
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) std::abort();  // the hardware faults on this too
+  float* f = reinterpret_cast<float*>(p);
+  atomicAdd(f, v.x);
+  atomicAdd(f + 1, v.y);
+  atomicAdd(f + 2, v.z);
+  atomicAdd(f + 3, v.w);
+  return v;
+}
