@@ -33,13 +33,13 @@ __global__ void swiglu_fwd_kernel(T* out, const T* a, const T* b, int64_t n) {
   }
 }
 
-// d silu(a)/da = sig * (1 + a * (1 - sig))
-template <typename T>
+// d silu(a)/da = sig * (1 + a * (1 - sig)); Acc: += (else =)
+template <typename T, bool Acc>
 __global__ void swiglu_bwd_kernel(T* da, T* db, const T* dout, const T* a, const T* b, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float x = to_float(a[i]), g = to_float(dout[i]), sig = sigmoid(x);
-    if (da) da[i] = from_float<T>(to_float(da[i]) + g * to_float(b[i]) * sig * (1.0f + x * (1.0f - sig)));
-    if (db) db[i] = from_float<T>(to_float(db[i]) + g * x * sig);
+    if (da) da[i] = from_float<T>((Acc ? to_float(da[i]) : 0.0f) + g * to_float(b[i]) * sig * (1.0f + x * (1.0f - sig)));
+    if (db) db[i] = from_float<T>((Acc ? to_float(db[i]) : 0.0f) + g * x * sig);
   }
 }
 
@@ -62,14 +62,14 @@ __global__ void swiglu_fwd_vec_kernel(T* out, const T* a, const T* b, int64_t nv
   }
 }
 
-template <typename T>
+template <typename T, bool Acc>
 __global__ void swiglu_bwd_vec_kernel(T* da, T* db, const T* dout, const T* a, const T* b, int64_t nv) {
   constexpr int V = 16 / sizeof(T);
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < nv; i += int64_t(gridDim.x) * blockDim.x) {
     const uint4 ra = reinterpret_cast<const uint4*>(a)[i], rb = reinterpret_cast<const uint4*>(b)[i];
     const uint4 rg = reinterpret_cast<const uint4*>(dout)[i];
-    uint4 rda = da ? reinterpret_cast<const uint4*>(da)[i] : uint4{};
-    uint4 rdb = db ? reinterpret_cast<const uint4*>(db)[i] : uint4{};
+    uint4 rda = Acc && da ? reinterpret_cast<const uint4*>(da)[i] : uint4{};  // zero bits: 0.0f / bf16 0
+    uint4 rdb = Acc && db ? reinterpret_cast<const uint4*>(db)[i] : uint4{};
     const T* ea = reinterpret_cast<const T*>(&ra);
     const T* eb = reinterpret_cast<const T*>(&rb);
     const T* eg = reinterpret_cast<const T*>(&rg);
@@ -107,17 +107,17 @@ void swiglu_fwd(T* out, const T* a, const T* b, int64_t n, cudaStream_t stream) 
   }
 }
 
-template <typename T>
+template <typename T, bool Acc>
 void swiglu_bwd(T* da, T* db, const T* dout, const T* a, const T* b, int64_t n, cudaStream_t stream) {
   if (n == 0 || (!da && !db)) return;
   constexpr int V = 16 / sizeof(T);
   const int64_t nv = aligned16({da, db, dout, a, b}) ? n / V : 0, done = nv * V;  // null is aligned
   if (nv > 0) {
-    swiglu_bwd_vec_kernel<T><<<grid_for(nv, kThreads), kThreads, 0, stream>>>(da, db, dout, a, b, nv);
+    swiglu_bwd_vec_kernel<T, Acc><<<grid_for(nv, kThreads), kThreads, 0, stream>>>(da, db, dout, a, b, nv);
     MOE_CUDA_CHECK_LAUNCH();
   }
   if (done < n) {
-    swiglu_bwd_kernel<T><<<grid_for(n - done, kThreads), kThreads, 0, stream>>>(
+    swiglu_bwd_kernel<T, Acc><<<grid_for(n - done, kThreads), kThreads, 0, stream>>>(
         da ? da + done : nullptr, db ? db + done : nullptr, dout + done, a + done, b + done, n - done);
     MOE_CUDA_CHECK_LAUNCH();
   }
@@ -145,11 +145,19 @@ void swiglu_forward(bf16* out, const bf16* a, const bf16* b, int64_t n, cudaStre
 }
 void swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n,
                      cudaStream_t stream) {
-  swiglu_bwd(da, db, dout, a, b, n, stream);
+  swiglu_bwd<float, true>(da, db, dout, a, b, n, stream);
 }
 void swiglu_backward(bf16* da, bf16* db, const bf16* dout, const bf16* a, const bf16* b, int64_t n,
                      cudaStream_t stream) {
-  swiglu_bwd(da, db, dout, a, b, n, stream);
+  swiglu_bwd<bf16, true>(da, db, dout, a, b, n, stream);
+}
+void swiglu_backward_set(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n,
+                         cudaStream_t stream) {
+  swiglu_bwd<float, false>(da, db, dout, a, b, n, stream);
+}
+void swiglu_backward_set(bf16* da, bf16* db, const bf16* dout, const bf16* a, const bf16* b, int64_t n,
+                         cudaStream_t stream) {
+  swiglu_bwd<bf16, false>(da, db, dout, a, b, n, stream);
 }
 
 }  // namespace moe::cuda

@@ -19,5 +19,10 @@ void swiglu_backward(float* da, float* db, const float* dout, const float* a, co
                      cudaStream_t stream);
 void swiglu_backward(__nv_bfloat16* da, __nv_bfloat16* db, const __nv_bfloat16* dout, const __nv_bfloat16* a,
                      const __nv_bfloat16* b, int64_t n, cudaStream_t stream);
+// The same with `=` instead of `+=` (the first writer of da and db: no zeroing, no read of them).
+void swiglu_backward_set(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n,
+                         cudaStream_t stream);
+void swiglu_backward_set(__nv_bfloat16* da, __nv_bfloat16* db, const __nv_bfloat16* dout, const __nv_bfloat16* a,
+                         const __nv_bfloat16* b, int64_t n, cudaStream_t stream);
 
 }  // namespace moe::cuda

@@ -4,7 +4,7 @@
 // shared memory holds the bf16 tiles row-major; where a product needs a tile as its k-major B
 // operand, ldmatrix .trans reads the fragment transposed (no transposed copies). Backward runs one
 // block per (key tile, batch, kv head) and loops over the group's query heads, so dk/dv need no
-// atomics; dq goes through an fp32 atomic accumulator (sm_90: two floats per atomic).
+// atomics; dq goes through an fp32 atomic accumulator (sm_90: four floats per atomic).
 #include <string>
 
 #include "kernels/cuda/common.cuh"
@@ -362,8 +362,13 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, b
 #pragma unroll
     for (int d = 0; d < ND; ++d) {
 #if __CUDA_ARCH__ >= 900
-      atomicAdd(reinterpret_cast<float2*>(dq0 + d * 8 + c), make_float2(dqa[d][0], dqa[d][1]));
-      atomicAdd(reinterpret_cast<float2*>(dq1 + d * 8 + c), make_float2(dqa[d][2], dqa[d][3]));
+      // Lanes l and l ^ 1 hold columns c, c + 1 and c ^ 2, (c ^ 2) + 1 of rows g and g + 8: they
+      // swap one pair so that the even lane adds four columns of row g, the odd one of row g + 8.
+      const bool odd = lane & 1;
+      const float r0 = __shfl_xor_sync(0xffffffffu, odd ? dqa[d][0] : dqa[d][2], 1);
+      const float r1 = __shfl_xor_sync(0xffffffffu, odd ? dqa[d][1] : dqa[d][3], 1);
+      if (!odd) atomicAdd(reinterpret_cast<float4*>(dq0 + d * 8 + c), make_float4(dqa[d][0], dqa[d][1], r0, r1));
+      else atomicAdd(reinterpret_cast<float4*>(dq1 + d * 8 + c - 2), make_float4(r0, r1, dqa[d][2], dqa[d][3]));
 #else
       atomicAdd(dq0 + d * 8 + c, dqa[d][0]);
       atomicAdd(dq0 + d * 8 + c + 1, dqa[d][1]);

@@ -39,4 +39,10 @@ void gemm_rm_strided(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, in
                      const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, float beta,
                      T* C, int64_t ldc, int64_t stride_c, int64_t batch);
 
+// gemm_rm_strided with C of another type (fp32 C under bf16 A and B).
+template <typename T, typename TC>
+void gemm_rm_strided_mixed(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, int64_t Ncol, int64_t K,
+                           float alpha, const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb,
+                           int64_t stride_b, float beta, TC* C, int64_t ldc, int64_t stride_c, int64_t batch);
+
 }  // namespace moe::cuda

@@ -186,20 +186,17 @@ void blocked_fwd(T* out, const T* inp, const T* weights, const int64_t* start, i
   batched_gemm_rm<T, T>(h, stream, false, true, block, O, I, probs, inp, I, weights, I, 0.0f, out, O);
 }
 
-template <typename T>
-void blocked_bwd(T* dinp, float* dweights, const T* dout, const T* inp, const T* weights, const int64_t* start,
-                 int64_t E, int64_t block, int64_t I, int64_t O, cudaStream_t stream) {
-  check_blocks(start, E, block);
-  cublasHandle_t h = blas_context(stream).blas;
-  if (dinp) {  // dinp_e += dout_e W_e
-    std::vector<GroupProblem> probs;
-    for (int64_t e = 0; e < E; ++e)
-      for (int64_t r = start[e]; r < start[e + 1]; r += block) probs.push_back({block, I, O, r * O, e * O * I, r * I});
-    batched_gemm_rm<T, T>(h, stream, false, false, block, I, O, probs, dout, O, weights, I, 1.0f, dinp, I);
+// dW_e += dout_e^T inp_e, one call per block index j (the experts owning a block j), strided when
+// every expert owns one block: the calls run in order on the stream, so each dW_e sums its blocks
+// in a fixed order.
+template <typename T, typename TW>
+void blocked_dweights(TW* dweights, const T* dout, const T* inp, const int64_t* start, int64_t E, int64_t block,
+                      int64_t I, int64_t O, cublasHandle_t h, cudaStream_t stream) {
+  if (one_block_each(start, E, block)) {
+    gemm_rm_strided_mixed<T, TW>(h, true, false, O, I, block, 1.0f, dout, O, block * O, inp, I, block * I, 1.0f,
+                                 dweights, I, O * I, E);
+    return;
   }
-  if (!dweights) return;
-  // dW_e += dout_e^T inp_e, one call per block index j (the experts owning a block j): the calls
-  // run in order on the stream, so each dW_e sums its blocks in a fixed order, in fp32.
   for (int64_t j = 0;; ++j) {
     std::vector<GroupProblem> probs;
     for (int64_t e = 0; e < E; ++e) {
@@ -207,8 +204,28 @@ void blocked_bwd(T* dinp, float* dweights, const T* dout, const T* inp, const T*
       if (r < start[e + 1]) probs.push_back({O, I, block, r * O, r * I, e * O * I});
     }
     if (probs.empty()) break;
-    batched_gemm_rm<T, float>(h, stream, true, false, O, I, block, probs, dout, O, inp, I, 1.0f, dweights, I);
+    batched_gemm_rm<T, TW>(h, stream, true, false, O, I, block, probs, dout, O, inp, I, 1.0f, dweights, I);
   }
+}
+
+template <typename T>
+void blocked_bwd(T* dinp, T* dweights, float* dweights32, const T* dout, const T* inp, const T* weights,
+                 const int64_t* start, int64_t E, int64_t block, int64_t I, int64_t O, cudaStream_t stream,
+                 bool accumulate_dinp) {
+  check_blocks(start, E, block);
+  cublasHandle_t h = blas_context(stream).blas;
+  const float beta = accumulate_dinp ? 1.0f : 0.0f;
+  if (dinp && one_block_each(start, E, block)) {  // dinp_e (+)= dout_e W_e
+    gemm_rm_strided<T>(h, false, false, block, I, O, 1.0f, dout, O, block * O, weights, I, O * I, beta, dinp, I,
+                       block * I, E);
+  } else if (dinp) {
+    std::vector<GroupProblem> probs;
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t r = start[e]; r < start[e + 1]; r += block) probs.push_back({block, I, O, r * O, e * O * I, r * I});
+    batched_gemm_rm<T, T>(h, stream, false, false, block, I, O, probs, dout, O, weights, I, beta, dinp, I);
+  }
+  if (dweights32) blocked_dweights<T, float>(dweights32, dout, inp, start, E, block, I, O, h, stream);
+  else if (dweights) blocked_dweights<T, T>(dweights, dout, inp, start, E, block, I, O, h, stream);
 }
 
 }  // namespace
@@ -221,15 +238,15 @@ void blocked_matmul_forward(bf16* out, const bf16* inp, const bf16* weights, con
                             int64_t block, int64_t I, int64_t O, cudaStream_t stream) {
   blocked_fwd(out, inp, weights, start, E, block, I, O, stream);
 }
-void blocked_matmul_backward(float* dinp, float* dweights, const float* dout, const float* inp, const float* weights,
-                             const int64_t* start, int64_t E, int64_t block, int64_t I, int64_t O,
-                             cudaStream_t stream) {
-  blocked_bwd(dinp, dweights, dout, inp, weights, start, E, block, I, O, stream);
+void blocked_matmul_backward(float* dinp, float* dweights, float* dweights32, const float* dout, const float* inp,
+                             const float* weights, const int64_t* start, int64_t E, int64_t block, int64_t I,
+                             int64_t O, cudaStream_t stream, bool accumulate_dinp) {
+  blocked_bwd(dinp, dweights, dweights32, dout, inp, weights, start, E, block, I, O, stream, accumulate_dinp);
 }
-void blocked_matmul_backward(bf16* dinp, float* dweights, const bf16* dout, const bf16* inp, const bf16* weights,
-                             const int64_t* start, int64_t E, int64_t block, int64_t I, int64_t O,
-                             cudaStream_t stream) {
-  blocked_bwd(dinp, dweights, dout, inp, weights, start, E, block, I, O, stream);
+void blocked_matmul_backward(bf16* dinp, bf16* dweights, float* dweights32, const bf16* dout, const bf16* inp,
+                             const bf16* weights, const int64_t* start, int64_t E, int64_t block, int64_t I, int64_t O,
+                             cudaStream_t stream, bool accumulate_dinp) {
+  blocked_bwd(dinp, dweights, dweights32, dout, inp, weights, start, E, block, I, O, stream, accumulate_dinp);
 }
 
 void matmul_forward(float* out, const float* inp, const float* weight, int64_t N, int64_t I, int64_t O,

@@ -48,12 +48,15 @@ void blocked_matmul_forward(__nv_bfloat16* out, const __nv_bfloat16* inp, const 
                             const int64_t* start, int64_t E, int64_t block, int64_t I, int64_t O,
                             cudaStream_t stream);
 
-// dinp += dout W (per expert); dweights (fp32, E x O x I) += dout^T inp; a null pointer skips it.
-void blocked_matmul_backward(float* dinp, float* dweights, const float* dout, const float* inp, const float* weights,
+// dinp += dout W per expert (= when accumulate_dinp is false: the first writer needs no zeroing);
+// dW (E x O x I) += dout^T inp, into dweights32 (fp32) when it is not null, else into dweights
+// (the compute type: one rounding per block, so meant for one block per expert); null pointers skip.
+void blocked_matmul_backward(float* dinp, float* dweights, float* dweights32, const float* dout, const float* inp,
+                             const float* weights, const int64_t* start, int64_t E, int64_t block, int64_t I,
+                             int64_t O, cudaStream_t stream, bool accumulate_dinp = true);
+void blocked_matmul_backward(__nv_bfloat16* dinp, __nv_bfloat16* dweights, float* dweights32,
+                             const __nv_bfloat16* dout, const __nv_bfloat16* inp, const __nv_bfloat16* weights,
                              const int64_t* start, int64_t E, int64_t block, int64_t I, int64_t O,
-                             cudaStream_t stream);
-void blocked_matmul_backward(__nv_bfloat16* dinp, float* dweights, const __nv_bfloat16* dout,
-                             const __nv_bfloat16* inp, const __nv_bfloat16* weights, const int64_t* start, int64_t E,
-                             int64_t block, int64_t I, int64_t O, cudaStream_t stream);
+                             cudaStream_t stream, bool accumulate_dinp = true);
 
 }  // namespace moe::cuda

@@ -1,5 +1,6 @@
 // The fused router kernel: softmax, biased top-k selection and weight renormalisation in one pass
-// per token (one warp each); probabilities are written once and re-read by the same lane.
+// per token: one thread each with the scores in registers for up to 32 experts (a warp would idle
+// most lanes there), else one warp each, probabilities written once and re-read by the same lane.
 #include <string>
 
 #include "kernels/cuda/common.cuh"
@@ -51,6 +52,45 @@ __global__ void router_kernel(float* probs, int32_t* idx, float* weights, const 
   }
 }
 
+constexpr int kSmallE = 32;
+
+__global__ void router_small_kernel(float* probs, int32_t* idx, float* weights, const float* logits,
+                                    const float* bias, int64_t N, int64_t E, int64_t k, bool norm, float scale) {
+  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < N; r += int64_t(gridDim.x) * blockDim.x) {
+    const float* l = logits + r * E;
+    float p[kSmallE];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int e = 0; e < kSmallE; ++e)
+      if (e < E) p[e] = l[e], mx = fmaxf(mx, p[e]);
+    float sum = 0.0f;
+#pragma unroll
+    for (int e = 0; e < kSmallE; ++e)
+      if (e < E) p[e] = expf(p[e] - mx), sum += p[e];
+    const float inv = 1.0f / sum;
+#pragma unroll
+    for (int e = 0; e < kSmallE; ++e)
+      if (e < E) p[e] *= inv, probs[r * E + e] = p[e];
+    Pick prev{0.0f, -1, 0.0f};
+    float total = 0.0f;
+    for (int64_t j = 0; j < k; ++j) {
+      Pick best{-INFINITY, INT32_MAX, 0.0f};
+#pragma unroll
+      for (int e = 0; e < kSmallE; ++e) {
+        if (e >= E) continue;
+        const float v = p[e] + (bias ? bias[e] : 0.0f);
+        if (prev.idx >= 0 && !before(prev.val, prev.idx, v, e)) continue;
+        if (before(v, e, best.val, best.idx)) best = {v, e, p[e]};
+      }
+      prev = best;
+      idx[r * k + j] = best.idx;
+      weights[r * k + j] = best.aux;  // renormalised below, once the total is known
+      total += best.aux;
+    }
+    for (int64_t j = 0; j < k; ++j) weights[r * k + j] = (norm ? weights[r * k + j] / total : weights[r * k + j]) * scale;
+  }
+}
+
 }  // namespace
 
 void router_topk_forward(float* probs, int32_t* idx, float* weights, const float* logits, const float* bias,
@@ -58,8 +98,12 @@ void router_topk_forward(float* probs, int32_t* idx, float* weights, const float
   MOE_CUDA_REQUIRE(k >= 1 && k <= E && k <= kMaxK,
                    "router: top_k = " + std::to_string(k) + " must lie in [1, min(E, " + std::to_string(kMaxK) + ")]");
   if (N == 0) return;
-  router_kernel<<<grid_for(N, kThreads / 32), kThreads, 0, stream>>>(probs, idx, weights, logits, bias, N, E, k,
-                                                                     norm_topk_prob, scale);
+  if (E <= kSmallE)
+    router_small_kernel<<<grid_for(N, kThreads), kThreads, 0, stream>>>(probs, idx, weights, logits, bias, N, E, k,
+                                                                        norm_topk_prob, scale);
+  else
+    router_kernel<<<grid_for(N, kThreads / 32), kThreads, 0, stream>>>(probs, idx, weights, logits, bias, N, E, k,
+                                                                       norm_topk_prob, scale);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

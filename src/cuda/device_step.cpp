@@ -77,13 +77,16 @@ class StepImpl final : public DeviceModel::Impl {
     if (f.blocks.block) blocked_matmul_forward(out, in, w, f.blocks.start.data(), d.E, f.blocks.block, I, O, s);
     else grouped_matmul_forward(out, in, w, f.offs.data(), d.E, I, O, s);
   }
-  // dw32: the fp32 gradient of the weights (the blocked GEMMs accumulate there, the grouped one in
-  // the compute-type gradient `dw`, which is added to the fp32 one at the end of backward).
+  // dw: the compute-type gradient of the weights (added to the fp32 one at the end of backward);
+  // dw32: the fp32 one, where experts with several blocks sum them (no rounding per block). The
+  // blocked GEMMs overwrite din unless `accumulate` (the grouped one always adds: zero din first).
   void expert_backward(T* din, T* dw, float* dw32, const T* dout, const T* in, const T* w, const FfnActs<T>& f,
-                       int64_t I, int64_t O) {
-    if (f.blocks.block)
-      blocked_matmul_backward(din, dw32, dout, in, w, f.blocks.start.data(), d.E, f.blocks.block, I, O, s);
-    else grouped_matmul_backward(din, dw, dout, in, w, f.offs.data(), d.E, I, O, s);
+                       int64_t I, int64_t O, bool accumulate) {
+    const ExpertBlocks& b = f.blocks;
+    if (!b.block) grouped_matmul_backward(din, dw, dout, in, w, f.offs.data(), d.E, I, O, s);
+    else if (b.max_blocks == 1)
+      blocked_matmul_backward(din, dw, nullptr, dout, in, w, b.start.data(), d.E, b.block, I, O, s, accumulate);
+    else blocked_matmul_backward(din, nullptr, dw32, dout, in, w, b.start.data(), d.E, b.block, I, O, s, accumulate);
   }
   void attention_backward_block(AttnActs<T>& a, const BlockParams& p, const BlockParams& g);
   void ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams& p, const BlockParams& g);
@@ -369,18 +372,25 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
   if (c.model.is_moe_layer(i)) {
     const int64_t E = d.E, K = d.K, Fe = d.Fe, R = f.used_rows;  // R: rows of the expert layout
     const MoeConfig& mc = c.moe;
+    // The blocked layout's first writers overwrite (no zeroing, no read of the old values); the
+    // grouped GEMM and swiglu_backward accumulate into zeroed buffers.
+    const bool blocked = f.blocks.block > 0;
     dxe_.zero(s, R * D);
-    for (auto* b : {&dh1_, &dh3_, &dact_}) b->zero(s, R * Fe);
+    if (!blocked)
+      for (auto* b : {&dh1_, &dh3_, &dact_}) b->zero(s, R * Fe);
     dws_.zero(s, R);
     dw_slot_.zero(s);
     dlogits_r_.zero(s);
     T* dye = dxe_.get();  // dye and dxe are both R x D: dye is consumed before dxe is written
     scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);
-    expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dye, f.act.get(), pc(p.experts_w2), f, Fe, D);
-    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s);
-    dxe_.zero(s, R * D);
-    expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe);
-    expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
+    expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dye, f.act.get(), pc(p.experts_w2), f, Fe, D, false);
+    if (blocked) swiglu_backward_set(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s);
+    else swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s);
+    if (!blocked) dxe_.zero(s, R * D);
+    expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe,
+                    false);
+    expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe,
+                    true);
     scatter_add_rows(dxn32_.get(), dxe_.get(), f.rows.get(), nullptr, R, D, s);   // un-permute
     scatter_add_rows(dw_slot_.get(), dws_.get(), f.slots.get(), nullptr, R, 1, s);  // weights back to slots
     MOE_CUDA_CHECK(cudaMemcpyAsync(aux_coef_.get(), f.aux_coef.data(), sizeof(float) * E, cudaMemcpyHostToDevice, s));

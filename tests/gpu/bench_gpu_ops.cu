@@ -125,8 +125,12 @@ void bench_gemms(const Shape& s, const char* dt) {
   report(s, dt, "blocked GEMM fwd (strided batched)",
          time_ms([&] { blocked_matmul_forward(he, xe, we, one.start.data(), E, one.block, D, Fe, nullptr); }),
          2.0 * M * D * Fe);
+  report(s, dt, "blocked GEMM bwd (strided)", time_ms([&] {
+           blocked_matmul_backward(dxe, dwe, nullptr, he, xe, we, one.start.data(), E, one.block, D, Fe, nullptr);
+         }),
+         4.0 * M * D * Fe);
   report(s, dt, "blocked GEMM bwd (strided, fp32 dW)", time_ms([&] {
-           blocked_matmul_backward(dxe, dwe32, he, xe, we, one.start.data(), E, one.block, D, Fe, nullptr);
+           blocked_matmul_backward(dxe, nullptr, dwe32, he, xe, we, one.start.data(), E, one.block, D, Fe, nullptr);
          }),
          4.0 * M * D * Fe);
   // Four blocks per expert (the skewed-load form: batched calls, one per block index for dW).
@@ -140,7 +144,8 @@ void bench_gemms(const Shape& s, const char* dt) {
              time_ms([&] { blocked_matmul_forward(he, xe, we, four.start.data(), E, four.block, D, Fe, nullptr); }),
              2.0 * M * D * Fe);
       report(s, dt, "blocked GEMM bwd (4 blocks/expert)", time_ms([&] {
-               blocked_matmul_backward(dxe, dwe32, he, xe, we, four.start.data(), E, four.block, D, Fe, nullptr);
+               blocked_matmul_backward(dxe, nullptr, dwe32, he, xe, we, four.start.data(), E, four.block, D, Fe,
+                                       nullptr);
              }),
              4.0 * M * D * Fe);
     }
@@ -297,11 +302,15 @@ void bench_moe_layer(const Shape& s, double padding) {
     if (blocks.block) blocked_matmul_forward(out, in, wt, blocks.start.data(), E, blocks.block, I, O, nullptr);
     else grouped_matmul_forward(out, in, wt, offs.data(), E, I, O, nullptr);
   };
+  // As src/cuda/device_step.cpp: bf16 dW for one block per expert, fp32 for several; the blocked
+  // first writers overwrite (acc false), the grouped GEMM accumulates.
   auto expert_bwd = [&](bf* din, bf* dwt, float* dwt32, const bf* dout, const bf* in, const bf* wt, int64_t I,
-                        int64_t O) {
-    if (blocks.block)
-      blocked_matmul_backward(din, dwt32, dout, in, wt, blocks.start.data(), E, blocks.block, I, O, nullptr);
-    else grouped_matmul_backward(din, dwt, dout, in, wt, offs.data(), E, I, O, nullptr);
+                        int64_t O, bool acc) {
+    const int64_t* st = blocks.start.data();
+    if (!blocks.block) grouped_matmul_backward(din, dwt, dout, in, wt, offs.data(), E, I, O, nullptr);
+    else if (blocks.max_blocks == 1)
+      blocked_matmul_backward(din, dwt, nullptr, dout, in, wt, st, E, blocks.block, I, O, nullptr, acc);
+    else blocked_matmul_backward(din, nullptr, dwt32, dout, in, wt, st, E, blocks.block, I, O, nullptr, acc);
   };
   const double moe_ms = time_ms([&] {
     matmul_forward(logits, xn32, wr, N, D, E, false, nullptr);
@@ -323,10 +332,11 @@ void bench_moe_layer(const Shape& s, double padding) {
     scatter_add_rows(x, ye, prows, ws, Ru, D, nullptr);
     // backward
     scatter_add_rows_backward(dxe, dws, dx, ye, prows, ws, Ru, D, nullptr);
-    expert_bwd(dact, dw2, dw2f, dxe, act, w2, Fe, D);
-    swiglu_backward(dh1, dh3, dact, h1, h3, Ru * Fe, nullptr);
-    expert_bwd(dxe, dw1, dw1f, dh1, xe, w1, D, Fe);
-    expert_bwd(dxe, dw3, dw3f, dh3, xe, w3, D, Fe);
+    expert_bwd(dact, dw2, dw2f, dxe, act, w2, Fe, D, false);
+    if (blocks.block) swiglu_backward_set(dh1, dh3, dact, h1, h3, Ru * Fe, nullptr);
+    else swiglu_backward(dh1, dh3, dact, h1, h3, Ru * Fe, nullptr);
+    expert_bwd(dxe, dw1, dw1f, dh1, xe, w1, D, Fe, false);
+    expert_bwd(dxe, dw3, dw3f, dh3, xe, w3, D, Fe, true);
     scatter_add_rows(dxn, dxe, prows, nullptr, Ru, D, nullptr);
     scatter_add_rows(dwslot, dws, pslots, nullptr, Ru, 1, nullptr);
     router_backward(dlog, probs, idx, dwslot, lse, nullptr, 0.0f, N, E, k, true, 1.0f, nullptr);

@@ -38,6 +38,12 @@ TEST(GpuElementwise, SwigluForwardBackwardMatchCpu) {
   EXPECT_LT(rel_err(gout.host(), out), kTolF32);
   EXPECT_LT(rel_err(gda.host(), rda), kTolF32);
   EXPECT_LT(rel_err(gdb.host(), rdb), kTolF32);
+  // The overwriting form: the CPU's += on zeros, whatever the buffers held.
+  std::vector<float> zda(n, 0.0f), zdb(n, 0.0f);
+  ops::swiglu_backward(zda.data(), zdb.data(), g.data(), a.data(), b.data(), n);
+  cuda::swiglu_backward_set(gda.ptr, gdb.ptr, gg.ptr, ga.ptr, gb.ptr, n, stream());
+  EXPECT_LT(rel_err(gda.host(), zda), kTolF32);
+  EXPECT_LT(rel_err(gdb.host(), zdb), kTolF32);
 }
 
 TEST(GpuElementwise, SwigluBf16MatchesCpu) {
@@ -54,6 +60,10 @@ TEST(GpuElementwise, SwigluBf16MatchesCpu) {
   EXPECT_LT(rel_err(to_float(bout.host()), out), kTolBf16);
   EXPECT_LT(rel_err(to_float(bda.host()), rda), kTolBf16);
   EXPECT_LT(rel_err(to_float(bdb.host()), rdb), kTolBf16);
+  Dev<bf16> sda(to_bf16(random_floats(n, 30))), sdb(to_bf16(random_floats(n, 31)));  // overwritten
+  cuda::swiglu_backward_set(sda.ptr, sdb.ptr, bg.ptr, ba.ptr, bb.ptr, n, stream());
+  EXPECT_LT(rel_err(to_float(sda.host()), rda), kTolBf16);
+  EXPECT_LT(rel_err(to_float(sdb.host()), rdb), kTolBf16);
 }
 
 // The 16-byte path, its scalar tail (n % 8 != 0), a misaligned start (the scalar kernel) and a
@@ -74,7 +84,9 @@ TEST(GpuElementwise, SwigluBf16TailsMisalignmentAndNullGradient) {
     const std::vector<float> got = to_float(bout.host()), gdb = to_float(bdb.host());
     EXPECT_LT(rel_err(std::vector<float>(got.begin() + off, got.end()), out), kTolBf16) << "offset " << off;
     EXPECT_LT(rel_err(std::vector<float>(gdb.begin() + off, gdb.end()), rdb), kTolBf16) << "offset " << off;
-    if (off == 1) EXPECT_EQ(got[0], 0.0f);  // nothing written before the start
+    if (off == 1) {
+      EXPECT_EQ(got[0], 0.0f);  // nothing written before the start
+    }
   }
 }
 

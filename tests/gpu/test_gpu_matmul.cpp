@@ -132,10 +132,25 @@ void check_blocked_matches_grouped(int64_t block, double tol) {
     if constexpr (std::is_same_v<T, bf16>) return to_float(d.host());
     else return d.host();
   };
-  Dev<T> gx = up(px), gw = up(w), gg = up(pg), gout(R * O), gdx(R * I);
+  Dev<T> gx = up(px), gw = up(w), gg = up(pg), gout(R * O), gdx(R * I), gdw_t = up(rnd(dw0));
   Dev<float> gdw(dw0);
   cuda::blocked_matmul_forward(gout.ptr, gx.ptr, gw.ptr, start.data(), E, block, I, O, stream());
-  cuda::blocked_matmul_backward(gdx.ptr, gdw.ptr, gg.ptr, gx.ptr, gw.ptr, start.data(), E, block, I, O, stream());
+  cuda::blocked_matmul_backward(gdx.ptr, nullptr, gdw.ptr, gg.ptr, gx.ptr, gw.ptr, start.data(), E, block, I, O,
+                                stream());
+  // The compute-type dW (no input gradient this time): the same sums, rounded to T.
+  cuda::blocked_matmul_backward(nullptr, gdw_t.ptr, nullptr, gg.ptr, gx.ptr, gw.ptr, start.data(), E, block, I, O,
+                                stream());
+  // The overwriting form of the input gradient: the same values whatever dinp held.
+  Dev<T> gdx_set = up(rnd(random_floats(R * I, 26)));
+  cuda::blocked_matmul_backward(gdx_set.ptr, nullptr, nullptr, gg.ptr, gx.ptr, gw.ptr, start.data(), E, block, I, O,
+                                stream(), /*accumulate_dinp=*/false);
+  const std::vector<float> pdx_set = down(gdx_set);
+  std::vector<float> dx_set_real(M * I);
+  for (int64_t r = 0; r < M; ++r) std::copy_n(pdx_set.begin() + where[r] * I, I, dx_set_real.begin() + r * I);
+  EXPECT_LT(rel_err(dx_set_real, rdx), tol) << "block " << block;
+  std::vector<float> rdw_t = rnd(dw0);
+  ops::grouped_matmul_backward(nullptr, rdw_t.data(), g.data(), x.data(), w.data(), c.offsets.data(), E, I, O);
+  EXPECT_LT(rel_err(down(gdw_t), rdw_t), tol) << "block " << block;
   const std::vector<float> pout = down(gout), pdx = down(gdx);
   std::vector<float> out_real(M * O), dx_real(M * I);
   for (int64_t r = 0; r < M; ++r) {

@@ -120,8 +120,10 @@ void check_router(int64_t N, int64_t E, int64_t k, bool with_bias, bool norm, ui
 
 TEST(GpuRouter, FusedKernelMatchesCpuComposition) {
   MOE_REQUIRE_GPU();
-  check_router(1000, 8, 2, false, true, 12);
-  check_router(1000, 64, 6, true, true, 14);
+  check_router(1000, 8, 2, false, true, 12);  // E <= 32: one thread per token
+  check_router(1000, 5, 5, true, false, 13);
+  check_router(999, 32, 4, true, true, 15);
+  check_router(1000, 64, 6, true, true, 14);  // one warp per token
   check_router(500, 160, 8, true, false, 16);  // E > 128: five experts per lane
 }
 
