@@ -1,30 +1,52 @@
 #!/usr/bin/env bash
-# Runs tests/gpu/test_gpu_permute.cpp and test_gpu_gather_scatter.cpp on the CPU against the real
-# kernels of kernels/cuda/permute_counting.cu and gather_scatter.cu, through the host emulation in
+# Runs GPU tests on the CPU against the real kernel sources, through the host emulation in
 # include/ (one thread per CUDA thread; see include/emu_runtime.h for what it cannot show). The
 # kernel sources are copied with their launches (k<<<g, b, s, st>>>(args)) rewritten as
 # emu::launch(...) calls and `extern __shared__` arrays as the emulated dynamic shared memory.
-# The CUB radix path and the dispatching entry are stand-ins (permute_paths.cpp).
-#   tests/gpu/emu/run.sh [gtest filter]        e.g. 'GpuGatherScatter*' (the full set takes minutes)
+#   tests/gpu/emu/run.sh [gtest filter]
+#     tests/gpu/test_gpu_permute.cpp and test_gpu_gather_scatter.cpp against permute_counting.cu
+#     and gather_scatter.cu, e.g. 'GpuGatherScatter*' (the full set takes minutes). The CUB radix
+#     path and the dispatching entry are stand-ins (permute_paths.cpp).
+#   tests/gpu/emu/run.sh --flash [gtest filter]
+#     tests/gpu/test_gpu_flash_attention.cpp against flash_attention.cu (forward and backward),
+#     its tensor-core PTX emulated by include/kernels/cuda/mma_ptx.cuh; the reference is the CPU
+#     attention of kernels/cpu (OpenBLAS).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
+mode=permute
+if [[ "${1:-}" == --flash ]]; then
+  mode=flash
+  shift
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 - "$root" "$work" <<'PY'
+if [[ $mode == flash ]]; then kernels=flash_attention; else kernels="permute_counting gather_scatter"; fi
+python3 - "$root" "$work" $kernels <<'PY'
 import re, sys
 root, work = sys.argv[1], sys.argv[2]
-for name in ("permute_counting", "gather_scatter"):
+for name in sys.argv[3:]:
     s = open(f"{root}/kernels/cuda/{name}.cu").read()
-    s = re.sub(r"extern __shared__ (\w+) (\w+)\[\];", r"\1* \2 = emu::dyn_smem<\1>();", s)
+    # (the emulated dynamic shared memory is 16-byte aligned: what cp.async and ldmatrix need)
+    s = re.sub(r"extern __shared__ (?:__align__\(\d+\) )?(\w+(?: \w+)?) (\w+)\[\];",
+               r"\1* \2 = emu::dyn_smem<\1>();", s)
     s = re.sub(r"([\w:]+(?:<[^<>;]*>)?)\s*<<<(.*?)>>>\(",
                lambda m: f"emu::launch(emu::config({m.group(2)}), {m.group(1)}, ", s, flags=re.S)
     s = s.replace("__restrict__", "")
+    if "<<<" in s or "extern __shared__" in s or re.search(r"\basm\b", re.sub(r"//.*", "", s)):
+        sys.exit(f"emu/run.sh: {name}.cu has a construct the rewrite does not handle")
     open(f"{work}/{name}.cpp", "w").write(s)
 PY
-g++ -std=c++20 -O1 -Wno-unknown-pragmas -I"$here/include" -I"$root" \
-  "$work/permute_counting.cpp" "$work/gather_scatter.cpp" "$here/permute_paths.cpp" \
-  "$root/kernels/cpu/routing.cpp" "$root/src/core/error.cpp" \
-  "$root/tests/gpu/test_gpu_permute.cpp" "$root/tests/gpu/test_gpu_gather_scatter.cpp" \
-  -o "$work/emu_tests" -lgtest -lgtest_main -pthread
+flags=(-std=c++20 -O1 -Wno-unknown-pragmas -I"$here/include" -I"$root")
+if [[ $mode == flash ]]; then
+  g++ "${flags[@]}" "$work/flash_attention.cpp" "$root/tests/gpu/test_gpu_flash_attention.cpp" \
+    "$root/kernels/cpu/attention.cpp" "$root/kernels/cpu/attention_bf16.cpp" "$root/kernels/cpu/gemm_bf16.cpp" \
+    "$root/kernels/cpu/half.cpp" "$root/src/core/error.cpp" \
+    -o "$work/emu_tests" -lopenblas -lgtest -lgtest_main -pthread
+else
+  g++ "${flags[@]}" "$work/permute_counting.cpp" "$work/gather_scatter.cpp" "$here/permute_paths.cpp" \
+    "$root/kernels/cpu/routing.cpp" "$root/src/core/error.cpp" \
+    "$root/tests/gpu/test_gpu_permute.cpp" "$root/tests/gpu/test_gpu_gather_scatter.cpp" \
+    -o "$work/emu_tests" -lgtest -lgtest_main -pthread
+fi
 "$work/emu_tests" --gtest_filter="${1:-*}"

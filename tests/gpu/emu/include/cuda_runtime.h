@@ -14,6 +14,19 @@ cudaError_t cudaMalloc(T** p, size_t n) {
   return cudaSuccess;
 }
 inline cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+template <typename T>
+cudaError_t cudaMallocAsync(T** p, size_t n, cudaStream_t) {
+  return cudaMalloc(p, n);
+}
+inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+// The opt-in that emu::launch checks: beyond 48 KiB of dynamic shared memory, up to sm_90's 227 KiB.
+template <typename Kernel>
+cudaError_t cudaFuncSetAttribute(Kernel* kernel, cudaFuncAttribute, int bytes) {
+  if (bytes < 0 || size_t(bytes) > emu::kMaxSmemSm90) throw std::runtime_error("emu: shared memory beyond sm_90's");
+  emu::max_dynamic_smem[reinterpret_cast<const void*>(kernel)] = size_t(bytes);
+  return cudaSuccess;
+}
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
 inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }

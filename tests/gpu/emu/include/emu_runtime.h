@@ -1,10 +1,15 @@
-// Host emulation of the CUDA features that kernels/cuda/permute_counting.cu and gather_scatter.cu
-// use, so their GPU tests run on a machine without a GPU (see ../run.sh). One std::thread per CUDA
-// thread; the blocks of a launch run one after another, so a function-local `static` is that
-// block's __shared__ memory. __syncthreads, __syncwarp and the warp collectives are barriers: a
-// lane that misses one hangs the run instead of passing. Dynamic shared memory starts as garbage.
-// What this cannot show: races the barriers hide, memory-model and alignment faults, real
-// instruction semantics (bf16 rounding, vector atomics) and speed.
+// Host emulation of the CUDA features that kernels/cuda/permute_counting.cu, gather_scatter.cu and
+// flash_attention.cu use, so their GPU tests run on a machine without a GPU (see ../run.sh). One
+// std::thread per CUDA thread; the blocks of a launch run one after another (x fastest, then y), so
+// a function-local `static` is that block's __shared__ memory. __syncthreads, __syncwarp and the
+// warp collectives are barriers: a lane that misses one hangs the run instead of passing. Dynamic
+// shared memory starts as garbage; a launch asking for more than 48 KiB of it needs the
+// cudaFuncSetAttribute opt-in (at most sm_90's 227 KiB), as on the device. __CUDA_ARCH__ is 900,
+// so the kernels' sm_90 branches are the ones emulated. The tensor-core PTX of flash attention is
+// emulated in kernels/cuda/mma_ptx.cuh (this folder). What this cannot show: races the barriers
+// hide, the memory model, alignment faults other than the ones checked (vector atomics, ldmatrix
+// and cp.async addresses), the hardware's fp32 summation order inside mma and __expf's
+// approximation error, and speed.
 #pragma once
 #include <atomic>
 #include <barrier>
@@ -12,18 +17,31 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <stdexcept>
 #include <thread>
+#include <type_traits>
 #include <vector>
+
+#ifndef __CUDA_ARCH__
+#define __CUDA_ARCH__ 900
+#endif
 
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
 #define __shared__ static
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
 
 struct EmuDim {
   unsigned x = 0, y = 1, z = 1;
+};
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 
 namespace emu {
@@ -40,33 +58,54 @@ T* dyn_smem() {
   return reinterpret_cast<T*>(dynamic_smem.data());
 }
 
+// Dynamic shared memory a kernel may use (cudaFuncAttributeMaxDynamicSharedMemorySize).
+inline std::map<const void*, size_t> max_dynamic_smem;
+constexpr size_t kDefaultSmem = 48 * 1024, kMaxSmemSm90 = 227 * 1024;
+
+// True when [p, p + n) lies in the current block's dynamic shared memory.
+inline bool in_dynamic_smem(const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  return c >= dynamic_smem.data() && c + n <= dynamic_smem.data() + dynamic_smem.size();
+}
+
 struct LaunchConfig {
-  unsigned grid, block;
+  dim3 grid;
+  unsigned block;
   size_t smem;
 };
-inline LaunchConfig config(unsigned grid, unsigned block, size_t smem = 0, void* /*stream*/ = nullptr) {
+inline LaunchConfig config(dim3 grid, unsigned block, size_t smem = 0, void* /*stream*/ = nullptr) {
   return {grid, block, smem};
 }
 
 template <typename Kernel, typename... Args>
 void launch(LaunchConfig c, Kernel kernel, Args... args) {
   if (c.block == 0 || c.block % 32 != 0 || c.block > 1024) throw std::runtime_error("emu: bad block size");
-  grid_dim.x = c.grid;
-  block_dim.x = c.block;
-  for (unsigned b = 0; b < c.grid; ++b) {
-    dynamic_smem.assign(c.smem + 16, char(0x5a));
-    block_barrier = std::make_unique<std::barrier<>>(c.block);
-    warp_barriers.clear();
-    for (unsigned w = 0; w < c.block / 32; ++w) warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
-    std::vector<std::thread> threads;
-    for (unsigned t = 0; t < c.block; ++t)
-      threads.emplace_back([=] {
-        thread_idx.x = t;
-        block_idx.x = b;
-        kernel(args...);
-      });
-    for (auto& t : threads) t.join();
+  if (c.grid.z != 1) throw std::runtime_error("emu: grid.z > 1 is not emulated");
+  size_t smem_limit = kDefaultSmem;
+  if constexpr (std::is_pointer_v<Kernel>) {
+    const auto opt_in = max_dynamic_smem.find(reinterpret_cast<const void*>(kernel));
+    if (opt_in != max_dynamic_smem.end()) smem_limit = opt_in->second;
   }
+  if (c.smem > smem_limit) throw std::runtime_error("emu: dynamic shared memory beyond the kernel's limit");
+  grid_dim.x = c.grid.x;
+  grid_dim.y = c.grid.y;
+  block_dim.x = c.block;
+  for (unsigned by = 0; by < c.grid.y; ++by)
+    for (unsigned bx = 0; bx < c.grid.x; ++bx) {
+      dynamic_smem.assign(c.smem + 16, char(0x5a));
+      block_barrier = std::make_unique<std::barrier<>>(c.block);
+      warp_barriers.clear();
+      for (unsigned w = 0; w < c.block / 32; ++w) warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
+      std::vector<std::thread> threads;
+      for (unsigned t = 0; t < c.block; ++t)
+        threads.emplace_back([=] {
+          thread_idx.x = t;
+          block_idx.x = bx;
+          block_idx.y = by;
+          kernel(args...);
+        });
+      for (auto& t : threads) t.join();
+    }
 }
 }  // namespace emu
 
@@ -100,6 +139,9 @@ inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __ffs(unsigned x) { return __builtin_ffs(int(x)); }
 inline int atomicAdd(int* p, int v) { return std::atomic_ref<int>(*p).fetch_add(v); }
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+// Single precision as the device computes it: __expf is ex2.approx(x log2 e) there (its
+// approximation error, about 2 ulp, is not reproduced).
+inline float __expf(float x) { return std::exp2f(x * 1.44269504f); }
 inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
 inline float __uint_as_float(unsigned u) {
   float f = 0.0f;
@@ -107,6 +149,9 @@ inline float __uint_as_float(unsigned u) {
   return f;
 }
 
+struct float2 {
+  float x, y;
+};
 struct float4 {
   float x, y, z, w;
 };
@@ -116,6 +161,7 @@ struct uint4 {
 struct uint2 {
   unsigned x, y;
 };
+inline float2 make_float2(float a, float b) { return {a, b}; }
 inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
 inline uint2 make_uint2(unsigned a, unsigned b) { return {a, b}; }
 inline float4 atomicAdd(float4* p, float4 v) {
@@ -125,5 +171,12 @@ inline float4 atomicAdd(float4* p, float4 v) {
   atomicAdd(f + 1, v.y);
   atomicAdd(f + 2, v.z);
   atomicAdd(f + 3, v.w);
+  return v;
+}
+inline float2 atomicAdd(float2* p, float2 v) {
+  if (reinterpret_cast<uintptr_t>(p) % 8 != 0) std::abort();
+  float* f = reinterpret_cast<float*>(p);
+  atomicAdd(f, v.x);
+  atomicAdd(f + 1, v.y);
   return v;
 }
