@@ -10,7 +10,8 @@
 #   tests/gpu/emu/run.sh --flash [gtest filter]
 #     tests/gpu/test_gpu_flash_attention.cpp against flash_attention.cu (forward and backward),
 #     its tensor-core PTX emulated by include/kernels/cuda/mma_ptx.cuh; the reference is the CPU
-#     attention of kernels/cpu (OpenBLAS).
+#     attention of kernels/cpu (OpenBLAS); and test_emu_ptx.cpp, the emulated PTX against the PTX ISA
+#     ('EmuPtx*', seconds).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -39,7 +40,7 @@ for name in sys.argv[3:]:
 PY
 flags=(-std=c++20 -O1 -Wno-unknown-pragmas -I"$here/include" -I"$root")
 if [[ $mode == flash ]]; then
-  g++ "${flags[@]}" "$work/flash_attention.cpp" "$root/tests/gpu/test_gpu_flash_attention.cpp" \
+  g++ "${flags[@]}" "$work/flash_attention.cpp" "$root/tests/gpu/test_gpu_flash_attention.cpp" "$here/test_emu_ptx.cpp" \
     "$root/kernels/cpu/attention.cpp" "$root/kernels/cpu/attention_bf16.cpp" "$root/kernels/cpu/gemm_bf16.cpp" \
     "$root/kernels/cpu/half.cpp" "$root/src/core/error.cpp" \
     -o "$work/emu_tests" -lopenblas -lgtest -lgtest_main -pthread
