@@ -54,6 +54,39 @@ TEST(EmuPtx, MmaIsTheMatrixProductPerWarp) {
       }
 }
 
+// D += A_i B_i for i < n, back to back in one warp: a lane that rewrites its exchange slot for
+// product i + 1 before the slowest lane has read product i would corrupt it.
+void mma_chain_kernel(float* d, const float* a, const float* b, int n) {
+  const int lane = threadIdx.x % 32, g = lane / 4, c = 2 * (lane % 4);
+  float acc[4] = {};
+  for (int i = 0; i < n; ++i) {
+    const float* A = a + i * 256;
+    const float* B = b + i * 128;
+    const uint32_t ar[4] = {pack(A[g * 16 + c], A[g * 16 + c + 1]), pack(A[(g + 8) * 16 + c], A[(g + 8) * 16 + c + 1]),
+                            pack(A[g * 16 + c + 8], A[g * 16 + c + 9]),
+                            pack(A[(g + 8) * 16 + c + 8], A[(g + 8) * 16 + c + 9])};
+    mma16816(acc, ar, pack(B[c * 8 + g], B[(c + 1) * 8 + g]), pack(B[(c + 8) * 8 + g], B[(c + 9) * 8 + g]));
+  }
+  d[g * 8 + c] = acc[0], d[g * 8 + c + 1] = acc[1], d[(g + 8) * 8 + c] = acc[2], d[(g + 8) * 8 + c + 1] = acc[3];
+}
+
+TEST(EmuPtx, BackToBackMmasDoNotMix) {
+  const int n = 256;
+  const auto a = bf16_values(n * 256, 8), b = bf16_values(n * 128, 9);
+  std::vector<float> d(128);
+  emu::launch(emu::config(1, 32), mma_chain_kernel, d.data(), a.data(), b.data(), n);
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 8; ++j) {
+      double want = 0;
+      for (int p = 0; p < n; ++p)
+        for (int k = 0; k < 16; ++k) want += double(a[p * 256 + i * 16 + k]) * b[p * 128 + k * 8 + j];
+      // 4096 products in (-1, 1), summed in fp32 in a fixed order (so the result is reproducible):
+      // |error| <= 4096 * 2^-24 * sum |terms| ~ 0.25 at worst, ~1e-5 in practice; an exchange
+      // mixed with the next product's operands moves an entry by O(1).
+      EXPECT_NEAR(d[i * 8 + j], want, 1e-3) << "D[" << i << "][" << j << "]";
+    }
+}
+
 // ldmatrix .x2 .trans of the 16 x 8 block at column n0 of a 16 x 24 k-major bf16 tile (row stride
 // 24: 48-byte rows, 16-byte aligned); every lane's two registers are stored to `out`.
 void ldmatrix_kernel(uint32_t* out, const float* tile, int ld, int n0) {
