@@ -1,7 +1,8 @@
 // The emulated PTX of include/kernels/cuda/mma_ptx.cuh against the PTX ISA, independently of any
 // kernel: mma.m16n8k16 against a double-precision matrix product (two warps with different
-// operands, so their exchanges must not mix), ldmatrix .x2 .trans against the element formula,
-// and the faults the emulation reports instead of reading wrong memory. Built by run.sh --flash.
+// operands, and 256 products back to back in one warp, so exchanges must not mix), ldmatrix .x2
+// .trans against the element formula, and the faults the emulation reports instead of reading
+// wrong memory. Built by run.sh --flash.
 #include <gtest/gtest.h>
 
 #include <cstring>
