@@ -249,6 +249,7 @@ std::vector<KeySpec> build_schema() {
   const RealRange positive{0, true};
   const RealRange non_negative{0, false};
   const RealRange unit_open{0, false, 1, true};  // [0, 1)
+  const RealRange padding{0, false, 8, false};   // [0, 8]: buffers of up to 8 x the routed rows
   return {
       int_key("model", "vocab_size", &C::model, &M::vocab_size, 1),
       int_key("model", "d_model", &C::model, &M::d_model, 1),
@@ -300,7 +301,7 @@ std::vector<KeySpec> build_schema() {
       real_key("train", "loss_scale_init", &C::train, &T::loss_scale_init, positive),
       int_key("train", "loss_scale_window", &C::train, &T::loss_scale_window, 1),
       string_key("train", "device", &C::train, &T::device, {"cpu", "cuda", "auto"}, false),
-      real_key("train", "gpu_expert_padding", &C::train, &T::gpu_expert_padding, non_negative),
+      real_key("train", "gpu_expert_padding", &C::train, &T::gpu_expert_padding, padding),
       int_key("train", "log_every", &C::train, &T::log_every, 1),
       int_key("train", "eval_every", &C::train, &T::eval_every, 0),
       int_key("train", "eval_batches", &C::train, &T::eval_batches, 1),

@@ -270,6 +270,8 @@ TEST(ConfigRange, OutOfRange) {
   EXPECT_HAS(error_of("optim:\n  beta1: 1.0\n"), "optim.beta1: 1.0 is out of range in configs/bad.yaml; expected a number in [0.0, 1.0)");
   EXPECT_HAS(error_of("optim:\n  lr: 0\n"), "optim.lr: 0 is out of range in configs/bad.yaml; expected a number > 0.0");
   EXPECT_HAS(error_of("moe:\n  capacity_factor: -0.5\n"), "moe.capacity_factor: -0.5 is out of range");
+  EXPECT_HAS(error_of("train:\n  gpu_expert_padding: 9\n"),
+             "train.gpu_expert_padding: 9 is out of range in configs/bad.yaml; expected a number in [0.0, 8.0]");
   EXPECT_HAS(error_of("moe:\n  aux_loss_coeff: .nan\n"), "moe.aux_loss_coeff:");
   EXPECT_HAS(error_of("model:\n  moe_every: -1\n"), "model.moe_every: -1 is out of range");
   EXPECT_HAS(error_of("data:\n  path: \"\"\n"), "data.path: is empty in configs/bad.yaml");
