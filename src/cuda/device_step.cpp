@@ -72,7 +72,7 @@ class StepImpl final : public DeviceModel::Impl {
                          DeviceLosses& out);
   void moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockParams& p, const SumReducer& reduce_sum,
                    DeviceLosses& out);
-  // The expert GEMMs over the layer's row layout: padded (one strided-batched call) or compact (grouped).
+  // The expert GEMMs over the layer's row layout: blocked (uniform batched calls) or compact (grouped).
   void expert_forward(T* out, const T* in, const T* w, const FfnActs<T>& f, int64_t I, int64_t O) {
     if (f.blocks.block) blocked_matmul_forward(out, in, w, f.blocks.start.data(), d.E, f.blocks.block, I, O, s);
     else grouped_matmul_forward(out, in, w, f.offs.data(), d.E, I, O, s);
