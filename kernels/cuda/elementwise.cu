@@ -144,20 +144,14 @@ void swiglu_forward(bf16* out, const bf16* a, const bf16* b, int64_t n, cudaStre
   swiglu_fwd(out, a, b, n, stream);
 }
 void swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n,
-                     cudaStream_t stream) {
-  swiglu_bwd<float, true>(da, db, dout, a, b, n, stream);
+                     cudaStream_t stream, bool accumulate) {
+  if (accumulate) swiglu_bwd<float, true>(da, db, dout, a, b, n, stream);
+  else swiglu_bwd<float, false>(da, db, dout, a, b, n, stream);
 }
 void swiglu_backward(bf16* da, bf16* db, const bf16* dout, const bf16* a, const bf16* b, int64_t n,
-                     cudaStream_t stream) {
-  swiglu_bwd<bf16, true>(da, db, dout, a, b, n, stream);
-}
-void swiglu_backward_set(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n,
-                         cudaStream_t stream) {
-  swiglu_bwd<float, false>(da, db, dout, a, b, n, stream);
-}
-void swiglu_backward_set(bf16* da, bf16* db, const bf16* dout, const bf16* a, const bf16* b, int64_t n,
-                         cudaStream_t stream) {
-  swiglu_bwd<bf16, false>(da, db, dout, a, b, n, stream);
+                     cudaStream_t stream, bool accumulate) {
+  if (accumulate) swiglu_bwd<bf16, true>(da, db, dout, a, b, n, stream);
+  else swiglu_bwd<bf16, false>(da, db, dout, a, b, n, stream);
 }
 
 }  // namespace moe::cuda

@@ -30,16 +30,9 @@ __global__ void expand_kernel(int32_t* slots_out, int32_t* rows_out, const int32
 }  // namespace
 
 void expand_expert_rows(int32_t* slots_out, int32_t* rows_out, const int32_t* slots, const int32_t* rows,
-                        const int64_t* offsets, const int64_t* start, int64_t M, int64_t E, int64_t rows_out_count,
+                        const int64_t* offsets, const int64_t* start, int64_t E, int64_t rows_out_count,
                         cudaStream_t stream) {
   MOE_CUDA_REQUIRE(E >= 1 && rows_out_count >= 0, "expand_expert_rows: E = " + std::to_string(E));
-  if (!start) {
-    MOE_CUDA_REQUIRE(rows_out_count == M, "expand_expert_rows: the compact layout has M rows");
-    if (M == 0) return;
-    MOE_CUDA_CHECK(cudaMemcpyAsync(slots_out, slots, sizeof(int32_t) * M, cudaMemcpyDeviceToDevice, stream));
-    MOE_CUDA_CHECK(cudaMemcpyAsync(rows_out, rows, sizeof(int32_t) * M, cudaMemcpyDeviceToDevice, stream));
-    return;
-  }
   if (rows_out_count == 0) return;
   expand_kernel<<<grid_for(rows_out_count, kThreads), kThreads, 0, stream>>>(slots_out, rows_out, slots, rows, offsets,
                                                                              start, E, rows_out_count);

@@ -42,23 +42,15 @@ void gemm_rm_batched(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, in
 }
 
 template <typename T, typename TC>
-void gemm_rm_strided_mixed(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, int64_t Ncol, int64_t K,
-                           float alpha, const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb,
-                           int64_t stride_b, float beta, TC* C, int64_t ldc, int64_t stride_c, int64_t batch) {
+void gemm_rm_strided(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, int64_t Ncol, int64_t K, float alpha,
+                     const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, float beta,
+                     TC* C, int64_t ldc, int64_t stride_c, int64_t batch) {
   if (M == 0 || Ncol == 0 || batch == 0) return;
   const cudaDataType_t t = CudaType<T>::value;
   MOE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(Ncol, "n"), as_int(M, "m"),
       as_int(K, "k"), &alpha, B, t, ld(ldb), stride_b, A, t, ld(lda), stride_a, &beta, C, CudaType<TC>::value,
       ld(ldc), stride_c, as_int(batch, "batch"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-}
-
-template <typename T>
-void gemm_rm_strided(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, int64_t Ncol, int64_t K, float alpha,
-                     const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, float beta,
-                     T* C, int64_t ldc, int64_t stride_c, int64_t batch) {
-  gemm_rm_strided_mixed<T, T>(h, trans_a, trans_b, M, Ncol, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc,
-                              stride_c, batch);
 }
 
 #define MOE_INSTANTIATE(T)                                                                                  \
@@ -72,14 +64,8 @@ void gemm_rm_strided(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, in
 MOE_INSTANTIATE(float)
 MOE_INSTANTIATE(__nv_bfloat16)
 #undef MOE_INSTANTIATE
-template void gemm_rm_strided_mixed<__nv_bfloat16, float>(cublasHandle_t, bool, bool, int64_t, int64_t, int64_t, float,
-                                                          const __nv_bfloat16*, int64_t, int64_t, const __nv_bfloat16*,
-                                                          int64_t, int64_t, float, float*, int64_t, int64_t, int64_t);
-template void gemm_rm_strided_mixed<float, float>(cublasHandle_t, bool, bool, int64_t, int64_t, int64_t, float,
-                                                  const float*, int64_t, int64_t, const float*, int64_t, int64_t,
-                                                  float, float*, int64_t, int64_t, int64_t);
-template void gemm_rm_strided_mixed<__nv_bfloat16, __nv_bfloat16>(
-    cublasHandle_t, bool, bool, int64_t, int64_t, int64_t, float, const __nv_bfloat16*, int64_t, int64_t,
-    const __nv_bfloat16*, int64_t, int64_t, float, __nv_bfloat16*, int64_t, int64_t, int64_t);
+template void gemm_rm_strided<__nv_bfloat16, float>(cublasHandle_t, bool, bool, int64_t, int64_t, int64_t, float,
+                                                    const __nv_bfloat16*, int64_t, int64_t, const __nv_bfloat16*,
+                                                    int64_t, int64_t, float, float*, int64_t, int64_t, int64_t);
 
 }  // namespace moe::cuda

@@ -33,16 +33,11 @@ void gemm_rm_batched(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, in
                      T* const* C, int64_t ldc, int64_t batch);
 
 // The same for `batch` problems at fixed element strides between consecutive A, B and C matrices
-// (cublasGemmStridedBatchedEx: one launch; the padded expert GEMMs of matmul.cuh).
-template <typename T>
+// (cublasGemmStridedBatchedEx: one launch; the blocked expert GEMMs of matmul.cuh). C may be fp32
+// under bf16 A and B (TC = float).
+template <typename T, typename TC = T>
 void gemm_rm_strided(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, int64_t Ncol, int64_t K, float alpha,
                      const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, float beta,
-                     T* C, int64_t ldc, int64_t stride_c, int64_t batch);
-
-// gemm_rm_strided with C of another type (fp32 C under bf16 A and B).
-template <typename T, typename TC>
-void gemm_rm_strided_mixed(cublasHandle_t h, bool trans_a, bool trans_b, int64_t M, int64_t Ncol, int64_t K,
-                           float alpha, const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb,
-                           int64_t stride_b, float beta, TC* C, int64_t ldc, int64_t stride_c, int64_t batch);
+                     TC* C, int64_t ldc, int64_t stride_c, int64_t batch);
 
 }  // namespace moe::cuda

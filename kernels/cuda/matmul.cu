@@ -170,20 +170,29 @@ bool one_block_each(const int64_t* start, int64_t E, int64_t block) {
   return true;
 }
 
+// out_e (+)= in_e W_e^T (trans_w) or in_e W_e per expert on the blocked layout: `in` rows of K
+// columns, `out` rows of Ncol, W_e [O, I] row-major; strided when every expert owns one block,
+// else one batched call over all blocks.
 template <typename T>
-void blocked_fwd(T* out, const T* inp, const T* weights, const int64_t* start, int64_t E, int64_t block, int64_t I,
-                 int64_t O, cudaStream_t stream) {
-  check_blocks(start, E, block);
-  cublasHandle_t h = blas_context(stream).blas;
-  if (one_block_each(start, E, block)) {  // out_e[block, O] = inp_e W_e^T
-    gemm_rm_strided<T>(h, false, true, block, O, I, 1.0f, inp, I, block * I, weights, I, O * I, 0.0f, out, O,
-                       block * O, E);
+void blocked_rows_gemm(cublasHandle_t h, cudaStream_t stream, bool trans_w, int64_t Ncol, int64_t K, const T* in,
+                       const T* weights, int64_t I, int64_t O, float beta, T* out, const int64_t* start, int64_t E,
+                       int64_t block) {
+  if (one_block_each(start, E, block)) {
+    gemm_rm_strided<T>(h, false, trans_w, block, Ncol, K, 1.0f, in, K, block * K, weights, I, O * I, beta, out, Ncol,
+                       block * Ncol, E);
     return;
   }
   std::vector<GroupProblem> probs;
   for (int64_t e = 0; e < E; ++e)
-    for (int64_t r = start[e]; r < start[e + 1]; r += block) probs.push_back({block, O, I, r * I, e * O * I, r * O});
-  batched_gemm_rm<T, T>(h, stream, false, true, block, O, I, probs, inp, I, weights, I, 0.0f, out, O);
+    for (int64_t r = start[e]; r < start[e + 1]; r += block) probs.push_back({block, Ncol, K, r * K, e * O * I, r * Ncol});
+  batched_gemm_rm<T, T>(h, stream, false, trans_w, block, Ncol, K, probs, in, K, weights, I, beta, out, Ncol);
+}
+
+template <typename T>
+void blocked_fwd(T* out, const T* inp, const T* weights, const int64_t* start, int64_t E, int64_t block, int64_t I,
+                 int64_t O, cudaStream_t stream) {
+  check_blocks(start, E, block);
+  blocked_rows_gemm<T>(blas_context(stream).blas, stream, true, O, I, inp, weights, I, O, 0.0f, out, start, E, block);
 }
 
 // dW_e += dout_e^T inp_e, one call per block index j (the experts owning a block j), strided when
@@ -193,8 +202,8 @@ template <typename T, typename TW>
 void blocked_dweights(TW* dweights, const T* dout, const T* inp, const int64_t* start, int64_t E, int64_t block,
                       int64_t I, int64_t O, cublasHandle_t h, cudaStream_t stream) {
   if (one_block_each(start, E, block)) {
-    gemm_rm_strided_mixed<T, TW>(h, true, false, O, I, block, 1.0f, dout, O, block * O, inp, I, block * I, 1.0f,
-                                 dweights, I, O * I, E);
+    gemm_rm_strided<T, TW>(h, true, false, O, I, block, 1.0f, dout, O, block * O, inp, I, block * I, 1.0f, dweights,
+                           I, O * I, E);
     return;
   }
   for (int64_t j = 0;; ++j) {
@@ -214,16 +223,9 @@ void blocked_bwd(T* dinp, T* dweights, float* dweights32, const T* dout, const T
                  bool accumulate_dinp) {
   check_blocks(start, E, block);
   cublasHandle_t h = blas_context(stream).blas;
-  const float beta = accumulate_dinp ? 1.0f : 0.0f;
-  if (dinp && one_block_each(start, E, block)) {  // dinp_e (+)= dout_e W_e
-    gemm_rm_strided<T>(h, false, false, block, I, O, 1.0f, dout, O, block * O, weights, I, O * I, beta, dinp, I,
-                       block * I, E);
-  } else if (dinp) {
-    std::vector<GroupProblem> probs;
-    for (int64_t e = 0; e < E; ++e)
-      for (int64_t r = start[e]; r < start[e + 1]; r += block) probs.push_back({block, I, O, r * O, e * O * I, r * I});
-    batched_gemm_rm<T, T>(h, stream, false, false, block, I, O, probs, dout, O, weights, I, beta, dinp, I);
-  }
+  if (dinp)  // dinp_e (+)= dout_e W_e
+    blocked_rows_gemm<T>(h, stream, false, I, O, dout, weights, I, O, accumulate_dinp ? 1.0f : 0.0f, dinp, start, E,
+                         block);
   if (dweights32) blocked_dweights<T, float>(dweights32, dout, inp, start, E, block, I, O, h, stream);
   else if (dweights) blocked_dweights<T, T>(dweights, dout, inp, start, E, block, I, O, h, stream);
 }

@@ -1,7 +1,7 @@
-// permute_by_expert picks the path; the radix path is cub::DeviceHistogram::HistogramEven ->
+// The radix path: cub::DeviceHistogram::HistogramEven ->
 // cub::DeviceScan::ExclusiveSum -> cub::DeviceRadixSort::SortPairs (keys: expert ids, values: slot
 // ids; radix sort is stable and only the bits needed for E are sorted). The counting-sort path is
-// in permute_counting.cu.
+// in permute_counting.cu; permute_by_expert (permute.cuh) picks one.
 #include <cub/device/device_histogram.cuh>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
@@ -41,14 +41,6 @@ int bits_for(int64_t E) {
 size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
 
 }  // namespace
-
-void permute_by_expert(int32_t* sorted_slots, int32_t* rows, int64_t* offsets, const int32_t* expert_ids, int64_t M,
-                       int64_t k, int64_t E, cudaStream_t stream) {
-  if (E <= kCountingSortMaxExperts)
-    permute_by_expert_counting(sorted_slots, rows, offsets, expert_ids, M, k, E, stream);
-  else
-    permute_by_expert_radix(sorted_slots, rows, offsets, expert_ids, M, k, E, stream);
-}
 
 void permute_by_expert_radix(int32_t* sorted_slots, int32_t* rows, int64_t* offsets, const int32_t* expert_ids,
                              int64_t M, int64_t k, int64_t E, cudaStream_t stream) {

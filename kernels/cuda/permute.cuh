@@ -28,9 +28,9 @@ namespace moe::cuda {
 // rows[M] = sorted_slots / k (the token row to gather), offsets[E + 1] (device, int64; expert e
 // owns rows [offsets[e], offsets[e+1]) of the permuted buffer). Ids outside [0, E) are a caller
 // bug: the counting path skips them (their output entries stay unwritten) rather than writing
-// out of bounds.
-void permute_by_expert(int32_t* sorted_slots, int32_t* rows, int64_t* offsets, const int32_t* expert_ids, int64_t M,
-                       int64_t k, int64_t E, cudaStream_t stream);
+// out of bounds. Defined below, after the two paths it chooses between.
+inline void permute_by_expert(int32_t* sorted_slots, int32_t* rows, int64_t* offsets, const int32_t* expert_ids,
+                              int64_t M, int64_t k, int64_t E, cudaStream_t stream);
 
 // The inverse permutation: inv[perm[i]] = i for i < M (slot -> position in expert order).
 void invert_permutation(int32_t* inv, const int32_t* perm, int64_t M, cudaStream_t stream);
@@ -53,5 +53,11 @@ void permute_by_expert_counting(int32_t* sorted_slots, int32_t* rows, int64_t* o
 // The CUB radix-sort path (any E); permute_by_expert calls it for E > kCountingSortMaxExperts.
 void permute_by_expert_radix(int32_t* sorted_slots, int32_t* rows, int64_t* offsets, const int32_t* expert_ids,
                              int64_t M, int64_t k, int64_t E, cudaStream_t stream);
+
+inline void permute_by_expert(int32_t* sorted_slots, int32_t* rows, int64_t* offsets, const int32_t* expert_ids,
+                              int64_t M, int64_t k, int64_t E, cudaStream_t stream) {
+  if (E <= kCountingSortMaxExperts) permute_by_expert_counting(sorted_slots, rows, offsets, expert_ids, M, k, E, stream);
+  else permute_by_expert_radix(sorted_slots, rows, offsets, expert_ids, M, k, E, stream);
+}
 
 }  // namespace moe::cuda

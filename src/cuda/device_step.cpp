@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 
 #include <limits>
+#include <utility>
 
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/convert.cuh"
@@ -95,7 +96,8 @@ class StepImpl final : public DeviceModel::Impl {
   DeviceArray<T> pc_, gc_;  // bf16 compute copy of the weights and bf16 weight gradients (bf16 only)
   std::vector<AttnActs<T>> attn_;
   std::vector<FfnActs<T>> ffn_;
-  DeviceArray<int32_t> inputs_, targets_, perm_slots_, perm_rows_;  // perm_*: compact expert order (scratch)
+  // layout_*: the blocked layout's slots and rows before they swap places with a layer's (scratch)
+  DeviceArray<int32_t> inputs_, targets_, layout_slots_, layout_rows_;
   DeviceArray<int64_t> starts_;  // the blocked layout's expert start rows (scratch, E + 1)
   DeviceArray<float> x_, xf_, rstdf_, xnf32_, lse_, dlosses_;
   DeviceArray<T> xnf_t_, logits_;
@@ -162,7 +164,7 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
   dx_.resize(N * D), dxn32_.resize(N * D), norm32_.resize(N * D), stage_.resize(N * D), dx_t_.resize(N * D);
   dxn_t_.resize(N * D), dy_.resize(N * qd), dq_.resize(N * qd), dk_.resize(N * kvd), dv_.resize(N * kvd);
   dq2_.resize(N * qd), dk2_.resize(N * kvd), dxe_.resize(R * D), dh1_.resize(hidden), dh3_.resize(hidden);
-  dact_.resize(hidden), dws_.resize(R), dw_slot_.resize(M), perm_slots_.resize(M), perm_rows_.resize(M),
+  dact_.resize(hidden), dws_.resize(R), dw_slot_.resize(M), layout_slots_.resize(R), layout_rows_.resize(R),
       starts_.resize(E + 1), dlogits_r_.resize(N * E), aux_coef_.resize(E);
   for (int64_t i = 0; i < d.L; ++i) moe_index_.push_back(c.model.is_moe_layer(i) ? int64_t(stats.size()) : -1),
       stats.resize(stats.size() + (c.model.is_moe_layer(i) ? 1 : 0));
@@ -228,7 +230,7 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
   router_topk_forward(f.probs.get(), f.idx.get(), f.weights.get(), f.logits.get(), p.router_bias, N, E, K,
                       mc.norm_topk_prob, float(mc.router_scale), s);
   router_stats(f.lse.get(), f.sums.get(), f.logits.get(), f.probs.get(), N, E, s);
-  permute_by_expert(perm_slots_.get(), perm_rows_.get(), f.offsets.get(), f.idx.get(), M, K, E, s);
+  permute_by_expert(f.slots.get(), f.rows.get(), f.offsets.get(), f.idx.get(), M, K, E, s);  // compact order
   // The expert GEMMs need the expert sizes on the host: one synchronisation per MoE layer.
   f.offs.resize(size_t(E + 1));
   std::vector<double> sums(static_cast<size_t>(E + 2));
@@ -242,11 +244,14 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
   row_use.computed += R;
   row_use.blocked_layers += f.blocks.block ? 1 : 0;
   row_use.one_block_rows += expert_blocks(f.offs.data(), E, std::numeric_limits<int64_t>::max(), 1.0).rows();
-  if (f.blocks.block)
+  if (f.blocks.block) {  // expand into the scratch arrays, which then become the layer's
     MOE_CUDA_CHECK(cudaMemcpyAsync(starts_.get(), f.blocks.start.data(), sizeof(int64_t) * (E + 1),
                                    cudaMemcpyHostToDevice, s));
-  expand_expert_rows(f.slots.get(), f.rows.get(), perm_slots_.get(), perm_rows_.get(), f.offsets.get(),
-                     f.blocks.block ? starts_.get() : nullptr, M, E, R, s);
+    expand_expert_rows(layout_slots_.get(), layout_rows_.get(), f.slots.get(), f.rows.get(), f.offsets.get(),
+                       starts_.get(), E, R, s);
+    std::swap(f.slots, layout_slots_);
+    std::swap(f.rows, layout_rows_);
+  }
   gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), R, 1, s);
   gather_rows(f.xe.get(), f.xn(), f.rows.get(), R, D, s);
 
@@ -372,20 +377,18 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
   if (c.model.is_moe_layer(i)) {
     const int64_t E = d.E, K = d.K, Fe = d.Fe, R = f.used_rows;  // R: rows of the expert layout
     const MoeConfig& mc = c.moe;
-    // The blocked layout's first writers overwrite (no zeroing, no read of the old values); the
-    // grouped GEMM and swiglu_backward accumulate into zeroed buffers.
+    // First writers overwrite (no zeroing, no read of the old values): SwiGLU's backward always,
+    // the blocked GEMMs' input gradients; the grouped GEMM accumulates into zeroed buffers.
     const bool blocked = f.blocks.block > 0;
     dxe_.zero(s, R * D);
-    if (!blocked)
-      for (auto* b : {&dh1_, &dh3_, &dact_}) b->zero(s, R * Fe);
+    if (!blocked) dact_.zero(s, R * Fe);
     dws_.zero(s, R);
     dw_slot_.zero(s);
     dlogits_r_.zero(s);
     T* dye = dxe_.get();  // dye and dxe are both R x D: dye is consumed before dxe is written
     scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);
     expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dye, f.act.get(), pc(p.experts_w2), f, Fe, D, false);
-    if (blocked) swiglu_backward_set(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s);
-    else swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s);
+    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s, /*accumulate=*/false);
     if (!blocked) dxe_.zero(s, R * D);
     expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe,
                     false);

@@ -320,25 +320,27 @@ void bench_moe_layer(const Shape& s, double padding) {
     MOE_CUDA_CHECK(cudaMemcpy(offs.data(), offsets, sizeof(int64_t) * (E + 1), cudaMemcpyDeviceToHost));
     blocks = expert_blocks(offs.data(), E, R, padding);
     Ru = blocks.block ? blocks.rows() : M;
-    if (blocks.block)
+    if (blocks.block) {
       MOE_CUDA_CHECK(cudaMemcpyAsync(starts, blocks.start.data(), sizeof(int64_t) * (E + 1), cudaMemcpyHostToDevice));
-    expand_expert_rows(pslots, prows, slots, rows, offsets, blocks.block ? starts : nullptr, M, E, Ru, nullptr);
-    gather_rows(ws, w, pslots, Ru, 1, nullptr);
-    gather_rows(xe, xn, prows, Ru, D, nullptr);
+      expand_expert_rows(pslots, prows, slots, rows, offsets, starts, E, Ru, nullptr);
+    }
+    const int32_t* lslots = blocks.block ? pslots : slots;  // the layout's slots and rows
+    const int32_t* lrows = blocks.block ? prows : rows;
+    gather_rows(ws, w, lslots, Ru, 1, nullptr);
+    gather_rows(xe, xn, lrows, Ru, D, nullptr);
     expert_fwd(h1, xe, w1, D, Fe);
     expert_fwd(h3, xe, w3, D, Fe);
     swiglu_forward(act, h1, h3, Ru * Fe, nullptr);
     expert_fwd(ye, act, w2, Fe, D);
-    scatter_add_rows(x, ye, prows, ws, Ru, D, nullptr);
+    scatter_add_rows(x, ye, lrows, ws, Ru, D, nullptr);
     // backward
-    scatter_add_rows_backward(dxe, dws, dx, ye, prows, ws, Ru, D, nullptr);
+    scatter_add_rows_backward(dxe, dws, dx, ye, lrows, ws, Ru, D, nullptr);
     expert_bwd(dact, dw2, dw2f, dxe, act, w2, Fe, D, false);
-    if (blocks.block) swiglu_backward_set(dh1, dh3, dact, h1, h3, Ru * Fe, nullptr);
-    else swiglu_backward(dh1, dh3, dact, h1, h3, Ru * Fe, nullptr);
+    swiglu_backward(dh1, dh3, dact, h1, h3, Ru * Fe, nullptr, /*accumulate=*/false);
     expert_bwd(dxe, dw1, dw1f, dh1, xe, w1, D, Fe, false);
     expert_bwd(dxe, dw3, dw3f, dh3, xe, w3, D, Fe, true);
-    scatter_add_rows(dxn, dxe, prows, nullptr, Ru, D, nullptr);
-    scatter_add_rows(dwslot, dws, pslots, nullptr, Ru, 1, nullptr);
+    scatter_add_rows(dxn, dxe, lrows, nullptr, Ru, D, nullptr);
+    scatter_add_rows(dwslot, dws, lslots, nullptr, Ru, 1, nullptr);
     router_backward(dlog, probs, idx, dwslot, lse, nullptr, 0.0f, N, E, k, true, 1.0f, nullptr);
     matmul_backward(dxn, dwr, dlog, xn32, wr, N, D, E, nullptr);
   });

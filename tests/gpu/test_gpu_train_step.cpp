@@ -2,6 +2,7 @@
 // (src/model/transformer.h): the same config, initial weights and tokens give the same losses,
 // routing counts and gradients of every tensor, and the same weights after AdamW steps.
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,27 @@ GpuStep gpu_step(const Config& c, int64_t B, const std::vector<float>& params, c
   return out;
 }
 
+// The same initial weights (seed 11, after `edit`) and tokens (seed 5) through the CPU model in
+// fp32 and the GPU step in c's precision.
+struct BothSteps {
+  ParamTable table;
+  CpuStep ref;
+  GpuStep got;
+};
+BothSteps both_steps(const Config& c, int64_t B,
+                     const std::function<void(const ParamTable&, std::vector<float>&)>& edit = {}) {
+  BothSteps r{build_param_table(c), {}, {}};
+  std::vector<float> params(size_t(r.table.total()));
+  init_params(r.table, params.data(), 11);
+  if (edit) edit(r.table, params);
+  const auto tokens = tokens_for(c, B, 5);
+  Config ref_c = c;
+  ref_c.train.precision = "fp32";
+  r.ref = cpu_step(ref_c, B, params, tokens);
+  r.got = gpu_step(c, B, params, tokens);
+  return r;
+}
+
 // Worst per-tensor error of a against b, relative to the tensor's largest |b|.
 double worst_tensor_err(const ParamTable& t, const std::vector<float>& a, const std::vector<float>& b,
                         std::string* where) {
@@ -108,12 +130,7 @@ TEST_P(GpuTrainStepLayout, Fp32ForwardBackwardMatchesCpu) {
   Config c = small_config("fp32");
   c.train.gpu_expert_padding = GetParam();
   const int64_t B = 3;
-  const ParamTable table = build_param_table(c);
-  std::vector<float> params(size_t(table.total()));
-  init_params(table, params.data(), 11);
-  const auto tokens = tokens_for(c, B, 5);
-  const CpuStep ref = cpu_step(c, B, params, tokens);
-  const GpuStep got = gpu_step(c, B, params, tokens);
+  const auto [table, ref, got] = both_steps(c, B);
   const gpu::DeviceLosses& l = got.losses;
   const std::vector<float>& g = got.grads;
 
@@ -141,13 +158,7 @@ TEST_P(GpuTrainStepLayout, Bf16StepStaysCloseToFp32Cpu) {
   MOE_REQUIRE_GPU();
   Config c = small_config("bf16");
   c.train.gpu_expert_padding = GetParam();
-  const int64_t B = 3;
-  const ParamTable table = build_param_table(c);
-  std::vector<float> params(size_t(table.total()));
-  init_params(table, params.data(), 11);
-  const auto tokens = tokens_for(c, B, 5);
-  const CpuStep ref = cpu_step(small_config("fp32"), B, params, tokens);
-  const GpuStep got = gpu_step(c, B, params, tokens);
+  const auto [table, ref, got] = both_steps(c, 3);
   const std::vector<float>& g = got.grads;
   EXPECT_NEAR(got.losses.lm_sum, ref.losses.lm_sum, 1e-2 * std::fabs(ref.losses.lm_sum));
   // bf16 GEMM operands: gradients agree to bf16 accuracy, a few ulps deep.
@@ -175,15 +186,9 @@ TEST(GpuTrainStep, SkewedRoutingTakesSeveralBlocksAndMatchesCpu) {
     c.moe.bias_update_rate = 1e-3;  // gives the router its bias tensor
     c.train.gpu_expert_padding = 2.0;
     const int64_t B = 8;  // 96 tokens, 192 routed rows: 384 buffer rows, expert 0 holds 96
-    const ParamTable table = build_param_table(c);
-    std::vector<float> params(size_t(table.total()));
-    init_params(table, params.data(), 11);
-    params[size_t(table.params()[size_t(table.index_of("layers.1.moe.router.bias"))].offset)] = 10.0f;
-    const auto tokens = tokens_for(c, B, 5);
-    Config ref_c = c;
-    ref_c.train.precision = "fp32";
-    const CpuStep ref = cpu_step(ref_c, B, params, tokens);
-    const GpuStep got = gpu_step(c, B, params, tokens);
+    const auto [table, ref, got] = both_steps(c, B, [](const ParamTable& t, std::vector<float>& p) {
+      p[size_t(t.params()[size_t(t.index_of("layers.1.moe.router.bias"))].offset)] = 10.0f;
+    });
     ASSERT_EQ(ref.stats[0].tokens_per_expert[0], B * c.model.seq_len) << "expert 0 takes every token";
     EXPECT_EQ(got.row_use.blocked_layers, 1) << precision;
     EXPECT_GT(got.row_use.one_block_rows, int64_t(2.0 * got.row_use.routed)) << precision;

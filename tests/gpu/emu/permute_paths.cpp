@@ -1,5 +1,5 @@
-// Emulation stand-ins for kernels/cuda/permute.cu (CUB does not run on the host): the entry's
-// dispatch as it is there, the radix path as the stable sort that CUB's radix sort returns.
+// Emulation stand-ins for kernels/cuda/permute.cu (CUB does not run on the host): the radix path
+// as the stable sort that CUB's radix sort returns (the entry's dispatch is inline in permute.cuh).
 #include <algorithm>
 #include <numeric>
 #include <vector>
@@ -14,13 +14,6 @@ void permute_by_expert_radix(int32_t* sorted, int32_t* rows, int64_t* offsets, c
   for (int64_t i = 0; i < M; ++i) offsets[ids[i] + 1]++;
   for (int64_t e = 0; e < E; ++e) offsets[e + 1] += offsets[e];
   for (int64_t i = 0; i < M; ++i) sorted[i] = s[i], rows[i] = int32_t(s[i] / k);
-}
-void permute_by_expert(int32_t* sorted_slots, int32_t* rows, int64_t* offsets, const int32_t* expert_ids, int64_t M,
-                       int64_t k, int64_t E, cudaStream_t stream) {
-  if (E <= kCountingSortMaxExperts)
-    permute_by_expert_counting(sorted_slots, rows, offsets, expert_ids, M, k, E, stream);
-  else
-    permute_by_expert_radix(sorted_slots, rows, offsets, expert_ids, M, k, E, stream);
 }
 void invert_permutation(int32_t* inv, const int32_t* perm, int64_t M, cudaStream_t) {
   for (int64_t i = 0; i < M; ++i) inv[perm[i]] = int32_t(i);
