@@ -73,43 +73,48 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-template <int HD>
+// NW warps of 16 query rows: Q (16 NW rows), and K and V twice (double buffered).
+template <int HD, int NW>
 constexpr size_t fwd_smem() {
-  return 5 * kTile * (HD + 8) * sizeof(bf16);  // Q, and K and V twice (double buffered)
+  return (16 * NW + 4 * kTile) * (HD + 8) * sizeof(bf16);
 }
 
-// Forward: a warp keeps its 16 query rows' Q fragments, scores, running max/sum and output in
-// registers; shared memory holds Q (once), and key tiles K and V in two buffers: tile kt + 1 is
-// copied in (cp.async) while tile kt is computed.
-template <int HD>
-__global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
-                                                             const bf16* v, int T, int H, int KV, float scale) {
-  constexpr int LD = HD + 8, NT = kTile / 8, ND = HD / 8;
+// Forward: a block of NW warps owns 16 NW query rows; a warp keeps its 16 rows' Q fragments,
+// scores, running max/sum and output in registers; shared memory holds Q (once), and 64-key tiles
+// K and V in two buffers: tile kt + 1 is copied in (cp.async) while tile kt is computed. 8 warps
+// (T % 128 == 0) share each K / V tile between twice the rows; the first four skip nothing on the
+// last tile (it is masked for them: wasted, not wrong, since tile 0 gives every row a finite max).
+template <int HD, int NW>
+__global__ void __launch_bounds__(32 * NW) flash_fwd_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
+                                                            const bf16* v, int T, int H, int KV, float scale) {
+  constexpr int LD = HD + 8, NT = kTile / 8, ND = HD / 8, QROWS = 16 * NW, THREADS = 32 * NW;
+  static_assert(NW == 4 || NW == 8, "4 or 8 warps");
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);
-  bf16* sK0 = sQ + kTile * LD;       // K of even tiles, then V of even tiles,
+  bf16* sK0 = sQ + QROWS * LD;       // K of even tiles, then V of even tiles,
   bf16* sV0 = sK0 + kTile * LD;      // K and V of odd tiles
   constexpr int kBuf = 2 * kTile * LD;
 
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x);  // the longest rows first
+  const int last = (qt * QROWS + QROWS - 1) / kTile;     // the last key tile any of its rows sees
   const int b = blockIdx.y / H, h = blockIdx.y % H, kvh = h / (H / KV);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, c = 2 * (lane & 3);
   const int64_t qs = int64_t(H) * HD, kvs = int64_t(KV) * HD;
   auto fetch_kv = [&](int kt) {
     const int64_t kv_off = (int64_t(b) * T + kt * kTile) * kvs + kvh * HD;
-    copy_rows_async<HD>(sK0 + (kt & 1) * kBuf, LD, k + kv_off, kvs);
-    copy_rows_async<HD>(sV0 + (kt & 1) * kBuf, LD, v + kv_off, kvs);
+    copy_rows_async<HD, kTile, THREADS>(sK0 + (kt & 1) * kBuf, LD, k + kv_off, kvs);
+    copy_rows_async<HD, kTile, THREADS>(sV0 + (kt & 1) * kBuf, LD, v + kv_off, kvs);
   };
-  copy_rows_async<HD>(sQ, LD, q + (int64_t(b) * T + qt * kTile) * qs + h * HD, qs);
+  copy_rows_async<HD, QROWS, THREADS>(sQ, LD, q + (int64_t(b) * T + qt * QROWS) * qs + h * HD, qs);
   fetch_kv(0);
   cp_async_commit();
   uint32_t qa[HD / 16][4];
 
   float o[ND][4] = {};
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-  const int row0 = qt * kTile + warp * 16 + g, row1 = row0 + 8;  // this lane's two query rows
-  for (int kt = 0; kt <= qt; ++kt) {
-    if (kt < qt) fetch_kv(kt + 1);  // into the buffer the previous iteration finished reading
+  const int row0 = qt * QROWS + warp * 16 + g, row1 = row0 + 8;  // this lane's two query rows
+  for (int kt = 0; kt <= last; ++kt) {
+    if (kt < last) fetch_kv(kt + 1);  // into the buffer the previous iteration finished reading
     cp_async_commit();              // (an empty group on the last tile keeps the count uniform)
     cp_async_wait<1>();             // tile kt (and Q) have landed for this thread...
     __syncthreads();                // ...and for every thread
@@ -401,15 +406,24 @@ void check(int64_t T, int64_t H, int64_t KV, int64_t hd) {
   MOE_CUDA_REQUIRE(KV > 0 && H % KV == 0, "flash attention: n_heads must be a multiple of n_kv_heads");
 }
 
+template <int HD, int NW>
+void forward_nw(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H,
+                int64_t KV, cudaStream_t stream) {
+  constexpr size_t bytes = fwd_smem<HD, NW>();
+  MOE_CUDA_CHECK(
+      cudaFuncSetAttribute(flash_fwd_kernel<HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  const dim3 grid(unsigned(T / (16 * NW)), unsigned(B * H));
+  flash_fwd_kernel<HD, NW><<<grid, 32 * NW, bytes, stream>>>(out, lse, q, k, v, int(T), int(H), int(KV),
+                                                             1.0f / sqrtf(float(HD)));
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+// 128 query rows per block (8 warps) where T allows, else 64.
 template <int HD>
 void forward_hd(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H,
                 int64_t KV, cudaStream_t stream) {
-  constexpr size_t bytes = fwd_smem<HD>();
-  MOE_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  const dim3 grid(unsigned(T / kTile), unsigned(B * H));
-  flash_fwd_kernel<HD><<<grid, kThreads, bytes, stream>>>(out, lse, q, k, v, int(T), int(H), int(KV),
-                                                          1.0f / sqrtf(float(HD)));
-  MOE_CUDA_CHECK_LAUNCH();
+  if (T % 128 == 0) forward_nw<HD, 8>(out, lse, q, k, v, B, T, H, KV, stream);
+  else forward_nw<HD, 4>(out, lse, q, k, v, B, T, H, KV, stream);
 }
 
 template <int HD, int NW>
