@@ -19,7 +19,6 @@ namespace {
 constexpr int kTile = 64;  // query rows per block (forward), keys per block (backward), tile width
 constexpr int kWarps = 4;  // 16 rows each
 constexpr int kThreads = 32 * kWarps;
-constexpr int kTS = kTile + 8;  // padded row stride of the dS tile (bank-conflict free)
 
 __device__ __forceinline__ uint32_t ld32(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
 __device__ __forceinline__ uint32_t pack(float lo, float hi) {
@@ -49,19 +48,20 @@ __device__ __forceinline__ void acc_to_a(uint32_t* a, const float (*s)[4], int j
   a[3] = pack(s[2 * j + 1][2], s[2 * j + 1][3]);
 }
 
-// kTile rows of HD bf16 from global (row stride `stride`) into shared, row-major with stride ld
+// ROWS rows of HD bf16 from global (row stride `stride`) into shared, row-major with stride ld
 // (asynchronously: visible after cp_async_wait and a barrier).
-template <int HD>
+template <int HD, int ROWS = kTile, int THREADS = kThreads>
 __device__ void copy_rows_async(bf16* dst, int ld, const bf16* src, int64_t stride) {
   constexpr int kVec = HD / 8;
-  for (int i = threadIdx.x; i < kTile * kVec; i += kThreads) {
+  for (int i = threadIdx.x; i < ROWS * kVec; i += THREADS) {
     const int r = i / kVec, c = i % kVec;
     cp_async16(dst + r * ld + c * 8, src + r * stride + c * 8);
   }
 }
 // kTile floats (16-byte aligned at both ends).
+template <int THREADS = kThreads>
 __device__ void copy_floats_async(float* dst, const float* src) {
-  for (int i = threadIdx.x; i < kTile / 4; i += kThreads) cp_async16(dst + 4 * i, src + 4 * i);
+  for (int i = threadIdx.x; i < kTile / 4; i += THREADS) cp_async16(dst + 4 * i, src + 4 * i);
 }
 
 __device__ __forceinline__ float quad_max(float v) {
@@ -73,43 +73,48 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-template <int HD>
+// NW warps of 16 query rows: Q (16 NW rows), and K and V twice (double buffered).
+template <int HD, int NW>
 constexpr size_t fwd_smem() {
-  return 5 * kTile * (HD + 8) * sizeof(bf16);  // Q, and K and V twice (double buffered)
+  return (16 * NW + 4 * kTile) * (HD + 8) * sizeof(bf16);
 }
 
-// Forward: a warp keeps its 16 query rows' Q fragments, scores, running max/sum and output in
-// registers; shared memory holds Q (once), and key tiles K and V in two buffers: tile kt + 1 is
-// copied in (cp.async) while tile kt is computed.
-template <int HD>
-__global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
-                                                             const bf16* v, int T, int H, int KV, float scale) {
-  constexpr int LD = HD + 8, NT = kTile / 8, ND = HD / 8;
+// Forward: a block of NW warps owns 16 NW query rows; a warp keeps its 16 rows' Q fragments,
+// scores, running max/sum and output in registers; shared memory holds Q (once), and 64-key tiles
+// K and V in two buffers: tile kt + 1 is copied in (cp.async) while tile kt is computed. 8 warps
+// (T % 128 == 0) share each K / V tile between twice the rows; the first four skip nothing on the
+// last tile (it is masked for them: wasted, not wrong, since tile 0 gives every row a finite max).
+template <int HD, int NW>
+__global__ void __launch_bounds__(32 * NW) flash_fwd_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
+                                                            const bf16* v, int T, int H, int KV, float scale) {
+  constexpr int LD = HD + 8, NT = kTile / 8, ND = HD / 8, QROWS = 16 * NW, THREADS = 32 * NW;
+  static_assert(NW == 4 || NW == 8, "4 or 8 warps");
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);
-  bf16* sK0 = sQ + kTile * LD;       // K of even tiles, then V of even tiles,
+  bf16* sK0 = sQ + QROWS * LD;       // K of even tiles, then V of even tiles,
   bf16* sV0 = sK0 + kTile * LD;      // K and V of odd tiles
   constexpr int kBuf = 2 * kTile * LD;
 
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x);  // the longest rows first
+  const int last = (qt * QROWS + QROWS - 1) / kTile;     // the last key tile any of its rows sees
   const int b = blockIdx.y / H, h = blockIdx.y % H, kvh = h / (H / KV);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, c = 2 * (lane & 3);
   const int64_t qs = int64_t(H) * HD, kvs = int64_t(KV) * HD;
   auto fetch_kv = [&](int kt) {
     const int64_t kv_off = (int64_t(b) * T + kt * kTile) * kvs + kvh * HD;
-    copy_rows_async<HD>(sK0 + (kt & 1) * kBuf, LD, k + kv_off, kvs);
-    copy_rows_async<HD>(sV0 + (kt & 1) * kBuf, LD, v + kv_off, kvs);
+    copy_rows_async<HD, kTile, THREADS>(sK0 + (kt & 1) * kBuf, LD, k + kv_off, kvs);
+    copy_rows_async<HD, kTile, THREADS>(sV0 + (kt & 1) * kBuf, LD, v + kv_off, kvs);
   };
-  copy_rows_async<HD>(sQ, LD, q + (int64_t(b) * T + qt * kTile) * qs + h * HD, qs);
+  copy_rows_async<HD, QROWS, THREADS>(sQ, LD, q + (int64_t(b) * T + qt * QROWS) * qs + h * HD, qs);
   fetch_kv(0);
   cp_async_commit();
   uint32_t qa[HD / 16][4];
 
   float o[ND][4] = {};
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-  const int row0 = qt * kTile + warp * 16 + g, row1 = row0 + 8;  // this lane's two query rows
-  for (int kt = 0; kt <= qt; ++kt) {
-    if (kt < qt) fetch_kv(kt + 1);  // into the buffer the previous iteration finished reading
+  const int row0 = qt * QROWS + warp * 16 + g, row1 = row0 + 8;  // this lane's two query rows
+  for (int kt = 0; kt <= last; ++kt) {
+    if (kt < last) fetch_kv(kt + 1);  // into the buffer the previous iteration finished reading
     cp_async_commit();              // (an empty group on the last tile keeps the count uniform)
     cp_async_wait<1>();             // tile kt (and Q) have landed for this thread...
     __syncthreads();                // ...and for every thread
@@ -197,55 +202,65 @@ __global__ void delta_kernel(float* delta, const bf16* dout, const bf16* out, in
   }
 }
 
-template <int HD>
-constexpr size_t bwd_smem() {  // K, V; Q and dO twice (double buffered); dS; lse and delta twice
-  return (6 * kTile * (HD + 8) + kTile * kTS) * sizeof(bf16) + 4 * kTile * sizeof(float);
+// NW warps own 16 keys each: K, V (16 NW rows); Q and dO twice (double buffered); dS (64 x 16 NW);
+// lse and delta twice; with 8 warps the second half's dq partial sums (64 x HD fp32).
+template <int HD, int NW>
+constexpr size_t bwd_smem() {
+  constexpr int keys = 16 * NW;
+  return (2 * keys * (HD + 8) + 4 * kTile * (HD + 8) + kTile * (keys + 8)) * sizeof(bf16) +
+         4 * kTile * sizeof(float) + (NW == 8 ? kTile * HD * sizeof(float) : 0);
 }
 
-// Backward: a block owns 64 keys of one kv head (each warp 16 of them) and loops over the query
-// heads of its group and the query tiles at or after the diagonal. Per tile a warp forms S^T and
-// P^T for its keys in registers, adds P^T dO to dV and dS^T Q to dK (registers), and shares dS
-// through shared memory so that each warp then adds dS K for 16 query rows to dq (fp32 atomics).
-// Q, dO, lse and delta of the next (head, query tile) stream in (cp.async) during the current one.
-template <int HD>
-__global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout,
-                                                                const float* lse, const float* delta, const bf16* q,
-                                                                const bf16* k, const bf16* v, int T, int H, int KV,
-                                                                float scale) {
-  constexpr int LD = HD + 8, NT = kTile / 8, ND = HD / 8;
+// Backward: a block of NW warps owns 16 NW keys of one kv head (each warp 16 of them) and loops
+// over the query heads of its group and the 64-query tiles that reach its keys. Per tile a warp
+// forms S^T and P^T for its keys in registers, adds P^T dO to dV and dS^T Q to dK (registers),
+// and shares dS through shared memory; then each warp adds dS K for 16 query rows to dq (fp32
+// atomics). With 8 warps (128 keys: T % 128 == 0) warps w and w + 4 split the keys of the dq
+// product and the second one hands its partial sums over through shared memory, so a block issues
+// the atomics of 64 keys' worth of 128 keys: half the dq atomics, and each Q / dO tile loaded
+// serves twice the keys. Q, dO, lse and delta of the next (head, query tile) stream in (cp.async)
+// during the current one.
+template <int HD, int NW>
+__global__ void __launch_bounds__(32 * NW, 1) flash_bwd_kernel(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout,
+                                                               const float* lse, const float* delta, const bf16* q,
+                                                               const bf16* k, const bf16* v, int T, int H, int KV,
+                                                               float scale) {
+  constexpr int LD = HD + 8, NT = kTile / 8, ND = HD / 8, KEYS = 16 * NW, THREADS = 32 * NW, kTSK = KEYS + 8;
+  static_assert(NW == 4 || NW == 8, "4 or 8 warps");
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* sK = reinterpret_cast<bf16*>(smem);  // [key][d]
-  bf16* sV = sK + kTile * LD;                // [key][d]
-  bf16* sQ0 = sV + kTile * LD;               // [q][d], buffers 0 and 1
+  bf16* sV = sK + KEYS * LD;                 // [key][d]
+  bf16* sQ0 = sV + KEYS * LD;                // [q][d], buffers 0 and 1
   bf16* sdO0 = sQ0 + 2 * kTile * LD;         // [q][d], buffers 0 and 1
   bf16* sdS = sdO0 + 2 * kTile * LD;         // [q][key]
-  float* sL0 = reinterpret_cast<float*>(sdS + kTile * kTS);  // lse, buffers 0 and 1
-  float* sD0 = sL0 + 2 * kTile;                              // delta, buffers 0 and 1
+  float* sL0 = reinterpret_cast<float*>(sdS + kTile * kTSK);  // lse, buffers 0 and 1
+  float* sD0 = sL0 + 2 * kTile;                               // delta, buffers 0 and 1
+  float* sDQ = sD0 + 2 * kTile;  // NW == 8: dq partials [query warp][element][lane] (no bank conflicts)
 
-  const int kt = blockIdx.x, nt = int(gridDim.x);
+  const int kt = blockIdx.x, nt = T / kTile, qt0 = kt * KEYS / kTile;
   const int b = blockIdx.y / KV, kvh = blockIdx.y % KV, group = H / KV;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, c = 2 * (lane & 3);
   const int64_t qs = int64_t(H) * HD, kvs = int64_t(KV) * HD;
-  const int64_t kv_off = (int64_t(b) * T + kt * kTile) * kvs + kvh * HD;
-  const int span = nt - kt, steps = group * span;  // (query head, query tile) pairs, head-major
+  const int64_t kv_off = (int64_t(b) * T + kt * KEYS) * kvs + kvh * HD;
+  const int span = nt - qt0, steps = group * span;  // (query head, query tile) pairs, head-major
   auto fetch = [&](int it) {
-    const int h = kvh * group + it / span, qt = kt + it % span, buf = it & 1;
+    const int h = kvh * group + it / span, qt = qt0 + it % span, buf = it & 1;
     const int64_t q_off = (int64_t(b) * T + qt * kTile) * qs + h * HD;
     const int64_t row = (int64_t(b) * H + h) * T + qt * kTile;
-    copy_rows_async<HD>(sQ0 + buf * kTile * LD, LD, q + q_off, qs);
-    copy_rows_async<HD>(sdO0 + buf * kTile * LD, LD, dout + q_off, qs);
-    copy_floats_async(sL0 + buf * kTile, lse + row);
-    copy_floats_async(sD0 + buf * kTile, delta + row);
+    copy_rows_async<HD, kTile, THREADS>(sQ0 + buf * kTile * LD, LD, q + q_off, qs);
+    copy_rows_async<HD, kTile, THREADS>(sdO0 + buf * kTile * LD, LD, dout + q_off, qs);
+    copy_floats_async<THREADS>(sL0 + buf * kTile, lse + row);
+    copy_floats_async<THREADS>(sD0 + buf * kTile, delta + row);
   };
-  copy_rows_async<HD>(sK, LD, k + kv_off, kvs);
-  copy_rows_async<HD>(sV, LD, v + kv_off, kvs);
+  copy_rows_async<HD, KEYS, THREADS>(sK, LD, k + kv_off, kvs);
+  copy_rows_async<HD, KEYS, THREADS>(sV, LD, v + kv_off, kvs);
   fetch(0);
   cp_async_commit();
-  const int key0 = kt * kTile + warp * 16 + g, key1 = key0 + 8;  // this lane's two keys
+  const int key0 = kt * KEYS + warp * 16 + g, key1 = key0 + 8;  // this lane's two keys
   float dka[ND][4] = {}, dva[ND][4] = {};
 
   for (int it = 0; it < steps; ++it) {
-    const int h = kvh * group + it / span, qt = kt + it % span, buf = it & 1;
+    const int h = kvh * group + it / span, qt = qt0 + it % span, buf = it & 1;
     if (it + 1 < steps) fetch(it + 1);  // into the buffer the previous step finished reading
     cp_async_commit();                   // (an empty group on the last step keeps the count uniform)
     cp_async_wait<1>();                  // this step's tiles (and K, V) have landed for this thread...
@@ -304,44 +319,60 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(float* dq_acc, b
 #pragma unroll
     for (int n = 0; n < NT; ++n) {
       const int ql = n * 8 + c;
-      sdS[ql * kTS + kl0] = __float2bfloat16_rn(dpt[n][0]);
-      sdS[(ql + 1) * kTS + kl0] = __float2bfloat16_rn(dpt[n][1]);
-      sdS[ql * kTS + kl0 + 8] = __float2bfloat16_rn(dpt[n][2]);
-      sdS[(ql + 1) * kTS + kl0 + 8] = __float2bfloat16_rn(dpt[n][3]);
+      sdS[ql * kTSK + kl0] = __float2bfloat16_rn(dpt[n][0]);
+      sdS[(ql + 1) * kTSK + kl0] = __float2bfloat16_rn(dpt[n][1]);
+      sdS[ql * kTSK + kl0 + 8] = __float2bfloat16_rn(dpt[n][2]);
+      sdS[(ql + 1) * kTSK + kl0 + 8] = __float2bfloat16_rn(dpt[n][3]);
     }
     __syncthreads();
-    // dq rows (16 per warp) += dS K over the block's 64 keys.
+    // dq rows (16 per query warp qw) += dS K over 64 of the block's keys (the key half of warp).
+    const int qw = warp % 4, half = warp / 4;
     float dqa[ND][4] = {};
 #pragma unroll
     for (int j = 0; j < kTile / 16; ++j) {
       uint32_t a[4];
-      load_a(a, sdS, kTS, warp * 16, j * 16);
+      load_a(a, sdS, kTSK, qw * 16, half * 64 + j * 16);
 #pragma unroll
       for (int d = 0; d < ND; ++d) {
         uint32_t b0, b1;
-        load_b_trans(b0, b1, sK, LD, d * 8, j * 16);
+        load_b_trans(b0, b1, sK, LD, d * 8, half * 64 + j * 16);
         mma16816(dqa[d], a, b0, b1);
       }
     }
-    float* dq0 = dq_acc + (int64_t(b) * T + qt * kTile + warp * 16 + g) * qs + h * HD;
-    float* dq1 = dq0 + 8 * qs;
+    if constexpr (NW == 8) {  // the second key half's partial sums join the first's
+      float* part = sDQ + qw * (ND * 4 * 32) + lane;
+      if (half == 1)
 #pragma unroll
-    for (int d = 0; d < ND; ++d) {
-#if __CUDA_ARCH__ >= 900
-      // Lanes l and l ^ 1 hold columns c, c + 1 and c ^ 2, (c ^ 2) + 1 of rows g and g + 8: they
-      // swap one pair so that the even lane adds four columns of row g, the odd one of row g + 8.
-      const bool odd = lane & 1;
-      const float r0 = __shfl_xor_sync(0xffffffffu, odd ? dqa[d][0] : dqa[d][2], 1);
-      const float r1 = __shfl_xor_sync(0xffffffffu, odd ? dqa[d][1] : dqa[d][3], 1);
-      if (!odd) atomicAdd(reinterpret_cast<float4*>(dq0 + d * 8 + c), make_float4(dqa[d][0], dqa[d][1], r0, r1));
-      else atomicAdd(reinterpret_cast<float4*>(dq1 + d * 8 + c - 2), make_float4(r0, r1, dqa[d][2], dqa[d][3]));
-#else
-      atomicAdd(dq0 + d * 8 + c, dqa[d][0]);
-      atomicAdd(dq0 + d * 8 + c + 1, dqa[d][1]);
-      atomicAdd(dq1 + d * 8 + c, dqa[d][2]);
-      atomicAdd(dq1 + d * 8 + c + 1, dqa[d][3]);
-#endif
+        for (int d = 0; d < ND; ++d)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) part[(d * 4 + e) * 32] = dqa[d][e];
+      __syncthreads();
+      if (half == 0)
+#pragma unroll
+        for (int d = 0; d < ND; ++d)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) dqa[d][e] += part[(d * 4 + e) * 32];
     }
+    float* dq0 = dq_acc + (int64_t(b) * T + qt * kTile + qw * 16 + g) * qs + h * HD;
+    float* dq1 = dq0 + 8 * qs;
+    if (half == 0)  // warp-uniform: whole warps add their 16 rows
+#pragma unroll
+      for (int d = 0; d < ND; ++d) {
+#if __CUDA_ARCH__ >= 900
+        // Lanes l and l ^ 1 hold columns c, c + 1 and c ^ 2, (c ^ 2) + 1 of rows g and g + 8: they
+        // swap one pair so that the even lane adds four columns of row g, the odd one of row g + 8.
+        const bool odd = lane & 1;
+        const float r0 = __shfl_xor_sync(0xffffffffu, odd ? dqa[d][0] : dqa[d][2], 1);
+        const float r1 = __shfl_xor_sync(0xffffffffu, odd ? dqa[d][1] : dqa[d][3], 1);
+        if (!odd) atomicAdd(reinterpret_cast<float4*>(dq0 + d * 8 + c), make_float4(dqa[d][0], dqa[d][1], r0, r1));
+        else atomicAdd(reinterpret_cast<float4*>(dq1 + d * 8 + c - 2), make_float4(r0, r1, dqa[d][2], dqa[d][3]));
+#else
+        atomicAdd(dq0 + d * 8 + c, dqa[d][0]);
+        atomicAdd(dq0 + d * 8 + c + 1, dqa[d][1]);
+        atomicAdd(dq1 + d * 8 + c, dqa[d][2]);
+        atomicAdd(dq1 + d * 8 + c + 1, dqa[d][3]);
+#endif
+      }
     __syncthreads();  // dS and this buffer are read by every warp before the next step rewrites them
   }
   bf16* dk0 = dk + (int64_t(b) * T + key0) * kvs + kvh * HD;
@@ -375,27 +406,46 @@ void check(int64_t T, int64_t H, int64_t KV, int64_t hd) {
   MOE_CUDA_REQUIRE(KV > 0 && H % KV == 0, "flash attention: n_heads must be a multiple of n_kv_heads");
 }
 
-template <int HD>
-void forward_hd(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H,
+template <int HD, int NW>
+void forward_nw(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H,
                 int64_t KV, cudaStream_t stream) {
-  constexpr size_t bytes = fwd_smem<HD>();
-  MOE_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  const dim3 grid(unsigned(T / kTile), unsigned(B * H));
-  flash_fwd_kernel<HD><<<grid, kThreads, bytes, stream>>>(out, lse, q, k, v, int(T), int(H), int(KV),
-                                                          1.0f / sqrtf(float(HD)));
+  constexpr size_t bytes = fwd_smem<HD, NW>();
+  MOE_CUDA_CHECK(
+      cudaFuncSetAttribute(flash_fwd_kernel<HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  const dim3 grid(unsigned(T / (16 * NW)), unsigned(B * H));
+  flash_fwd_kernel<HD, NW><<<grid, 32 * NW, bytes, stream>>>(out, lse, q, k, v, int(T), int(H), int(KV),
+                                                             1.0f / sqrtf(float(HD)));
   MOE_CUDA_CHECK_LAUNCH();
 }
 
+// 128 query rows per block (8 warps) where T allows, else 64.
+template <int HD>
+void forward_hd(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H,
+                int64_t KV, cudaStream_t stream) {
+  if (T % 128 == 0) forward_nw<HD, 8>(out, lse, q, k, v, B, T, H, KV, stream);
+  else forward_nw<HD, 4>(out, lse, q, k, v, B, T, H, KV, stream);
+}
+
+template <int HD, int NW>
+void backward_nw(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
+                 const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H, int64_t KV,
+                 cudaStream_t stream) {
+  constexpr size_t bytes = bwd_smem<HD, NW>();
+  MOE_CUDA_CHECK(
+      cudaFuncSetAttribute(flash_bwd_kernel<HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  const dim3 grid(unsigned(T / (16 * NW)), unsigned(B * KV));
+  flash_bwd_kernel<HD, NW><<<grid, 32 * NW, bytes, stream>>>(dq_acc, dk, dv, dout, lse, delta, q, k, v, int(T),
+                                                             int(H), int(KV), 1.0f / sqrtf(float(HD)));
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+// 128 keys per block (8 warps) where T allows, else 64.
 template <int HD>
 void backward_hd(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
                  const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H, int64_t KV,
                  cudaStream_t stream) {
-  constexpr size_t bytes = bwd_smem<HD>();
-  MOE_CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  const dim3 grid(unsigned(T / kTile), unsigned(B * KV));
-  flash_bwd_kernel<HD><<<grid, kThreads, bytes, stream>>>(dq_acc, dk, dv, dout, lse, delta, q, k, v, int(T), int(H),
-                                                          int(KV), 1.0f / sqrtf(float(HD)));
-  MOE_CUDA_CHECK_LAUNCH();
+  if (T % 128 == 0) backward_nw<HD, 8>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream);
+  else backward_nw<HD, 4>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream);
 }
 
 }  // namespace

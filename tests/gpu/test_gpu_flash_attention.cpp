@@ -62,9 +62,17 @@ TEST(GpuFlashAttention, Head64GroupedQueryMatchesCpu) {
   check({2, 192, 4, 2, 64}, 41);  // three query tiles, two query heads per kv head
 }
 
+// T % 128 == 0: the backward's 8-warp blocks of 128 keys (two key blocks, four query tiles, the
+// second key half's dq partials handed over through shared memory).
+TEST(GpuFlashAttention, Head64BackwardWith128KeyBlocksMatchesCpu) {
+  MOE_REQUIRE_GPU();
+  check({1, 256, 4, 2, 64}, 61);
+}
+
 TEST(GpuFlashAttention, Head128MatchesCpu) {
   MOE_REQUIRE_GPU();
-  check({1, 128, 2, 1, 128}, 51);
+  check({1, 128, 2, 1, 128}, 51);  // one 128-key block
+  check({1, 192, 2, 1, 128}, 52);  // T % 128 != 0: 64-key blocks
 }
 
 TEST(GpuFlashAttention, RefusesUnsupportedShapes) {
