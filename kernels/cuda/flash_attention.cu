@@ -1,5 +1,6 @@
 // FlashAttention-2 style kernels on the bf16 tensor-core instruction mma.m16n8k16 (fp32
-// accumulate). A block owns 64 query rows (forward) or 64 keys (backward), 16 per warp; scores,
+// accumulate). A block owns 64 query rows (forward) or 64 keys (backward), 16 per warp (or 128 in
+// 8 warps: FlashBlock::k128, T % 128 == 0); scores,
 // probabilities, softmax statistics and the output / key-gradient accumulators live in registers,
 // shared memory holds the bf16 tiles row-major; where a product needs a tile as its k-major B
 // operand, ldmatrix .trans reads the fragment transposed (no transposed copies). Backward runs one
@@ -418,11 +419,12 @@ void forward_nw(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16*
   MOE_CUDA_CHECK_LAUNCH();
 }
 
-// 128 query rows per block (8 warps) where T allows, else 64.
+bool use_128(FlashBlock block, int64_t T) { return block == FlashBlock::k128 && T % 128 == 0; }
+
 template <int HD>
 void forward_hd(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H,
-                int64_t KV, cudaStream_t stream) {
-  if (T % 128 == 0) forward_nw<HD, 8>(out, lse, q, k, v, B, T, H, KV, stream);
+                int64_t KV, cudaStream_t stream, FlashBlock block) {
+  if (use_128(block, T)) forward_nw<HD, 8>(out, lse, q, k, v, B, T, H, KV, stream);
   else forward_nw<HD, 4>(out, lse, q, k, v, B, T, H, KV, stream);
 }
 
@@ -439,12 +441,11 @@ void backward_nw(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout, const floa
   MOE_CUDA_CHECK_LAUNCH();
 }
 
-// 128 keys per block (8 warps) where T allows, else 64.
 template <int HD>
 void backward_hd(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
                  const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H, int64_t KV,
-                 cudaStream_t stream) {
-  if (T % 128 == 0) backward_nw<HD, 8>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream);
+                 cudaStream_t stream, FlashBlock block) {
+  if (use_128(block, T)) backward_nw<HD, 8>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream);
   else backward_nw<HD, 4>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream);
 }
 
@@ -453,16 +454,16 @@ void backward_hd(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout, const floa
 bool flash_attention_supported(int64_t T, int64_t hd) { return T > 0 && T % kTile == 0 && (hd == 64 || hd == 128); }
 
 void flash_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T,
-                             int64_t H, int64_t KV, int64_t hd, cudaStream_t stream) {
+                             int64_t H, int64_t KV, int64_t hd, cudaStream_t stream, FlashBlock block) {
   check(T, H, KV, hd);
   if (B * H == 0) return;
-  if (hd == 64) forward_hd<64>(out, lse, q, k, v, B, T, H, KV, stream);
-  else forward_hd<128>(out, lse, q, k, v, B, T, H, KV, stream);
+  if (hd == 64) forward_hd<64>(out, lse, q, k, v, B, T, H, KV, stream, block);
+  else forward_hd<128>(out, lse, q, k, v, B, T, H, KV, stream, block);
 }
 
 void flash_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,
                               const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H, int64_t KV,
-                              int64_t hd, cudaStream_t stream) {
+                              int64_t hd, cudaStream_t stream, FlashBlock block) {
   check(T, H, KV, hd);
   if (B * H == 0) return;
   const int64_t nq = B * T * H * hd, rows = B * T * H;
@@ -473,8 +474,8 @@ void flash_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
   MOE_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, sizeof(float) * nq, stream));
   delta_kernel<<<grid_for(rows, 8), 256, 0, stream>>>(delta, dout, out, B, int(T), int(H), int(hd));
   MOE_CUDA_CHECK_LAUNCH();
-  if (hd == 64) backward_hd<64>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream);
-  else backward_hd<128>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream);
+  if (hd == 64) backward_hd<64>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream, block);
+  else backward_hd<128>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream, block);
   add_dq_kernel<<<grid_for(nq, 256, 8192), 256, 0, stream>>>(dq, dq_acc, nq);
   MOE_CUDA_CHECK_LAUNCH();
   MOE_CUDA_CHECK(cudaFreeAsync(raw, stream));

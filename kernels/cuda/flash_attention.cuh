@@ -14,15 +14,21 @@ namespace moe::cuda {
 
 bool flash_attention_supported(int64_t T, int64_t hd);
 
+// Block shape: 64 query rows (forward) or keys (backward) per 4-warp block, or 128 per 8-warp block
+// where T % 128 == 0 (each K/V or Q/dO tile loaded serves twice the rows; the backward issues half
+// the dq atomics). kAuto is k64 until the two are timed side by side on a GPU (bench_gpu_ops prints
+// both); k128 falls back to k64 where T % 128 != 0.
+enum class FlashBlock { kAuto, k64, k128 };
+
 void flash_attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                              const __nv_bfloat16* v, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
-                             cudaStream_t stream);
+                             cudaStream_t stream, FlashBlock block = FlashBlock::kAuto);
 
 // Accumulates into dq, dk, dv (bf16). `out` and `lse` are the forward's. Scratch (dq in fp32 and
 // the row terms rowsum(dout * out)) is stream-ordered.
 void flash_attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
                               const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* q,
                               const __nv_bfloat16* k, const __nv_bfloat16* v, int64_t B, int64_t T, int64_t H,
-                              int64_t KV, int64_t hd, cudaStream_t stream);
+                              int64_t KV, int64_t hd, cudaStream_t stream, FlashBlock block = FlashBlock::kAuto);
 
 }  // namespace moe::cuda

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -170,12 +171,19 @@ void bench_attention(const Shape& s, const char* dt) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     if (flash_attention_supported(s.T, s.hd)) {
       float* lse = random_buffer<float>(s.B * s.H * s.T, 19);
-      report(s, dt, "flash attention fwd",
-             time_ms([&] { flash_attention_forward(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, nullptr); }), fwd);
-      report(s, dt, "flash attention bwd", time_ms([&] {
-               flash_attention_backward(dq, dk, dv, out, out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, nullptr);
-             }),
-             2.0 * fwd);
+      for (const auto block : {FlashBlock::k64, FlashBlock::k128}) {
+        if (block == FlashBlock::k128 && s.T % 128 != 0) continue;
+        const std::string rows = block == FlashBlock::k64 ? " (64-row blocks)" : " (128-row blocks)";
+        report(s, dt, ("flash attention fwd" + rows).c_str(), time_ms([&] {
+                 flash_attention_forward(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, nullptr, block);
+               }),
+               fwd);
+        report(s, dt, ("flash attention bwd" + rows).c_str(), time_ms([&] {
+                 flash_attention_backward(dq, dk, dv, out, out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, nullptr,
+                                          block);
+               }),
+               2.0 * fwd);
+      }
       MOE_CUDA_CHECK(cudaFree(lse));
     }
   }

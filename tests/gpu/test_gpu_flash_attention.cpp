@@ -17,7 +17,7 @@ struct Shape {
   int64_t kv() const { return B * T * KV * hd; }
 };
 
-void check(const Shape& s, uint64_t seed) {
+void check(const Shape& s, uint64_t seed, cuda::FlashBlock block) {
   auto q = bf16_round(random_floats(s.q(), seed)), k = bf16_round(random_floats(s.kv(), seed + 1));
   auto v = bf16_round(random_floats(s.kv(), seed + 2)), g = bf16_round(random_floats(s.q(), seed + 3));
   std::vector<float> out(s.q()), att(s.B * s.H * s.T * s.T), rdq(s.q(), 0.0f), rdk(s.kv(), 0.0f), rdv(s.kv(), 0.0f);
@@ -27,12 +27,12 @@ void check(const Shape& s, uint64_t seed) {
   Dev<bf16> bq(to_bf16(q)), bk(to_bf16(k)), bv(to_bf16(v)), bg(to_bf16(g)), bout(s.q()), bdq(s.q()), bdk(s.kv()),
       bdv(s.kv());
   Dev<float> lse(s.B * s.H * s.T);
-  cuda::flash_attention_forward(bout.ptr, lse.ptr, bq.ptr, bk.ptr, bv.ptr, s.B, s.T, s.H, s.KV, s.hd, stream());
+  cuda::flash_attention_forward(bout.ptr, lse.ptr, bq.ptr, bk.ptr, bv.ptr, s.B, s.T, s.H, s.KV, s.hd, stream(), block);
   // The kernels accumulate: start the gradients from a known value, and pass the bf16 output.
   const auto init = bf16_round(random_floats(s.kv(), seed + 4));
   Dev<bf16> bdk0(to_bf16(init));
   cuda::flash_attention_backward(bdq.ptr, bdk0.ptr, bdv.ptr, bg.ptr, bout.ptr, lse.ptr, bq.ptr, bk.ptr, bv.ptr, s.B,
-                                 s.T, s.H, s.KV, s.hd, stream());
+                                 s.T, s.H, s.KV, s.hd, stream(), block);
   EXPECT_LT(rel_err(to_float(bout.host()), out), kTolBf16);
   // lse from the forward's scores: p[t, j] = exp(s - lse), so lse = s_j - log p_j at any unmasked j;
   // check it through the diagonal entry p[t, t] = exp(q_t.k_t * scale - lse).
@@ -57,22 +57,31 @@ void check(const Shape& s, uint64_t seed) {
   EXPECT_LT(rel_err(to_float(bdv.host()), rdv), 2 * kTolBf16);
 }
 
+// Both block shapes (k128 runs as k64 where T % 128 != 0).
+void check(const Shape& s, uint64_t seed) {
+  for (const auto block : {cuda::FlashBlock::k64, cuda::FlashBlock::k128}) {
+    SCOPED_TRACE(block == cuda::FlashBlock::k64 ? "64-row blocks" : "128-row blocks");
+    check(s, seed, block);
+  }
+}
+
 TEST(GpuFlashAttention, Head64GroupedQueryMatchesCpu) {
   MOE_REQUIRE_GPU();
   check({2, 192, 4, 2, 64}, 41);  // three query tiles, two query heads per kv head
 }
 
-// T % 128 == 0: the backward's 8-warp blocks of 128 keys (two key blocks, four query tiles, the
-// second key half's dq partials handed over through shared memory).
-TEST(GpuFlashAttention, Head64BackwardWith128KeyBlocksMatchesCpu) {
+// T % 128 == 0: with FlashBlock::k128, 8-warp blocks of 128 query rows (forward: the first block's
+// lower half sees a masked last key tile) and of 128 keys (backward: two key blocks, four query
+// tiles, the second key half's dq partials handed over through shared memory).
+TEST(GpuFlashAttention, Head64With128RowBlocksMatchesCpu) {
   MOE_REQUIRE_GPU();
   check({1, 256, 4, 2, 64}, 61);
 }
 
 TEST(GpuFlashAttention, Head128MatchesCpu) {
   MOE_REQUIRE_GPU();
-  check({1, 128, 2, 1, 128}, 51);  // one 128-key block
-  check({1, 192, 2, 1, 128}, 52);  // T % 128 != 0: 64-key blocks
+  check({1, 128, 2, 1, 128}, 51);  // one 128-row block with k128
+  check({1, 192, 2, 1, 128}, 52);  // T % 128 != 0: 64-row blocks either way
 }
 
 TEST(GpuFlashAttention, RefusesUnsupportedShapes) {
