@@ -24,6 +24,19 @@ void launch(O* out, const I* inp, int64_t n, cudaStream_t stream) {
   MOE_CUDA_CHECK_LAUNCH();
 }
 
+template <typename I>
+__global__ void add_kernel(float* out, const float* x, const I* y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = x[i] + to_float(y[i]);
+}
+
+template <typename I>
+void launch_add(float* out, const float* x, const I* y, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  add_kernel<I><<<grid_for(n, kThreads, 8192), kThreads, 0, stream>>>(out, x, y, n);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
 __global__ void fill_kernel(float* x, float value, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     x[i] = value;
@@ -43,6 +56,9 @@ void convert(bf16* out, const float* inp, int64_t n, cudaStream_t stream) { laun
 void convert(float* out, const bf16* inp, int64_t n, cudaStream_t stream) { launch<float, bf16, false>(out, inp, n, stream); }
 void accumulate(float* out, const bf16* inp, int64_t n, cudaStream_t stream) { launch<float, bf16, true>(out, inp, n, stream); }
 void accumulate(float* out, const float* inp, int64_t n, cudaStream_t stream) { launch<float, float, true>(out, inp, n, stream); }
+
+void residual_add(float* out, const float* x, const bf16* y, int64_t n, cudaStream_t stream) { launch_add(out, x, y, n, stream); }
+void residual_add(float* out, const float* x, const float* y, int64_t n, cudaStream_t stream) { launch_add(out, x, y, n, stream); }
 
 void fill(float* x, float value, int64_t n, cudaStream_t stream) {
   if (n == 0) return;

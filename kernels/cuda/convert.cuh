@@ -13,6 +13,10 @@ void convert(float* out, const __nv_bfloat16* inp, int64_t n, cudaStream_t strea
 // out += float(inp)
 void accumulate(float* out, const __nv_bfloat16* inp, int64_t n, cudaStream_t stream);
 void accumulate(float* out, const float* inp, int64_t n, cudaStream_t stream);
+// out = x + float(y), out-of-place (the residual add of a block whose input stays saved); out may
+// alias x.
+void residual_add(float* out, const float* x, const __nv_bfloat16* y, int64_t n, cudaStream_t stream);
+void residual_add(float* out, const float* x, const float* y, int64_t n, cudaStream_t stream);
 void fill(float* x, float value, int64_t n, cudaStream_t stream);
 // Sum of x (fp32) into *out_device in double, deterministic (one block, fixed order).
 void sum_async(double* out_device, const float* x, int64_t n, cudaStream_t stream);

@@ -225,7 +225,7 @@ template <int HD, int NW>
 __global__ void __launch_bounds__(32 * NW, 1) flash_bwd_kernel(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout,
                                                                const float* lse, const float* delta, const bf16* q,
                                                                const bf16* k, const bf16* v, int T, int H, int KV,
-                                                               float scale) {
+                                                               float scale, bool accumulate) {
   constexpr int LD = HD + 8, NT = kTile / 8, ND = HD / 8, KEYS = 16 * NW, THREADS = 32 * NW, kTSK = KEYS + 8;
   static_assert(NW == 4 || NW == 8, "4 or 8 warps");
   extern __shared__ __align__(128) unsigned char smem[];
@@ -380,7 +380,9 @@ __global__ void __launch_bounds__(32 * NW, 1) flash_bwd_kernel(float* dq_acc, bf
   bf16* dk1 = dk0 + 8 * kvs;
   bf16* dv0 = dv + (int64_t(b) * T + key0) * kvs + kvh * HD;
   bf16* dv1 = dv0 + 8 * kvs;
-  auto add = [](bf16* p, float x) { *p = __float2bfloat16_rn(__bfloat162float(*p) + x); };
+  auto add = [accumulate](bf16* p, float x) {
+    *p = __float2bfloat16_rn(accumulate ? __bfloat162float(*p) + x : x);  // (overwrite: *p is not read)
+  };
 #pragma unroll
   for (int d = 0; d < ND; ++d) {
     add(dk0 + d * 8 + c, dka[d][0]);
@@ -394,10 +396,10 @@ __global__ void __launch_bounds__(32 * NW, 1) flash_bwd_kernel(float* dq_acc, bf
   }
 }
 
-// dq += dq_acc (bf16 += fp32)
-__global__ void add_dq_kernel(bf16* dq, const float* acc, int64_t n) {
+// dq += dq_acc (bf16 += fp32), or dq = dq_acc rounded
+__global__ void add_dq_kernel(bf16* dq, const float* acc, int64_t n, bool accumulate) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    dq[i] = __float2bfloat16_rn(__bfloat162float(dq[i]) + acc[i]);
+    dq[i] = __float2bfloat16_rn(accumulate ? __bfloat162float(dq[i]) + acc[i] : acc[i]);
 }
 
 void check(int64_t T, int64_t H, int64_t KV, int64_t hd) {
@@ -431,22 +433,22 @@ void forward_hd(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16*
 template <int HD, int NW>
 void backward_nw(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
                  const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H, int64_t KV,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, bool accumulate) {
   constexpr size_t bytes = bwd_smem<HD, NW>();
   MOE_CUDA_CHECK(
       cudaFuncSetAttribute(flash_bwd_kernel<HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
   const dim3 grid(unsigned(T / (16 * NW)), unsigned(B * KV));
   flash_bwd_kernel<HD, NW><<<grid, 32 * NW, bytes, stream>>>(dq_acc, dk, dv, dout, lse, delta, q, k, v, int(T),
-                                                             int(H), int(KV), 1.0f / sqrtf(float(HD)));
+                                                             int(H), int(KV), 1.0f / sqrtf(float(HD)), accumulate);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
 template <int HD>
 void backward_hd(float* dq_acc, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
                  const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H, int64_t KV,
-                 cudaStream_t stream, FlashBlock block) {
-  if (use_128(block, T)) backward_nw<HD, 8>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream);
-  else backward_nw<HD, 4>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream);
+                 cudaStream_t stream, FlashBlock block, bool accumulate) {
+  if (use_128(block, T)) backward_nw<HD, 8>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream, accumulate);
+  else backward_nw<HD, 4>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream, accumulate);
 }
 
 }  // namespace
@@ -463,7 +465,7 @@ void flash_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
 
 void flash_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,
                               const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t T, int64_t H, int64_t KV,
-                              int64_t hd, cudaStream_t stream, FlashBlock block) {
+                              int64_t hd, cudaStream_t stream, FlashBlock block, bool accumulate) {
   check(T, H, KV, hd);
   if (B * H == 0) return;
   const int64_t nq = B * T * H * hd, rows = B * T * H;
@@ -474,9 +476,9 @@ void flash_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
   MOE_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, sizeof(float) * nq, stream));
   delta_kernel<<<grid_for(rows, 8), 256, 0, stream>>>(delta, dout, out, B, int(T), int(H), int(hd));
   MOE_CUDA_CHECK_LAUNCH();
-  if (hd == 64) backward_hd<64>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream, block);
-  else backward_hd<128>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream, block);
-  add_dq_kernel<<<grid_for(nq, 256, 8192), 256, 0, stream>>>(dq, dq_acc, nq);
+  if (hd == 64) backward_hd<64>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream, block, accumulate);
+  else backward_hd<128>(dq_acc, dk, dv, dout, lse, delta, q, k, v, B, T, H, KV, stream, block, accumulate);
+  add_dq_kernel<<<grid_for(nq, 256, 8192), 256, 0, stream>>>(dq, dq_acc, nq, accumulate);
   MOE_CUDA_CHECK_LAUNCH();
   MOE_CUDA_CHECK(cudaFreeAsync(raw, stream));
 }

@@ -24,11 +24,13 @@ void flash_attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16
                              const __nv_bfloat16* v, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                              cudaStream_t stream, FlashBlock block = FlashBlock::kAuto);
 
-// Accumulates into dq, dk, dv (bf16). `out` and `lse` are the forward's. Scratch (dq in fp32 and
-// the row terms rowsum(dout * out)) is stream-ordered.
+// Accumulates into dq, dk, dv (bf16), or overwrites them (not read) when accumulate is false.
+// `out` and `lse` are the forward's. Scratch (dq in fp32 and the row terms rowsum(dout * out)) is
+// stream-ordered.
 void flash_attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
                               const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* q,
                               const __nv_bfloat16* k, const __nv_bfloat16* v, int64_t B, int64_t T, int64_t H,
-                              int64_t KV, int64_t hd, cudaStream_t stream, FlashBlock block = FlashBlock::kAuto);
+                              int64_t KV, int64_t hd, cudaStream_t stream, FlashBlock block = FlashBlock::kAuto,
+                              bool accumulate = true);
 
 }  // namespace moe::cuda

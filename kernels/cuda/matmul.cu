@@ -121,9 +121,9 @@ void matmul_fwd(T* out, const T* inp, const T* weight, int64_t N, int64_t I, int
 
 template <typename T>
 void matmul_bwd(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, int64_t N, int64_t I, int64_t O,
-                cudaStream_t stream) {
+                cudaStream_t stream, bool accumulate_dinp) {
   cublasHandle_t h = blas_context(stream).blas;
-  if (dinp) gemm_rm<T>(h, false, false, N, I, O, 1.0f, dout, O, weight, I, 1.0f, dinp, I);
+  if (dinp) gemm_rm<T>(h, false, false, N, I, O, 1.0f, dout, O, weight, I, accumulate_dinp ? 1.0f : 0.0f, dinp, I);
   if (dweight) gemm_rm<T>(h, true, false, O, I, N, 1.0f, dout, O, inp, I, 1.0f, dweight, I);
 }
 
@@ -261,12 +261,12 @@ void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, int64_t N, i
 }
 
 void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                     int64_t N, int64_t I, int64_t O, cudaStream_t stream) {
-  matmul_bwd(dinp, dweight, dout, inp, weight, N, I, O, stream);
+                     int64_t N, int64_t I, int64_t O, cudaStream_t stream, bool accumulate_dinp) {
+  matmul_bwd(dinp, dweight, dout, inp, weight, N, I, O, stream, accumulate_dinp);
 }
 void matmul_backward(bf16* dinp, bf16* dweight, const bf16* dout, const bf16* inp, const bf16* weight, int64_t N,
-                     int64_t I, int64_t O, cudaStream_t stream) {
-  matmul_bwd(dinp, dweight, dout, inp, weight, N, I, O, stream);
+                     int64_t I, int64_t O, cudaStream_t stream, bool accumulate_dinp) {
+  matmul_bwd(dinp, dweight, dout, inp, weight, N, I, O, stream, accumulate_dinp);
 }
 
 void grouped_matmul_forward(float* out, const float* inp, const float* weights, const int64_t* offsets,

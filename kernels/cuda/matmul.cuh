@@ -16,11 +16,13 @@ void matmul_forward(float* out, const float* inp, const float* weight, int64_t N
 void matmul_forward(__nv_bfloat16* out, const __nv_bfloat16* inp, const __nv_bfloat16* weight, int64_t N,
                     int64_t I, int64_t O, bool accumulate, cudaStream_t stream);
 
+// accumulate_dinp false: dinp = dout W (not read: the first writer of a gradient needs no zeroing);
+// dweight always accumulates.
 void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                     int64_t N, int64_t I, int64_t O, cudaStream_t stream);
+                     int64_t N, int64_t I, int64_t O, cudaStream_t stream, bool accumulate_dinp = true);
 void matmul_backward(__nv_bfloat16* dinp, __nv_bfloat16* dweight, const __nv_bfloat16* dout,
                      const __nv_bfloat16* inp, const __nv_bfloat16* weight, int64_t N, int64_t I, int64_t O,
-                     cudaStream_t stream);
+                     cudaStream_t stream, bool accumulate_dinp = true);
 
 void grouped_matmul_forward(float* out, const float* inp, const float* weights, const int64_t* offsets,
                             int64_t E, int64_t I, int64_t O, cudaStream_t stream);

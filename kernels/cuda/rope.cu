@@ -24,19 +24,23 @@ __global__ void rope_table_kernel(float* cos_t, float* sin_t, int64_t T, int64_t
   }
 }
 
-// forward: y0 = x0 c - x1 s, y1 = x1 c + x0 s;  backward (transpose): d0 += g0 c + g1 s, d1 += g1 c - g0 s.
+// forward: y0 = x0 c - x1 s, y1 = x1 c + x0 s;  backward (transpose): d0 += g0 c + g1 s, d1 += g1 c - g0 s
+// (= when not accumulating). Each thread reads its pair before writing it: out may alias inp.
 template <bool kBackward, typename V>
 __global__ void rope_apply_kernel(V* out, const V* inp, const float* cos_t, const float* sin_t, int64_t rows,
-                                  int64_t T, int64_t n_heads, int64_t half) {
+                                  int64_t T, int64_t n_heads, int64_t half, bool accumulate) {
   const int64_t hd = 2 * half, C = n_heads * hd, n = rows * n_heads * half;
   for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n; k += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = k % half, h = (k / half) % n_heads, row = k / (half * n_heads);
     const float c = cos_t[(row % T) * half + i], s = sin_t[(row % T) * half + i];
     const int64_t base = row * C + h * hd;
     const float x0 = to_float(inp[base + i]), x1 = to_float(inp[base + i + half]);
-    if (kBackward) {
+    if (kBackward && accumulate) {
       out[base + i] = from_float<V>(to_float(out[base + i]) + (x0 * c + x1 * s));
       out[base + i + half] = from_float<V>(to_float(out[base + i + half]) + (x1 * c - x0 * s));
+    } else if (kBackward) {
+      out[base + i] = from_float<V>(x0 * c + x1 * s);
+      out[base + i + half] = from_float<V>(x1 * c - x0 * s);
     } else {
       out[base + i] = from_float<V>(x0 * c - x1 * s);
       out[base + i + half] = from_float<V>(x1 * c + x0 * s);
@@ -46,7 +50,7 @@ __global__ void rope_apply_kernel(V* out, const V* inp, const float* cos_t, cons
 
 template <bool kBackward, typename V>
 void rope(V* out, const V* inp, int64_t B, int64_t T, int64_t n_heads, int64_t head_dim, float theta,
-          cudaStream_t stream) {
+          cudaStream_t stream, bool accumulate = true) {
   MOE_CUDA_REQUIRE(head_dim % 2 == 0, "rope: head_dim must be even, got " + std::to_string(head_dim));
   const int64_t half = head_dim / 2, n = B * T * n_heads * half;
   if (n == 0) return;
@@ -58,7 +62,7 @@ void rope(V* out, const V* inp, int64_t B, int64_t T, int64_t n_heads, int64_t h
                                                                           static_cast<double>(theta));
   MOE_CUDA_CHECK_LAUNCH();
   rope_apply_kernel<kBackward, V><<<grid_for(n, kThreads), kThreads, 0, stream>>>(out, inp, cos_t, sin_t, B * T, T,
-                                                                                n_heads, half);
+                                                                                n_heads, half, accumulate);
   MOE_CUDA_CHECK_LAUNCH();
   MOE_CUDA_CHECK(cudaFreeAsync(table, stream));
 }
@@ -96,8 +100,8 @@ void rope_forward(float* out, const float* inp, int64_t B, int64_t T, int64_t n_
 }
 
 void rope_backward(float* dinp, const float* dout, int64_t B, int64_t T, int64_t n_heads, int64_t head_dim,
-                   float theta, cudaStream_t stream) {
-  rope<true>(dinp, dout, B, T, n_heads, head_dim, theta, stream);
+                   float theta, cudaStream_t stream, bool accumulate) {
+  rope<true>(dinp, dout, B, T, n_heads, head_dim, theta, stream, accumulate);
 }
 
 void rope_forward(bf16* out, const bf16* inp, int64_t B, int64_t T, int64_t n_heads, int64_t head_dim, float theta,
@@ -106,8 +110,8 @@ void rope_forward(bf16* out, const bf16* inp, int64_t B, int64_t T, int64_t n_he
 }
 
 void rope_backward(bf16* dinp, const bf16* dout, int64_t B, int64_t T, int64_t n_heads, int64_t head_dim,
-                   float theta, cudaStream_t stream) {
-  rope<true>(dinp, dout, B, T, n_heads, head_dim, theta, stream);
+                   float theta, cudaStream_t stream, bool accumulate) {
+  rope<true>(dinp, dout, B, T, n_heads, head_dim, theta, stream, accumulate);
 }
 
 }  // namespace moe::cuda

@@ -65,14 +65,19 @@ class StepImpl final : public DeviceModel::Impl {
       return staging.get();
     }
   }
-  // Adds a T result into fp32 x (fp32 GEMMs accumulate directly instead).
-  void add_into(float* x, const T* y, int64_t n) { accumulate(x, y, n, s); }
 
-  void attention_forward_block(float* x, AttnActs<T>& a, const BlockParams& p);
-  void ffn_forward_block(int64_t i, float* x, FfnActs<T>& f, const BlockParams& p, const SumReducer& reduce_sum,
-                         DeviceLosses& out);
-  void moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockParams& p, const SumReducer& reduce_sum,
-                   DeviceLosses& out);
+  // The residual stream lives in the blocks' saved inputs: a block reads its x_in and writes its
+  // output (x_in + its branch) into the next block's x_in (the last into xf_), so the inputs the
+  // backward needs are kept without copies.
+  void attention_forward_block(AttnActs<T>& a, float* out, const BlockParams& p);
+  void ffn_forward_block(int64_t i, FfnActs<T>& f, float* out, const BlockParams& p, const SumReducer& reduce_sum,
+                         DeviceLosses& losses);
+  void moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockParams& p, const SumReducer& reduce_sum,
+                   DeviceLosses& losses);
+  // dx += the norm's input gradient for an output gradient in T (bf16: read as fp32, exact).
+  void norm_backward(float* dweight, const T* dxn, const float* x_in, const float* weight, const float* rstd) {
+    rmsnorm_backward(dx_.get(), dweight, dxn, x_in, weight, rstd, d.N, d.D, s);
+  }
   // The expert GEMMs over the layer's row layout: blocked (uniform batched calls) or compact (grouped).
   void expert_forward(T* out, const T* in, const T* w, const FfnActs<T>& f, int64_t I, int64_t O) {
     if (f.blocks.block) blocked_matmul_forward(out, in, w, f.blocks.start.data(), d.E, f.blocks.block, I, O, s);
@@ -99,12 +104,12 @@ class StepImpl final : public DeviceModel::Impl {
   // layout_*: the blocked layout's slots and rows before they swap places with a layer's (scratch)
   DeviceArray<int32_t> inputs_, targets_, layout_slots_, layout_rows_;
   DeviceArray<int64_t> starts_;  // the blocked layout's expert start rows (scratch, E + 1)
-  DeviceArray<float> x_, xf_, rstdf_, xnf32_, lse_, dlosses_;
+  DeviceArray<float> xf_, rstdf_, lse_, dlosses_;  // xf_: the last block's output (the head's input)
   DeviceArray<T> xnf_t_, logits_;
   DeviceArray<double> loss_sum_;
   // backward / staging scratch, shared by the blocks
-  DeviceArray<float> dx_, dxn32_, norm32_, dws_, dw_slot_, dlogits_r_, aux_coef_;
-  DeviceArray<T> stage_, dx_t_, dxn_t_, dy_, dq_, dk_, dv_, dq2_, dk2_, dxe_, dh1_, dh3_, dact_, dlogits_;
+  DeviceArray<float> dx_, dxn32_, dws_, dw_slot_, dlogits_r_, aux_coef_;
+  DeviceArray<T> stage_, dx_t_, dxn_t_, dy_, dq_, dk_, dv_, dxe_, dh1_, dh3_, dact_, dlogits_;
   std::vector<int64_t> moe_index_;  // per layer: index among the MoE layers, -1 for dense
   int64_t expert_rows_ = 0;  // rows of the expert buffers (moe/expert_padding.h)
   bool flash_ = false;  // bf16 attention through the tiled kernel (kernels/cuda/flash_attention.cuh)
@@ -145,7 +150,8 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
     if (flash_) sized(a.lse, d.B * d.H * d.T);
     else sized(a.att, d.B * d.H * d.T * d.T);
     FfnActs<T>& f = ffn_[size_t(i)];
-    sized(f.x_in, N * D), sized(f.rstd, N), sized(f.xn32, N * D);
+    sized(f.x_in, N * D), sized(f.rstd, N);
+    if (kF32 || c.model.is_moe_layer(i)) sized(f.xn32, N * D);  // bf16 dense layers need only xn_t
     if (!kF32) sized(f.xn_t, N * D);
     if (c.model.is_moe_layer(i)) {
       sized(f.h1, R * d.Fe), sized(f.h3, R * d.Fe), sized(f.act, R * d.Fe);
@@ -156,14 +162,14 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
       sized(f.h1, N * d.F), sized(f.h3, N * d.F), sized(f.act, N * d.F);
     }
   }
-  sized(inputs_, N), sized(targets_, N), sized(x_, N * D), sized(xf_, N * D), sized(rstdf_, N);
-  sized(xnf32_, N * D), sized(lse_, N), sized(losses, N), sized(xnf_t_, N * D), sized(logits_, N * d.V);
+  sized(inputs_, N), sized(targets_, N), sized(xf_, N * D), sized(rstdf_, N);
+  sized(lse_, N), sized(losses, N), sized(xnf_t_, N * D), sized(logits_, N * d.V);
   act_bytes_ = bytes;
   loss_sum_.resize(1);
   dlosses_.resize(N), dlogits_.resize(N * d.V);
-  dx_.resize(N * D), dxn32_.resize(N * D), norm32_.resize(N * D), stage_.resize(N * D), dx_t_.resize(N * D);
+  dx_.resize(N * D), dxn32_.resize(N * D), stage_.resize(N * D), dx_t_.resize(N * D);
   dxn_t_.resize(N * D), dy_.resize(N * qd), dq_.resize(N * qd), dk_.resize(N * kvd), dv_.resize(N * kvd);
-  dq2_.resize(N * qd), dk2_.resize(N * kvd), dxe_.resize(R * D), dh1_.resize(hidden), dh3_.resize(hidden);
+  dxe_.resize(R * D), dh1_.resize(hidden), dh3_.resize(hidden);
   dact_.resize(hidden), dws_.resize(R), dw_slot_.resize(M), layout_slots_.resize(R), layout_rows_.resize(R),
       starts_.resize(E + 1), dlogits_r_.resize(N * E), aux_coef_.resize(E);
   for (int64_t i = 0; i < d.L; ++i) moe_index_.push_back(c.model.is_moe_layer(i) ? int64_t(stats.size()) : -1),
@@ -171,15 +177,11 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
 }
 
 template <typename T>
-void StepImpl<T>::attention_forward_block(float* x, AttnActs<T>& a, const BlockParams& p) {
+void StepImpl<T>::attention_forward_block(AttnActs<T>& a, float* out, const BlockParams& p) {
   const int64_t N = d.N, D = d.D, qd = d.H * d.hd, kvd = d.KV * d.hd;
-  MOE_CUDA_CHECK(cudaMemcpyAsync(a.x_in.get(), x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
-  if constexpr (kF32) {
-    rmsnorm_forward(a.xn.get(), a.rstd.get(), x, p.attention_norm, N, D, d.eps, s);
-  } else {
-    rmsnorm_forward(norm32_.get(), a.rstd.get(), x, p.attention_norm, N, D, d.eps, s);
-    convert(a.xn.get(), norm32_.get(), N * D, s);
-  }
+  const float* x = a.x_in.get();
+  if constexpr (kF32) rmsnorm_forward(a.xn.get(), a.rstd.get(), x, p.attention_norm, N, D, d.eps, s);
+  else rmsnorm_forward(a.xn.get(), nullptr, a.rstd.get(), x, p.attention_norm, N, D, d.eps, s);
   matmul_forward(a.q.get(), a.xn.get(), pc(p.wq), N, D, qd, false, s);
   matmul_forward(a.k.get(), a.xn.get(), pc(p.wk), N, D, kvd, false, s);
   matmul_forward(a.v.get(), a.xn.get(), pc(p.wv), N, D, kvd, false, s);
@@ -195,35 +197,38 @@ void StepImpl<T>::attention_forward_block(float* x, AttnActs<T>& a, const BlockP
     cuda::attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
   }
   if constexpr (kF32) {
-    matmul_forward(x, a.y.get(), pc(p.wo), N, qd, D, true, s);  // residual add
+    MOE_CUDA_CHECK(cudaMemcpyAsync(out, x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
+    matmul_forward(out, a.y.get(), pc(p.wo), N, qd, D, true, s);  // residual add
   } else {
     matmul_forward(stage_.get(), a.y.get(), pc(p.wo), N, qd, D, false, s);
-    add_into(x, stage_.get(), N * D);
+    residual_add(out, x, stage_.get(), N * D, s);
   }
 }
 
 template <typename T>
-void StepImpl<T>::ffn_forward_block(int64_t i, float* x, FfnActs<T>& f, const BlockParams& p,
-                                    const SumReducer& reduce_sum, DeviceLosses& out) {
+void StepImpl<T>::ffn_forward_block(int64_t i, FfnActs<T>& f, float* out, const BlockParams& p,
+                                    const SumReducer& reduce_sum, DeviceLosses& losses) {
   const int64_t N = d.N, D = d.D;
-  MOE_CUDA_CHECK(cudaMemcpyAsync(f.x_in.get(), x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
-  rmsnorm_forward(f.xn32.get(), f.rstd.get(), x, p.ffn_norm, N, D, d.eps, s);
-  if constexpr (!kF32) convert(f.xn_t.get(), f.xn32.get(), N * D, s);
-  if (c.model.is_moe_layer(i)) return moe_forward(i, x, f, p, reduce_sum, out);
+  const float* x = f.x_in.get();
+  const bool moe = c.model.is_moe_layer(i);
+  if constexpr (kF32) rmsnorm_forward(f.xn32.get(), f.rstd.get(), x, p.ffn_norm, N, D, d.eps, s);
+  else rmsnorm_forward(f.xn_t.get(), moe ? f.xn32.get() : nullptr, f.rstd.get(), x, p.ffn_norm, N, D, d.eps, s);
+  if (moe) return moe_forward(i, f, out, p, reduce_sum, losses);
   matmul_forward(f.h1.get(), f.xn(), pc(p.w1), N, D, d.F, false, s);
   matmul_forward(f.h3.get(), f.xn(), pc(p.w3), N, D, d.F, false, s);
   swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), N * d.F, s);
   if constexpr (kF32) {
-    matmul_forward(x, f.act.get(), pc(p.w2), N, d.F, D, true, s);
+    MOE_CUDA_CHECK(cudaMemcpyAsync(out, x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
+    matmul_forward(out, f.act.get(), pc(p.w2), N, d.F, D, true, s);
   } else {
     matmul_forward(stage_.get(), f.act.get(), pc(p.w2), N, d.F, D, false, s);
-    add_into(x, stage_.get(), N * D);
+    residual_add(out, x, stage_.get(), N * D, s);
   }
 }
 
 template <typename T>
-void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockParams& p, const SumReducer& reduce_sum,
-                              DeviceLosses& out) {
+void StepImpl<T>::moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockParams& p,
+                              const SumReducer& reduce_sum, DeviceLosses& losses) {
   const int64_t N = d.N, D = d.D, E = d.E, K = d.K, M = N * K, Fe = d.Fe;
   const MoeConfig& mc = c.moe;
   matmul_forward(f.logits.get(), f.xn32.get(), p.router, N, D, E, false, s);  // router stays fp32
@@ -272,9 +277,9 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
   g.entropy_sum = buf[size_t(2 * E + 1)];
   g.tokens = buf[size_t(2 * E + 2)];
   f.global_tokens = g.tokens;
-  const RouterLosses losses = router_losses(g, d, mc);
-  out.aux += losses.aux;
-  out.z += losses.z;
+  const RouterLosses rl = router_losses(g, d, mc);
+  losses.aux += rl.aux;
+  losses.z += rl.z;
   // Switch aux gradient per expert (routing::aux_gradient), constant over tokens.
   f.aux_coef.assign(size_t(E), 0.0f);
   if (mc.aux_loss_type == "switch" && mc.aux_loss_coeff != 0)
@@ -286,8 +291,8 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
   st.dropped = 0;
   st.assignments = int64_t(g.tokens) * K;
   st.entropy = g.entropy_sum / g.tokens;
-  st.aux_loss = losses.aux;
-  st.z_loss = losses.z;
+  st.aux_loss = rl.aux;
+  st.z_loss = rl.z;
   if (mc.bias_update_rate > 0) {
     std::vector<float> bias(static_cast<size_t>(E));
     MOE_CUDA_CHECK(cudaMemcpy(bias.data(), p.router_bias, sizeof(float) * E, cudaMemcpyDeviceToHost));
@@ -300,7 +305,8 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
   expert_forward(f.h3.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
   swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), R * Fe, s);
   expert_forward(f.ye.get(), f.act.get(), pc(p.experts_w2), f, Fe, D);
-  scatter_add_rows(x, f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);  // combine into the residual
+  MOE_CUDA_CHECK(cudaMemcpyAsync(out, f.x_in.get(), sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
+  scatter_add_rows(out, f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);  // combine into the residual
 }
 
 template <typename T>
@@ -315,24 +321,20 @@ DeviceLosses StepImpl<T>::forward(const int32_t* tokens, const SumReducer& reduc
   MOE_CUDA_CHECK(cudaMemcpyAsync(inputs_.get(), in.data(), sizeof(int32_t) * N, cudaMemcpyHostToDevice, s));
   MOE_CUDA_CHECK(cudaMemcpyAsync(targets_.get(), tg.data(), sizeof(int32_t) * N, cudaMemcpyHostToDevice, s));
   marks.mark("embedding fwd", s);
-  embedding_forward(x_.get(), inputs_.get(), P_.tok_embeddings, N, D, s);
+  embedding_forward(d.L > 0 ? attn_[0].x_in.get() : xf_.get(), inputs_.get(), P_.tok_embeddings, N, D, s);
   row_use = {};
   DeviceLosses out;
   for (int64_t i = 0; i < d.L; ++i) {
     const BlockParams& p = P_.blocks[size_t(i)];
+    FfnActs<T>& f = ffn_[size_t(i)];
     marks.mark("attention fwd", s);
-    attention_forward_block(x_.get(), attn_[size_t(i)], p);
+    attention_forward_block(attn_[size_t(i)], f.x_in.get(), p);
     marks.mark(c.model.is_moe_layer(i) ? "moe fwd" : "dense ffn fwd", s);
-    ffn_forward_block(i, x_.get(), ffn_[size_t(i)], p, reduce_sum, out);
+    ffn_forward_block(i, f, i + 1 < d.L ? attn_[size_t(i + 1)].x_in.get() : xf_.get(), p, reduce_sum, out);
   }
   marks.mark("head fwd", s);
-  MOE_CUDA_CHECK(cudaMemcpyAsync(xf_.get(), x_.get(), sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
-  if constexpr (kF32) {
-    rmsnorm_forward(xnf_t_.get(), rstdf_.get(), xf_.get(), P_.norm, N, D, d.eps, s);
-  } else {
-    rmsnorm_forward(xnf32_.get(), rstdf_.get(), xf_.get(), P_.norm, N, D, d.eps, s);
-    convert(xnf_t_.get(), xnf32_.get(), N * D, s);
-  }
+  if constexpr (kF32) rmsnorm_forward(xnf_t_.get(), rstdf_.get(), xf_.get(), P_.norm, N, D, d.eps, s);
+  else rmsnorm_forward(xnf_t_.get(), nullptr, rstdf_.get(), xf_.get(), P_.norm, N, D, d.eps, s);
   matmul_forward(logits_.get(), xnf_t_.get(), pc(P_.output), N, D, d.V, false, s);
   cross_entropy_forward(losses.get(), lse_.get(), logits_.get(), targets_.get(), N, d.V, s);
   sum_async(loss_sum_.get(), losses.get(), N, s);
@@ -345,36 +347,37 @@ DeviceLosses StepImpl<T>::forward(const int32_t* tokens, const SumReducer& reduc
 template <typename T>
 void StepImpl<T>::attention_backward_block(AttnActs<T>& a, const BlockParams& p, const BlockParams& g) {
   const int64_t N = d.N, D = d.D, qd = d.H * d.hd, kvd = d.KV * d.hd;
+  // First writers overwrite (no zeroing, no reads of zeros): dy, the flash gradients, RoPE's
+  // backward (in place), the first of the q/k/v input gradients.
   T* dxt = as_t(dx_.get(), dx_t_, N * D);
-  for (auto* b : {&dy_, &dq_, &dk_, &dv_, &dq2_, &dk2_, &dxn_t_}) b->zero(s);
-  matmul_backward(dy_.get(), gc(g.wo), dxt, a.y.get(), pc(p.wo), N, qd, D, s);
+  matmul_backward(dy_.get(), gc(g.wo), dxt, a.y.get(), pc(p.wo), N, qd, D, s, /*accumulate_dinp=*/false);
   bool flashed = false;
   if constexpr (!kF32) {
     if (flash_) {
       flash_attention_backward(dq_.get(), dk_.get(), dv_.get(), dy_.get(), a.y.get(), a.lse.get(), a.q.get(),
-                               a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
+                               a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s, FlashBlock::kAuto,
+                               /*accumulate=*/false);
       flashed = true;
     }
   }
-  if (!flashed)
+  if (!flashed) {
+    for (auto* b : {&dq_, &dk_, &dv_}) b->zero(s);  // the cuBLAS attention accumulates
     cuda::attention_backward(dq_.get(), dk_.get(), dv_.get(), dy_.get(), a.att.get(), a.q.get(), a.k.get(),
                              a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
-  rope_backward(dq2_.get(), dq_.get(), d.B, d.T, d.H, d.hd, d.theta, s);
-  rope_backward(dk2_.get(), dk_.get(), d.B, d.T, d.KV, d.hd, d.theta, s);
-  matmul_backward(dxn_t_.get(), gc(g.wq), dq2_.get(), a.xn.get(), pc(p.wq), N, D, qd, s);
-  matmul_backward(dxn_t_.get(), gc(g.wk), dk2_.get(), a.xn.get(), pc(p.wk), N, D, kvd, s);
+  }
+  rope_backward(dq_.get(), dq_.get(), d.B, d.T, d.H, d.hd, d.theta, s, /*accumulate=*/false);
+  rope_backward(dk_.get(), dk_.get(), d.B, d.T, d.KV, d.hd, d.theta, s, /*accumulate=*/false);
+  matmul_backward(dxn_t_.get(), gc(g.wq), dq_.get(), a.xn.get(), pc(p.wq), N, D, qd, s, /*accumulate_dinp=*/false);
+  matmul_backward(dxn_t_.get(), gc(g.wk), dk_.get(), a.xn.get(), pc(p.wk), N, D, kvd, s);
   matmul_backward(dxn_t_.get(), gc(g.wv), dv_.get(), a.xn.get(), pc(p.wv), N, D, kvd, s);
-  const float* dxn = dxn32_.get();
-  if constexpr (kF32) dxn = dxn_t_.get();
-  else convert(dxn32_.get(), dxn_t_.get(), N * D, s);
-  rmsnorm_backward(dx_.get(), g.attention_norm, dxn, a.x_in.get(), p.attention_norm, a.rstd.get(), N, D, s);
+  norm_backward(g.attention_norm, dxn_t_.get(), a.x_in.get(), p.attention_norm, a.rstd.get());
 }
 
 template <typename T>
 void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams& p, const BlockParams& g) {
   const int64_t N = d.N, D = d.D;
-  dxn32_.zero(s);
   if (c.model.is_moe_layer(i)) {
+    dxn32_.zero(s);
     const int64_t E = d.E, K = d.K, Fe = d.Fe, R = f.used_rows;  // R: rows of the expert layout
     const MoeConfig& mc = c.moe;
     // First writers overwrite (no zeroing, no read of the old values): SwiGLU's backward always,
@@ -401,17 +404,15 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
     router_backward(dlogits_r_.get(), f.probs.get(), f.idx.get(), dw_slot_.get(), f.lse.get(), aux_coef_.get(), zc, N,
                     E, K, mc.norm_topk_prob, float(mc.router_scale), s);
     matmul_backward(dxn32_.get(), g.router, dlogits_r_.get(), f.xn32.get(), p.router, N, D, E, s);
-  } else {
+    rmsnorm_backward(dx_.get(), g.ffn_norm, dxn32_.get(), f.x_in.get(), p.ffn_norm, f.rstd.get(), N, D, s);
+  } else {  // first writers overwrite, as in the attention backward
     T* dxt = as_t(dx_.get(), dx_t_, N * D);
-    for (auto* b : {&dh1_, &dh3_, &dact_, &dxn_t_}) b->zero(s);
-    matmul_backward(dact_.get(), gc(g.w2), dxt, f.act.get(), pc(p.w2), N, d.F, D, s);
-    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), N * d.F, s);
-    matmul_backward(dxn_t_.get(), gc(g.w1), dh1_.get(), f.xn(), pc(p.w1), N, D, d.F, s);
+    matmul_backward(dact_.get(), gc(g.w2), dxt, f.act.get(), pc(p.w2), N, d.F, D, s, /*accumulate_dinp=*/false);
+    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), N * d.F, s, /*accumulate=*/false);
+    matmul_backward(dxn_t_.get(), gc(g.w1), dh1_.get(), f.xn(), pc(p.w1), N, D, d.F, s, /*accumulate_dinp=*/false);
     matmul_backward(dxn_t_.get(), gc(g.w3), dh3_.get(), f.xn(), pc(p.w3), N, D, d.F, s);
-    if constexpr (kF32) accumulate(dxn32_.get(), dxn_t_.get(), N * D, s);
-    else convert(dxn32_.get(), dxn_t_.get(), N * D, s);
+    norm_backward(g.ffn_norm, dxn_t_.get(), f.x_in.get(), p.ffn_norm, f.rstd.get());
   }
-  rmsnorm_backward(dx_.get(), g.ffn_norm, dxn32_.get(), f.x_in.get(), p.ffn_norm, f.rstd.get(), N, D, s);
 }
 
 template <typename T>
@@ -421,14 +422,11 @@ void StepImpl<T>::backward(double global_tokens) {
   if constexpr (!kF32) gc_.zero(s);
   fill(dlosses_.get(), float(1.0 / global_tokens), N, s);
   dlogits_.zero(s);
-  dxn_t_.zero(s);
-  dx_.zero(s);
   cross_entropy_backward(dlogits_.get(), dlosses_.get(), logits_.get(), lse_.get(), targets_.get(), N, d.V, s);
-  matmul_backward(dxn_t_.get(), gc(G_.output), dlogits_.get(), xnf_t_.get(), pc(P_.output), N, D, d.V, s);
-  const float* dxn = dxn32_.get();
-  if constexpr (kF32) dxn = dxn_t_.get();
-  else convert(dxn32_.get(), dxn_t_.get(), N * D, s);
-  rmsnorm_backward(dx_.get(), G_.norm, dxn, xf_.get(), P_.norm, rstdf_.get(), N, D, s);
+  matmul_backward(dxn_t_.get(), gc(G_.output), dlogits_.get(), xnf_t_.get(), pc(P_.output), N, D, d.V, s,
+                  /*accumulate_dinp=*/false);
+  // dx starts here: the final norm's input gradient overwrites it.
+  rmsnorm_backward(dx_.get(), G_.norm, dxn_t_.get(), xf_.get(), P_.norm, rstdf_.get(), N, D, s, /*accumulate=*/false);
   for (int64_t i = d.L - 1; i >= 0; --i) {
     marks.mark(c.model.is_moe_layer(i) ? "moe bwd" : "dense ffn bwd", s);
     ffn_backward_block(i, ffn_[size_t(i)], P_.blocks[size_t(i)], G_.blocks[size_t(i)]);

@@ -2,6 +2,8 @@
 // output, the saved logsumexp (from the CPU probabilities) and all three gradients, with several
 // query and key tiles, grouped-query heads and both head sizes.
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "kernels/cuda/flash_attention.cuh"
@@ -16,6 +18,12 @@ struct Shape {
   int64_t q() const { return B * T * H * hd; }
   int64_t kv() const { return B * T * KV * hd; }
 };
+
+std::vector<uint16_t> bits(const std::vector<bf16>& x) {
+  std::vector<uint16_t> y(x.size());
+  std::memcpy(y.data(), x.data(), sizeof(uint16_t) * x.size());
+  return y;
+}
 
 void check(const Shape& s, uint64_t seed, cuda::FlashBlock block) {
   auto q = bf16_round(random_floats(s.q(), seed)), k = bf16_round(random_floats(s.kv(), seed + 1));
@@ -82,6 +90,30 @@ TEST(GpuFlashAttention, Head128MatchesCpu) {
   MOE_REQUIRE_GPU();
   check({1, 128, 2, 1, 128}, 51);  // one 128-row block with k128
   check({1, 192, 2, 1, 128}, 52);  // T % 128 != 0: 64-row blocks either way
+}
+
+// accumulate = false (the device step's first writer): dq, dk, dv start as NaN and are not read.
+TEST(GpuFlashAttention, BackwardOverwriteEqualsAccumulatingIntoZeros) {
+  MOE_REQUIRE_GPU();
+  const int64_t B = 1, T = 128, H = 4, KV = 2, hd = 64, nq = B * T * H * hd, nkv = B * T * KV * hd;
+  Dev<bf16> q(to_bf16(random_floats(nq, 14))), k(to_bf16(random_floats(nkv, 15))), v(to_bf16(random_floats(nkv, 16)));
+  Dev<bf16> g(to_bf16(random_floats(nq, 17))), out(nq);
+  Dev<float> lse(B * H * T);
+  cuda::flash_attention_forward(out.ptr, lse.ptr, q.ptr, k.ptr, v.ptr, B, T, H, KV, hd, stream());
+  for (const auto block : {cuda::FlashBlock::k64, cuda::FlashBlock::k128}) {
+    Dev<bf16> zq(nq), zk(nkv), zv(nkv);
+    const auto nan_q = to_bf16(std::vector<float>(size_t(nq), std::numeric_limits<float>::quiet_NaN()));
+    const auto nan_kv = to_bf16(std::vector<float>(size_t(nkv), std::numeric_limits<float>::quiet_NaN()));
+    Dev<bf16> oq(nan_q), ok(nan_kv), ov(nan_kv);
+    cuda::flash_attention_backward(zq.ptr, zk.ptr, zv.ptr, g.ptr, out.ptr, lse.ptr, q.ptr, k.ptr, v.ptr, B, T, H, KV,
+                                   hd, stream(), block);
+    cuda::flash_attention_backward(oq.ptr, ok.ptr, ov.ptr, g.ptr, out.ptr, lse.ptr, q.ptr, k.ptr, v.ptr, B, T, H, KV,
+                                   hd, stream(), block, /*accumulate=*/false);
+    // dk, dv: the same sums rounded once; dq: the same fp32 atomic sums in any order (rounding).
+    EXPECT_EQ(bits(ok.host()), bits(zk.host()));
+    EXPECT_EQ(bits(ov.host()), bits(zv.host()));
+    EXPECT_LT(rel_err(to_float(oq.host()), to_float(zq.host())), 1e-2);
+  }
 }
 
 TEST(GpuFlashAttention, RefusesUnsupportedShapes) {
