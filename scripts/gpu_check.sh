@@ -53,6 +53,13 @@ echo "== bench_gpu_train $bench_args" | log gpu_check.log
 # shellcheck disable=SC2086
 timeout 240 "$bundle/bench_gpu_train" $bench_args 2>&1 | log gpu_train.log
 train_rc=${PIPESTATUS[0]}
+# The expert-buffer allowance against skewed (random-init) routing: larger blocks per expert (fewer,
+# larger batched GEMMs) against more padding rows computed.
+for pad in 1.5 2.0; do
+  echo "== bench_gpu_train only=moe gpu_expert_padding=$pad" | log gpu_check.log
+  # shellcheck disable=SC2086
+  timeout 90 "$bundle/bench_gpu_train" $bench_args only=moe gpu_expert_padding=$pad 2>&1 | log gpu_train.log
+done
 
 echo "== gpu_check: tests exit $tests_rc, bench exit $bench_rc, train bench exit $train_rc" | log gpu_check.log
 exit "$tests_rc"

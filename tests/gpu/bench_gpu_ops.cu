@@ -14,6 +14,7 @@
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/flash_attention.cuh"
+#include "kernels/cuda/gemm_rm.cuh"
 #include "kernels/cuda/router_grad.cuh"
 #include "kernels/cuda/context.cuh"
 #include "kernels/cuda/cuda_check.h"
@@ -149,6 +150,14 @@ void bench_gemms(const Shape& s, const char* dt) {
                                        nullptr);
              }),
              4.0 * M * D * Fe);
+      // The same 4 E GEMM shapes as one strided-batched call (one weight for all): separates the
+      // cost of the pointer-array call from that of the smaller GEMMs (reference only).
+      cublasHandle_t h = blas_context(nullptr).blas;
+      report(s, dt, "4-block shapes, strided batched (reference)", time_ms([&] {
+               gemm_rm_strided<T>(h, false, true, four.block, Fe, D, 1.0f, xe, D, four.block * D, we, D, 0, 0.0f, he,
+                                  Fe, four.block * Fe, 4 * E);
+             }),
+             2.0 * M * D * Fe);
     }
   }
   MOE_CUDA_CHECK(cudaFree(dwe32));
