@@ -1,6 +1,7 @@
 // cuBLAS GEMMs against the OpenBLAS twins: dense, grouped and padded, forward and backward, fp32 and bf16.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -37,6 +38,28 @@ TEST(GpuMatmul, BackwardMatchesCpuFp32) {
   EXPECT_LT(rel_err(gdw.host(), rdw), kTolF32);
   cuda::matmul_backward(nullptr, nullptr, gg.ptr, gx.ptr, gw.ptr, N, I, O, stream());  // skips both
   EXPECT_LT(rel_err(gdx.host(), rdx), kTolF32);
+}
+
+// accumulate_dinp = false (a first writer): dinp starts as NaN and is not read (cuBLAS beta = 0).
+TEST(GpuMatmul, BackwardOverwriteIgnoresTheOldInputGradient) {
+  MOE_REQUIRE_GPU();
+  const int64_t N = 29, I = 40, O = 72;
+  auto x = bf16_round(random_floats(N * I, 10)), w = bf16_round(random_floats(O * I, 11));
+  auto g = bf16_round(random_floats(N * O, 12));
+  {
+    Dev<float> gx(x), gw(w), gg(g), zdx(N * I), odx(std::vector<float>(size_t(N * I), std::numeric_limits<float>::quiet_NaN())), dw(O * I);
+    cuda::matmul_backward(zdx.ptr, nullptr, gg.ptr, gx.ptr, gw.ptr, N, I, O, stream());
+    cuda::matmul_backward(odx.ptr, dw.ptr, gg.ptr, gx.ptr, gw.ptr, N, I, O, stream(), false);
+    EXPECT_LT(rel_err(odx.host(), zdx.host()), kTolF32);
+    std::vector<float> rdw(O * I, 0.0f);
+    Dev<float> zdw(rdw);
+    cuda::matmul_backward(nullptr, zdw.ptr, gg.ptr, gx.ptr, gw.ptr, N, I, O, stream());
+    EXPECT_LT(rel_err(dw.host(), zdw.host()), kTolF32);  // dW as before
+  }
+  Dev<bf16> bx(to_bf16(x)), bw(to_bf16(w)), bg(to_bf16(g)), zdx(N * I), odx(to_bf16(std::vector<float>(N * I, std::numeric_limits<float>::quiet_NaN())));
+  cuda::matmul_backward(zdx.ptr, nullptr, bg.ptr, bx.ptr, bw.ptr, N, I, O, stream());
+  cuda::matmul_backward(odx.ptr, nullptr, bg.ptr, bx.ptr, bw.ptr, N, I, O, stream(), false);
+  EXPECT_LT(rel_err(to_float(odx.host()), to_float(zdx.host())), kTolBf16);
 }
 
 TEST(GpuMatmul, Bf16MatchesCpuOnRoundedInputs) {

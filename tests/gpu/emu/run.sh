@@ -3,10 +3,13 @@
 # include/ (one thread per CUDA thread; see include/emu_runtime.h for what it cannot show). The
 # kernel sources are copied with their launches (k<<<g, b, s, st>>>(args)) rewritten as
 # emu::launch(...) calls and `extern __shared__` arrays as the emulated dynamic shared memory.
-#   tests/gpu/emu/run.sh [gtest filter]
+#   tests/gpu/emu/run.sh [--permute] [gtest filter]
 #     tests/gpu/test_gpu_permute.cpp and test_gpu_gather_scatter.cpp against permute_counting.cu
 #     and gather_scatter.cu, e.g. 'GpuGatherScatter*' (the full set takes minutes). The CUB radix
 #     path and the dispatching entry are stand-ins (permute_paths.cpp).
+#   tests/gpu/emu/run.sh --rows [gtest filter]
+#     tests/gpu/test_gpu_first_writers.cpp against rmsnorm.cu, rope.cu and convert.cu (the device
+#     step's fused RMSNorm, residual add and overwrite forms; seconds).
 #   tests/gpu/emu/run.sh --flash [gtest filter]
 #     tests/gpu/test_gpu_flash_attention.cpp against flash_attention.cu (forward and backward),
 #     its tensor-core PTX emulated by include/kernels/cuda/mma_ptx.cuh; the reference is the CPU
@@ -16,13 +19,17 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 mode=permute
-if [[ "${1:-}" == --flash ]]; then
-  mode=flash
+if [[ "${1:-}" == --flash || "${1:-}" == --rows || "${1:-}" == --permute ]]; then
+  mode=${1#--}
   shift
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if [[ $mode == flash ]]; then kernels=flash_attention; else kernels="permute_counting gather_scatter"; fi
+case $mode in
+  flash) kernels=flash_attention ;;
+  rows) kernels="rmsnorm rope convert" ;;
+  *) kernels="permute_counting gather_scatter" ;;
+esac
 python3 - "$root" "$work" $kernels <<'PY'
 import re, sys
 root, work = sys.argv[1], sys.argv[2]
@@ -39,7 +46,11 @@ for name in sys.argv[3:]:
     open(f"{work}/{name}.cpp", "w").write(s)
 PY
 flags=(-std=c++20 -O1 -Wno-unknown-pragmas -I"$here/include" -I"$root")
-if [[ $mode == flash ]]; then
+if [[ $mode == rows ]]; then
+  g++ "${flags[@]}" "$work/rmsnorm.cpp" "$work/rope.cpp" "$work/convert.cpp" \
+    "$root/tests/gpu/test_gpu_first_writers.cpp" "$root/src/core/error.cpp" \
+    -o "$work/emu_tests" -lgtest -lgtest_main -pthread
+elif [[ $mode == flash ]]; then
   g++ "${flags[@]}" "$work/flash_attention.cpp" "$root/tests/gpu/test_gpu_flash_attention.cpp" "$here/test_emu_ptx.cpp" \
     "$root/kernels/cpu/attention.cpp" "$root/kernels/cpu/attention_bf16.cpp" "$root/kernels/cpu/gemm_bf16.cpp" \
     "$root/kernels/cpu/half.cpp" "$root/src/core/error.cpp" \

@@ -69,17 +69,20 @@ inline bool in_dynamic_smem(const void* p, size_t n) {
 }
 
 struct LaunchConfig {
-  dim3 grid;
-  unsigned block;
+  dim3 grid, block;
   size_t smem;
 };
-inline LaunchConfig config(dim3 grid, unsigned block, size_t smem = 0, void* /*stream*/ = nullptr) {
+inline LaunchConfig config(dim3 grid, dim3 block, size_t smem = 0, void* /*stream*/ = nullptr) {
   return {grid, block, smem};
 }
+// The thread's index in its block, x fastest (warps are 32 consecutive ones, as on the device).
+inline unsigned linear_tid() { return thread_idx.x + thread_idx.y * block_dim.x; }
 
 template <typename Kernel, typename... Args>
 void launch(LaunchConfig c, Kernel kernel, Args... args) {
-  if (c.block == 0 || c.block % 32 != 0 || c.block > 1024) throw std::runtime_error("emu: bad block size");
+  const unsigned threads_per_block = c.block.x * c.block.y;
+  if (threads_per_block == 0 || threads_per_block % 32 != 0 || threads_per_block > 1024 || c.block.z != 1)
+    throw std::runtime_error("emu: bad block size");
   if (c.grid.z != 1) throw std::runtime_error("emu: grid.z > 1 is not emulated");
   size_t smem_limit = kDefaultSmem;
   if constexpr (std::is_pointer_v<Kernel>) {
@@ -89,17 +92,20 @@ void launch(LaunchConfig c, Kernel kernel, Args... args) {
   if (c.smem > smem_limit) throw std::runtime_error("emu: dynamic shared memory beyond the kernel's limit");
   grid_dim.x = c.grid.x;
   grid_dim.y = c.grid.y;
-  block_dim.x = c.block;
+  block_dim.x = c.block.x;
+  block_dim.y = c.block.y;
   for (unsigned by = 0; by < c.grid.y; ++by)
     for (unsigned bx = 0; bx < c.grid.x; ++bx) {
       dynamic_smem.assign(c.smem + 16, char(0x5a));
-      block_barrier = std::make_unique<std::barrier<>>(c.block);
+      block_barrier = std::make_unique<std::barrier<>>(threads_per_block);
       warp_barriers.clear();
-      for (unsigned w = 0; w < c.block / 32; ++w) warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
+      for (unsigned w = 0; w < threads_per_block / 32; ++w)
+        warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
       std::vector<std::thread> threads;
-      for (unsigned t = 0; t < c.block; ++t)
+      for (unsigned t = 0; t < threads_per_block; ++t)
         threads.emplace_back([=] {
-          thread_idx.x = t;
+          thread_idx.x = t % c.block.x;
+          thread_idx.y = t / c.block.x;
           block_idx.x = bx;
           block_idx.y = by;
           kernel(args...);
@@ -115,9 +121,9 @@ void launch(LaunchConfig c, Kernel kernel, Args... args) {
 #define blockDim emu::block_dim
 
 inline void __syncthreads() { emu::block_barrier->arrive_and_wait(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_barriers[threadIdx.x / 32]->arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_barriers[emu::linear_tid() / 32]->arrive_and_wait(); }
 inline unsigned __match_any_sync(unsigned, int v) {
-  const unsigned w = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const unsigned w = emu::linear_tid() / 32, lane = emu::linear_tid() % 32;
   emu::exchange_int[w][lane] = v;
   __syncwarp();
   unsigned peers = 0;
@@ -128,7 +134,7 @@ inline unsigned __match_any_sync(unsigned, int v) {
 }
 template <typename T>
 T __shfl_xor_sync(unsigned, T v, int lane_mask) {
-  const unsigned w = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const unsigned w = emu::linear_tid() / 32, lane = emu::linear_tid() % 32;
   emu::exchange_real[w][lane] = double(v);
   __syncwarp();
   const T r = T(emu::exchange_real[w][lane ^ unsigned(lane_mask)]);
