@@ -187,6 +187,7 @@ void StepImpl<T>::attention_forward_block(AttnActs<T>& a, float* out, const Bloc
   matmul_forward(a.v.get(), a.xn.get(), pc(p.wv), N, D, kvd, false, s);
   rope_forward(a.q.get(), a.q.get(), d.B, d.T, d.H, d.hd, d.theta, s);
   rope_forward(a.k.get(), a.k.get(), d.B, d.T, d.KV, d.hd, d.theta, s);
+  marks.mark("attention core fwd", s);  // (a sub-phase: bench_gpu_train's breakdown)
   if constexpr (!kF32) {
     if (flash_) {
       flash_attention_forward(a.y.get(), a.lse.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
@@ -196,6 +197,7 @@ void StepImpl<T>::attention_forward_block(AttnActs<T>& a, float* out, const Bloc
   } else {
     cuda::attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
   }
+  marks.mark("attention fwd", s);
   if constexpr (kF32) {
     MOE_CUDA_CHECK(cudaMemcpyAsync(out, x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
     matmul_forward(out, a.y.get(), pc(p.wo), N, qd, D, true, s);  // residual add
@@ -351,6 +353,7 @@ void StepImpl<T>::attention_backward_block(AttnActs<T>& a, const BlockParams& p,
   // backward (in place), the first of the q/k/v input gradients.
   T* dxt = as_t(dx_.get(), dx_t_, N * D);
   matmul_backward(dy_.get(), gc(g.wo), dxt, a.y.get(), pc(p.wo), N, qd, D, s, /*accumulate_dinp=*/false);
+  marks.mark("attention core bwd", s);
   bool flashed = false;
   if constexpr (!kF32) {
     if (flash_) {
@@ -365,6 +368,7 @@ void StepImpl<T>::attention_backward_block(AttnActs<T>& a, const BlockParams& p,
     cuda::attention_backward(dq_.get(), dk_.get(), dv_.get(), dy_.get(), a.att.get(), a.q.get(), a.k.get(),
                              a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
   }
+  marks.mark("attention bwd", s);
   rope_backward(dq_.get(), dq_.get(), d.B, d.T, d.H, d.hd, d.theta, s, /*accumulate=*/false);
   rope_backward(dk_.get(), dk_.get(), d.B, d.T, d.KV, d.hd, d.theta, s, /*accumulate=*/false);
   matmul_backward(dxn_t_.get(), gc(g.wq), dq_.get(), a.xn.get(), pc(p.wq), N, D, qd, s, /*accumulate_dinp=*/false);
