@@ -2,7 +2,8 @@
 # One-shot check on a machine with a GPU, run from the repository root with the prebuilt bundle
 # (scripts/build_gpu_bundle.sh) in build-gpu/: prints nvidia-smi, runs every GPU-vs-CPU test, the
 # kernel benchmark and the end-to-end training benchmark on configs/gpu_bench.yaml (MoE and its
-# dense twin). Writes the logs to $OUT when it is set. Exit status: that of the tests.
+# dense twin), then scripts/gpu_train_check.sh when build-gpu-pack/trainer.tar.xz is there (one device
+# call for everything). Writes the logs to $OUT when it is set. Exit status: that of the tests.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bundle=${GPU_BUNDLE_DIR:-$root/build-gpu}
@@ -61,5 +62,14 @@ for pad in 1.5 2.0; do
   timeout 90 "$bundle/bench_gpu_train" $bench_args only=moe gpu_expert_padding=$pad 2>&1 | log gpu_train.log
 done
 
-echo "== gpu_check: tests exit $tests_rc, bench exit $bench_rc, train bench exit $train_rc" | log gpu_check.log
+# The trainer itself (scripts/gpu_train_check.sh) where its bundle was carried along.
+trainer_rc=skipped
+if [ -f "$root/build-gpu-pack/trainer.tar.xz" ] && [ -f "$root/scripts/gpu_train_check.sh" ]; then
+  echo "== gpu_train_check" | log gpu_check.log
+  timeout 300 bash "$root/scripts/gpu_train_check.sh" >/dev/null 2>&1
+  trainer_rc=$?
+fi
+
+echo "== gpu_check: tests exit $tests_rc, bench exit $bench_rc, train bench exit $train_rc," \
+     "trainer check exit $trainer_rc" | log gpu_check.log
 exit "$tests_rc"
