@@ -4,9 +4,10 @@
 # kernel sources are copied with their launches (k<<<g, b, s, st>>>(args)) rewritten as
 # emu::launch(...) calls and `extern __shared__` arrays as the emulated dynamic shared memory.
 #   tests/gpu/emu/run.sh [gtest filter]
-#     tests/gpu/test_gpu_permute.cpp and test_gpu_gather_scatter.cpp against permute_counting.cu
-#     and gather_scatter.cu, e.g. 'GpuGatherScatter*' (the full set takes minutes). The CUB radix
-#     path and the dispatching entry are stand-ins (permute_paths.cpp).
+#     tests/gpu/test_gpu_permute.cpp, test_gpu_gather_scatter.cpp and test_gpu_combine.cpp against
+#     permute_counting.cu, gather_scatter.cu, combine.cu and expert_layout.cu, e.g.
+#     'GpuGatherScatter*' (the full set takes minutes). The CUB radix path is a stand-in
+#     (permute_paths.cpp).
 #   tests/gpu/emu/run.sh --flash [gtest filter]
 #     tests/gpu/test_gpu_flash_attention.cpp against flash_attention.cu (forward and backward),
 #     its tensor-core PTX emulated by include/kernels/cuda/mma_ptx.cuh; the reference is the CPU
@@ -22,7 +23,7 @@ if [[ "${1:-}" == --flash ]]; then
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if [[ $mode == flash ]]; then kernels=flash_attention; else kernels="permute_counting gather_scatter"; fi
+if [[ $mode == flash ]]; then kernels=flash_attention; else kernels="permute_counting gather_scatter combine expert_layout"; fi
 python3 - "$root" "$work" $kernels <<'PY'
 import re, sys
 root, work = sys.argv[1], sys.argv[2]
@@ -45,9 +46,10 @@ if [[ $mode == flash ]]; then
     "$root/kernels/cpu/half.cpp" "$root/src/core/error.cpp" \
     -o "$work/emu_tests" -lopenblas -lgtest -lgtest_main -pthread
 else
-  g++ "${flags[@]}" "$work/permute_counting.cpp" "$work/gather_scatter.cpp" "$here/permute_paths.cpp" \
-    "$root/kernels/cpu/routing.cpp" "$root/src/core/error.cpp" \
-    "$root/tests/gpu/test_gpu_permute.cpp" "$root/tests/gpu/test_gpu_gather_scatter.cpp" \
+  g++ "${flags[@]}" "$work/permute_counting.cpp" "$work/gather_scatter.cpp" "$work/combine.cpp" \
+    "$work/expert_layout.cpp" "$here/permute_paths.cpp" "$root/kernels/cpu/routing.cpp" "$root/src/core/error.cpp" \
+    "$root/moe/expert_padding.cpp" "$root/tests/gpu/test_gpu_permute.cpp" "$root/tests/gpu/test_gpu_gather_scatter.cpp" \
+    "$root/tests/gpu/test_gpu_combine.cpp" \
     -o "$work/emu_tests" -lgtest -lgtest_main -pthread
 fi
 "$work/emu_tests" --gtest_filter="${1:-*}"
