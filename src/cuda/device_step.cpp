@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/combine.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise.cuh"
@@ -150,7 +151,8 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
     if (c.model.is_moe_layer(i)) {
       sized(f.h1, R * d.Fe), sized(f.h3, R * d.Fe), sized(f.act, R * d.Fe);
       sized(f.logits, N * E), sized(f.probs, N * E), sized(f.weights, M), sized(f.lse, N), sized(f.sorted_weights, R);
-      sized(f.idx, M), sized(f.slots, R), sized(f.rows, R), f.offsets.resize(E + 1), f.sums.resize(E + 2);
+      sized(f.idx, M), sized(f.slots, R), sized(f.rows, R), sized(f.slot_row, M), f.offsets.resize(E + 1);
+      f.sums.resize(E + 2);
       sized(f.xe, R * D), sized(f.ye, R * D);
     } else {
       sized(f.h1, N * d.F), sized(f.h3, N * d.F), sized(f.act, N * d.F);
@@ -237,6 +239,9 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
   MOE_CUDA_CHECK(cudaMemcpyAsync(f.offs.data(), f.offsets.get(), sizeof(int64_t) * (E + 1), cudaMemcpyDeviceToHost, s));
   MOE_CUDA_CHECK(cudaMemcpyAsync(sums.data(), f.sums.get(), sizeof(double) * (E + 2), cudaMemcpyDeviceToHost, s));
   MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  // Dropless: every slot is in the layout once, so slot_row (below) is complete.
+  MOE_CUDA_REQUIRE(f.offs[size_t(E)] == M, "moe_forward: the permutation holds " + std::to_string(f.offs[size_t(E)]) +
+                                               " of " + std::to_string(M) + " slots");
   f.blocks = expert_blocks(f.offs.data(), E, expert_rows_, c.train.gpu_expert_padding);
   f.used_rows = f.blocks.block ? f.blocks.rows() : M;
   const int64_t R = f.used_rows;
@@ -252,6 +257,7 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
     std::swap(f.slots, layout_slots_);
     std::swap(f.rows, layout_rows_);
   }
+  invert_permutation(f.slot_row.get(), f.slots.get(), R, s);  // slot -> layout row, for the combines
   gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), R, 1, s);
   gather_rows(f.xe.get(), f.xn(), f.rows.get(), R, D, s);
 
@@ -300,7 +306,7 @@ void StepImpl<T>::moe_forward(int64_t i, float* x, FfnActs<T>& f, const BlockPar
   expert_forward(f.h3.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
   swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), R * Fe, s);
   expert_forward(f.ye.get(), f.act.get(), pc(p.experts_w2), f, Fe, D);
-  scatter_add_rows(x, f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);  // combine into the residual
+  combine_rows(x, f.ye.get(), f.slot_row.get(), f.weights.get(), N, K, D, /*accumulate=*/true, s);  // into the residual
 }
 
 template <typename T>
@@ -373,7 +379,6 @@ void StepImpl<T>::attention_backward_block(AttnActs<T>& a, const BlockParams& p,
 template <typename T>
 void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams& p, const BlockParams& g) {
   const int64_t N = d.N, D = d.D;
-  dxn32_.zero(s);
   if (c.model.is_moe_layer(i)) {
     const int64_t E = d.E, K = d.K, Fe = d.Fe, R = f.used_rows;  // R: rows of the expert layout
     const MoeConfig& mc = c.moe;
@@ -383,7 +388,6 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
     dxe_.zero(s, R * D);
     if (!blocked) dact_.zero(s, R * Fe);
     dws_.zero(s, R);
-    dw_slot_.zero(s);
     dlogits_r_.zero(s);
     T* dye = dxe_.get();  // dye and dxe are both R x D: dye is consumed before dxe is written
     scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);
@@ -394,8 +398,9 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
                     false);
     expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe,
                     true);
-    scatter_add_rows(dxn32_.get(), dxe_.get(), f.rows.get(), nullptr, R, D, s);   // un-permute
-    scatter_add_rows(dw_slot_.get(), dws_.get(), f.slots.get(), nullptr, R, 1, s);  // weights back to slots
+    // Un-permute: the first writer of dxn32 (the router's input gradient adds to it below).
+    combine_rows(dxn32_.get(), dxe_.get(), f.slot_row.get(), nullptr, N, K, D, /*accumulate=*/false, s);
+    gather_rows(dw_slot_.get(), dws_.get(), f.slot_row.get(), N * K, 1, s);  // weight gradients back to slots
     MOE_CUDA_CHECK(cudaMemcpyAsync(aux_coef_.get(), f.aux_coef.data(), sizeof(float) * E, cudaMemcpyHostToDevice, s));
     const float zc = float(mc.z_loss_coeff * 2.0 / f.global_tokens);
     router_backward(dlogits_r_.get(), f.probs.get(), f.idx.get(), dw_slot_.get(), f.lse.get(), aux_coef_.get(), zc, N,
@@ -403,6 +408,7 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
     matmul_backward(dxn32_.get(), g.router, dlogits_r_.get(), f.xn32.get(), p.router, N, D, E, s);
   } else {
     T* dxt = as_t(dx_.get(), dx_t_, N * D);
+    dxn32_.zero(s);
     for (auto* b : {&dh1_, &dh3_, &dact_, &dxn_t_}) b->zero(s);
     matmul_backward(dact_.get(), gc(g.w2), dxt, f.act.get(), pc(p.w2), N, d.F, D, s);
     swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), N * d.F, s);
