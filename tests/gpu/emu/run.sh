@@ -47,9 +47,9 @@ if [[ $mode == flash ]]; then
     -o "$work/emu_tests" -lopenblas -lgtest -lgtest_main -pthread
 else
   g++ "${flags[@]}" "$work/permute_counting.cpp" "$work/gather_scatter.cpp" "$work/combine.cpp" \
-    "$work/expert_layout.cpp" "$here/permute_paths.cpp" "$root/kernels/cpu/routing.cpp" "$root/src/core/error.cpp" \
-    "$root/moe/expert_padding.cpp" "$root/tests/gpu/test_gpu_permute.cpp" "$root/tests/gpu/test_gpu_gather_scatter.cpp" \
-    "$root/tests/gpu/test_gpu_combine.cpp" \
+    "$work/expert_layout.cpp" "$here/permute_paths.cpp" "$root/kernels/cpu/routing.cpp" \
+    "$root/src/core/error.cpp" "$root/moe/expert_padding.cpp" "$root/tests/gpu/test_gpu_permute.cpp" \
+    "$root/tests/gpu/test_gpu_gather_scatter.cpp" "$root/tests/gpu/test_gpu_combine.cpp" \
     -o "$work/emu_tests" -lgtest -lgtest_main -pthread
 fi
 "$work/emu_tests" --gtest_filter="${1:-*}"
