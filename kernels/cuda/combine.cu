@@ -4,8 +4,9 @@
 // straddles a warp), one token row per group, as in gather_scatter.cu. A lane owns W consecutive
 // elements of the row at a time: W = 16 / sizeof(T) (one 16-byte load of each of the K input rows,
 // the fp32 output as W / 4 float4) when D % W == 0 and both buffers are 16-byte aligned, else
-// W = 1. It keeps the W sums in registers over k = 0..K-1 and stores them once, so every output
-// element has exactly one writer and a fixed summation order.
+// W = 1. It keeps the W sums in registers over k = 0..K-1 (the loads of up to kBatch rows issued
+// before their sums) and stores them once, so every output element has exactly one writer and a
+// fixed summation order.
 #include <cstdint>
 #include <string>
 
@@ -18,6 +19,7 @@ namespace moe::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kBatch = 4;  // combine: input rows loaded together
 
 // W fp32 values from p: one scalar, or W / 4 float4 (p 16-byte aligned).
 template <int W>
@@ -86,14 +88,23 @@ __global__ void combine_kernel(float* __restrict__ out, const T* __restrict__ in
 #pragma unroll
         for (int q = 0; q < W; ++q) acc[q] = 0.0f;
       }
-      for (int64_t k = 0; k < K; ++k) {
-        const int64_t r = rows[k];
-        if (r < 0) continue;
-        const float wk = w ? w[k] : 1.0f;
-        float v[W];
-        load_w<W>(inp + r * D + j, v);
+      // Up to kBatch rows' loads in flight before their sums, which still go in k order.
+      for (int64_t k0 = 0; k0 < K; k0 += kBatch) {
+        float v[kBatch][W], wk[kBatch];
+        bool use[kBatch];
 #pragma unroll
-        for (int q = 0; q < W; ++q) acc[q] = fmaf(wk, v[q], acc[q]);  // fused: no contraction choice left
+        for (int b = 0; b < kBatch; ++b) {
+          const int64_t r = k0 + b < K ? rows[k0 + b] : -1;
+          use[b] = r >= 0;
+          wk[b] = use[b] && w ? w[k0 + b] : 1.0f;
+          if (use[b]) load_w<W>(inp + r * D + j, v[b]);
+        }
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) {
+          if (!use[b]) continue;
+#pragma unroll
+          for (int q = 0; q < W; ++q) acc[q] = fmaf(wk[b], v[b][q], acc[q]);  // fused: no contraction choice left
+        }
       }
       store_w<W>(dst + j, acc);
     }

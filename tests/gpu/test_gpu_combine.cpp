@@ -3,8 +3,8 @@
 // (expand_expert_rows); combine_rows bit for bit against a host loop that sums in k order with
 // fmaf, and against the atomic scatter_add_rows on the same layout within the bound of the two
 // summation orders, in fp32 and bf16, for the vector and the scalar path (row widths and buffer
-// offsets), K = 1, 2, 4, overwrite and accumulate, unweighted and with dropped slots. Every buffer
-// sits between guard bands.
+// offsets), K = 1, 2, 4 and 6 (more rows than the kernel loads at once), overwrite and accumulate,
+// unweighted and with dropped slots. Every buffer sits between guard bands.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -140,7 +140,7 @@ template <typename T>
 void check_combine_grid(uint64_t seed, const std::vector<std::pair<int64_t, int64_t>>& offsets) {
   const int64_t N = 37;
   for (const int64_t D : {1, 7, 12, 64, 1032})  // 1032: 129 bf16 vectors, a partial last round of lanes
-    for (const int64_t K : {1, 2, 4}) {
+    for (const int64_t K : {1, 2, 4, 6}) {
       const Layout l = random_layout(N, K, N * K + N / 2 + 5, 0, seed += 10);
       for (const bool accumulate : {false, true})
         for (const auto& [off_t, off_f] : offsets)
@@ -164,7 +164,7 @@ TEST(GpuCombine, UnweightedAndDroppedSlots) {
   const int64_t N = 29;
   uint64_t seed = 7000;
   for (const int64_t D : {7, 64})
-    for (const int64_t K : {2, 4}) {
+    for (const int64_t K : {2, 6}) {
       const Layout full = random_layout(N, K, N * K + 9, 0, seed += 10);
       const Layout dropped = random_layout(N, K, N * K + 9, 3, seed += 10);
       for (const bool accumulate : {false, true}) {
