@@ -27,11 +27,6 @@ __global__ void rows_kernel(int32_t* rows, const int32_t* slots, int64_t n, int3
     rows[i] = slots[i] / k;
 }
 
-__global__ void invert_kernel(int32_t* inv, const int32_t* perm, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    inv[perm[i]] = static_cast<int32_t>(i);
-}
-
 int bits_for(int64_t E) {
   int b = 1;
   while ((int64_t(1) << b) < E) ++b;
@@ -84,12 +79,6 @@ void permute_by_expert_radix(int32_t* sorted_slots, int32_t* rows, int64_t* offs
     MOE_CUDA_CHECK_LAUNCH();
   }
   MOE_CUDA_CHECK(cudaFreeAsync(raw, stream));
-}
-
-void invert_permutation(int32_t* inv, const int32_t* perm, int64_t M, cudaStream_t stream) {
-  if (M == 0) return;
-  invert_kernel<<<grid_for(M, kThreads), kThreads, 0, stream>>>(inv, perm, M);
-  MOE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace moe::cuda

@@ -32,8 +32,7 @@ namespace moe::cuda {
 inline void permute_by_expert(int32_t* sorted_slots, int32_t* rows, int64_t* offsets, const int32_t* expert_ids,
                               int64_t M, int64_t k, int64_t E, cudaStream_t stream);
 
-// The inverse permutation: inv[perm[i]] = i for i < M (slot -> position in expert order).
-void invert_permutation(int32_t* inv, const int32_t* perm, int64_t M, cudaStream_t stream);
+// The inverse (slot -> position in expert order): invert_permutation in combine.cuh.
 
 // ---- the counting-sort path (exposed for its tests) ----------------------------------------
 constexpr int64_t kCountingSortMaxExperts = 1024;  // the block scan holds 4 experts per thread

@@ -28,6 +28,7 @@ struct FfnActs {
   // MoE routing
   DeviceArray<float> logits, probs, weights, lse, sorted_weights;
   DeviceArray<int32_t> idx, slots, rows;  // slots, rows: in expert order, -1 on padding rows
+  DeviceArray<int32_t> slot_row;         // [N K] the layout row of each slot (the inverse of slots)
   DeviceArray<int64_t> offsets;
   DeviceArray<double> sums;              // E prob sums, lse^2 sum, entropy sum
   DeviceArray<T> xe, ye;                 // permuted inputs and expert outputs

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/combine.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise.cuh"
@@ -156,7 +157,8 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
     if (c.model.is_moe_layer(i)) {
       sized(f.h1, R * d.Fe), sized(f.h3, R * d.Fe), sized(f.act, R * d.Fe);
       sized(f.logits, N * E), sized(f.probs, N * E), sized(f.weights, M), sized(f.lse, N), sized(f.sorted_weights, R);
-      sized(f.idx, M), sized(f.slots, R), sized(f.rows, R), f.offsets.resize(E + 1), f.sums.resize(E + 2);
+      sized(f.idx, M), sized(f.slots, R), sized(f.rows, R), sized(f.slot_row, M), f.offsets.resize(E + 1);
+      f.sums.resize(E + 2);
       sized(f.xe, R * D), sized(f.ye, R * D);
     } else {
       sized(f.h1, N * d.F), sized(f.h3, N * d.F), sized(f.act, N * d.F);
@@ -244,6 +246,9 @@ void StepImpl<T>::moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockP
   MOE_CUDA_CHECK(cudaMemcpyAsync(f.offs.data(), f.offsets.get(), sizeof(int64_t) * (E + 1), cudaMemcpyDeviceToHost, s));
   MOE_CUDA_CHECK(cudaMemcpyAsync(sums.data(), f.sums.get(), sizeof(double) * (E + 2), cudaMemcpyDeviceToHost, s));
   MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  // Dropless: every slot is in the layout once, so slot_row (below) is complete.
+  MOE_CUDA_REQUIRE(f.offs[size_t(E)] == M, "moe_forward: the permutation holds " + std::to_string(f.offs[size_t(E)]) +
+                                               " of " + std::to_string(M) + " slots");
   f.blocks = expert_blocks(f.offs.data(), E, expert_rows_, c.train.gpu_expert_padding);
   f.used_rows = f.blocks.block ? f.blocks.rows() : M;
   const int64_t R = f.used_rows;
@@ -259,6 +264,7 @@ void StepImpl<T>::moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockP
     std::swap(f.slots, layout_slots_);
     std::swap(f.rows, layout_rows_);
   }
+  invert_permutation(f.slot_row.get(), f.slots.get(), R, s);  // slot -> layout row, for the combines
   gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), R, 1, s);
   gather_rows(f.xe.get(), f.xn(), f.rows.get(), R, D, s);
 
@@ -307,8 +313,8 @@ void StepImpl<T>::moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockP
   expert_forward(f.h3.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
   swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), R * Fe, s);
   expert_forward(f.ye.get(), f.act.get(), pc(p.experts_w2), f, Fe, D);
-  MOE_CUDA_CHECK(cudaMemcpyAsync(out, f.x_in.get(), sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
-  scatter_add_rows(out, f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);  // combine into the residual
+  // Into the residual, out of place: out = x_in + the weighted expert rows.
+  combine_rows(out, f.x_in.get(), f.ye.get(), f.slot_row.get(), f.weights.get(), N, K, D, s);
 }
 
 template <typename T>
@@ -381,7 +387,6 @@ template <typename T>
 void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams& p, const BlockParams& g) {
   const int64_t N = d.N, D = d.D;
   if (c.model.is_moe_layer(i)) {
-    dxn32_.zero(s);
     const int64_t E = d.E, K = d.K, Fe = d.Fe, R = f.used_rows;  // R: rows of the expert layout
     const MoeConfig& mc = c.moe;
     // First writers overwrite (no zeroing, no read of the old values): SwiGLU's backward always,
@@ -390,7 +395,6 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
     dxe_.zero(s, R * D);
     if (!blocked) dact_.zero(s, R * Fe);
     dws_.zero(s, R);
-    dw_slot_.zero(s);
     dlogits_r_.zero(s);
     T* dye = dxe_.get();  // dye and dxe are both R x D: dye is consumed before dxe is written
     scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);
@@ -401,8 +405,9 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
                     false);
     expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe,
                     true);
-    scatter_add_rows(dxn32_.get(), dxe_.get(), f.rows.get(), nullptr, R, D, s);   // un-permute
-    scatter_add_rows(dw_slot_.get(), dws_.get(), f.slots.get(), nullptr, R, 1, s);  // weights back to slots
+    // Un-permute: the first writer of dxn32 (the router's input gradient adds to it below).
+    combine_rows(dxn32_.get(), nullptr, dxe_.get(), f.slot_row.get(), nullptr, N, K, D, s);
+    gather_rows(dw_slot_.get(), dws_.get(), f.slot_row.get(), N * K, 1, s);  // weight gradients back to slots
     MOE_CUDA_CHECK(cudaMemcpyAsync(aux_coef_.get(), f.aux_coef.data(), sizeof(float) * E, cudaMemcpyHostToDevice, s));
     const float zc = float(mc.z_loss_coeff * 2.0 / f.global_tokens);
     router_backward(dlogits_r_.get(), f.probs.get(), f.idx.get(), dw_slot_.get(), f.lse.get(), aux_coef_.get(), zc, N,

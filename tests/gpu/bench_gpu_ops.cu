@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/combine.cuh"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/flash_attention.cuh"
 #include "kernels/cuda/gemm_rm.cuh"
@@ -223,6 +224,43 @@ void bench_routing(const Shape& s) {
   MOE_CUDA_CHECK(cudaFree(offsets));
 }
 
+// The MoE combine (bf16 expert rows into the fp32 residual, weighted) and the backward's
+// un-permutation (bf16 rows into a fresh fp32 buffer, unweighted) on a random top-k routing's
+// compact layout: the atomic scatter-add against combine_rows' gather-sum over the inverse
+// (slot_row), and the inverse itself.
+void bench_combine(const Shape& s) {
+  using bf = __nv_bfloat16;
+  const int64_t N = s.N(), E = s.E, k = s.k, M = N * k, D = s.D;
+  float *logits = random_buffer<float>(N * E, 101, 4.0f), *probs = random_buffer<float>(N * E, 102);
+  float *w = random_buffer<float>(M, 103), *ws = random_buffer<float>(M, 104), *x = random_buffer<float>(N * D, 105);
+  bf* ye = random_buffer<bf>(M * D, 106);
+  int32_t *idx, *slots, *rows, *slot_row;
+  int64_t* offsets;
+  for (int32_t** p : {&idx, &slots, &rows, &slot_row}) MOE_CUDA_CHECK(cudaMalloc(p, sizeof(int32_t) * M));
+  MOE_CUDA_CHECK(cudaMalloc(&offsets, sizeof(int64_t) * (E + 1)));
+  router_topk_forward(probs, idx, w, logits, nullptr, N, E, k, true, 1.0f, nullptr);
+  permute_by_expert(slots, rows, offsets, idx, M, k, E, nullptr);
+  gather_rows(ws, w, slots, M, 1, nullptr);  // scatter_add_rows' weights are per layout row
+  invert_permutation(slot_row, slots, M, nullptr);
+  report(s, "bf16", "combine: scatter-add rows (atomic)",
+         time_ms([&] { scatter_add_rows(x, ye, rows, ws, M, D, nullptr); }), 0);
+  report(s, "bf16", "combine: combine_rows (gather-sum)",
+         time_ms([&] { combine_rows(x, x, ye, slot_row, w, N, k, D, nullptr); }), 0);
+  report(s, "bf16", "unpermute: zero + scatter-add rows", time_ms([&] {
+           MOE_CUDA_CHECK(cudaMemsetAsync(x, 0, sizeof(float) * N * D, nullptr));
+           scatter_add_rows(x, ye, rows, nullptr, M, D, nullptr);
+         }),
+         0);
+  report(s, "bf16", "unpermute: combine_rows, overwrite",
+         time_ms([&] { combine_rows(x, nullptr, ye, slot_row, nullptr, N, k, D, nullptr); }), 0);
+  report(s, "int32", "slot_row (invert_permutation)", time_ms([&] { invert_permutation(slot_row, slots, M, nullptr); }),
+         0);
+  for (float* p : {logits, probs, w, ws, x}) MOE_CUDA_CHECK(cudaFree(p));
+  MOE_CUDA_CHECK(cudaFree(ye));
+  for (int32_t* p : {idx, slots, rows, slot_row}) MOE_CUDA_CHECK(cudaFree(p));
+  MOE_CUDA_CHECK(cudaFree(offsets));
+}
+
 // ---- the issue's headline ratios ------------------------------------------------------------
 // Device-to-device copy bandwidth, counting bytes read and written (the reference for memory-bound
 // kernels).
@@ -301,10 +339,11 @@ void bench_moe_layer(const Shape& s, double padding) {
   bf *dxe = random_buffer<bf>(R * D, 77), *dw1 = random_buffer<bf>(E * Fe * D, 78), *dw3 = random_buffer<bf>(E * Fe * D, 79);
   bf* dw2 = random_buffer<bf>(E * D * Fe, 80);
   double* sums;
-  int32_t *idx, *slots, *rows, *pslots, *prows;
+  int32_t *idx, *slots, *rows, *pslots, *prows, *slot_row;
   int64_t *offsets, *starts;
   MOE_CUDA_CHECK(cudaMalloc(&sums, sizeof(double) * (E + 2)));
   MOE_CUDA_CHECK(cudaMalloc(&idx, sizeof(int32_t) * M));
+  MOE_CUDA_CHECK(cudaMalloc(&slot_row, sizeof(int32_t) * M));
   MOE_CUDA_CHECK(cudaMalloc(&slots, sizeof(int32_t) * M));
   MOE_CUDA_CHECK(cudaMalloc(&rows, sizeof(int32_t) * M));
   MOE_CUDA_CHECK(cudaMalloc(&pslots, sizeof(int32_t) * R));
@@ -343,21 +382,22 @@ void bench_moe_layer(const Shape& s, double padding) {
     }
     const int32_t* lslots = blocks.block ? pslots : slots;  // the layout's slots and rows
     const int32_t* lrows = blocks.block ? prows : rows;
+    invert_permutation(slot_row, lslots, Ru, nullptr);
     gather_rows(ws, w, lslots, Ru, 1, nullptr);
     gather_rows(xe, xn, lrows, Ru, D, nullptr);
     expert_fwd(h1, xe, w1, D, Fe);
     expert_fwd(h3, xe, w3, D, Fe);
     swiglu_forward(act, h1, h3, Ru * Fe, nullptr);
     expert_fwd(ye, act, w2, Fe, D);
-    scatter_add_rows(x, ye, lrows, ws, Ru, D, nullptr);
+    combine_rows(x, x, ye, slot_row, w, N, k, D, nullptr);
     // backward
     scatter_add_rows_backward(dxe, dws, dx, ye, lrows, ws, Ru, D, nullptr);
     expert_bwd(dact, dw2, dw2f, dxe, act, w2, Fe, D, false);
     swiglu_backward(dh1, dh3, dact, h1, h3, Ru * Fe, nullptr, /*accumulate=*/false);
     expert_bwd(dxe, dw1, dw1f, dh1, xe, w1, D, Fe, false);
     expert_bwd(dxe, dw3, dw3f, dh3, xe, w3, D, Fe, true);
-    scatter_add_rows(dxn, dxe, lrows, nullptr, Ru, D, nullptr);
-    scatter_add_rows(dwslot, dws, lslots, nullptr, Ru, 1, nullptr);
+    combine_rows(dxn, nullptr, dxe, slot_row, nullptr, N, k, D, nullptr);
+    gather_rows(dwslot, dws, slot_row, M, 1, nullptr);
     router_backward(dlog, probs, idx, dwslot, lse, nullptr, 0.0f, N, E, k, true, 1.0f, nullptr);
     matmul_backward(dxn, dwr, dlog, xn32, wr, N, D, E, nullptr);
   });
@@ -384,7 +424,7 @@ void bench_moe_layer(const Shape& s, double padding) {
   for (bf* p : {xn, xe, ye, w1, w3, w2, h1, h3, act, dh1, dh3, dact, dxe, dw1, dw3, dw2, dh, dd, dy, v1, v2, g1, g2, dxd})
     MOE_CUDA_CHECK(cudaFree(p));
   MOE_CUDA_CHECK(cudaFree(sums));
-  for (int32_t* p : {idx, slots, rows, pslots, prows}) MOE_CUDA_CHECK(cudaFree(p));
+  for (int32_t* p : {idx, slots, rows, pslots, prows, slot_row}) MOE_CUDA_CHECK(cudaFree(p));
   for (int64_t* p : {offsets, starts}) MOE_CUDA_CHECK(cudaFree(p));
 }
 
@@ -410,6 +450,7 @@ int main() {
   const Shape gpu_bench{"gpu_bench", 8, 2048, 1024, 16, 4, 64, 8, 1408, 2};
   for (const Shape& s : {gpu_bench, shapes[1]}) {
     bench_router_permute(s, copy_bw);
+    bench_combine(s);
     bench_moe_layer(s, 0.0);   // compact layout, grouped GEMM
     bench_moe_layer(s, 1.25);  // train.gpu_expert_padding's default: the blocked layout
   }

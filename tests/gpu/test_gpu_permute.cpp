@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/combine.cuh"
 #include "kernels/cuda/permute.cuh"
 #include "kernels/cuda/routing.cuh"
 #include "kernels/ops.h"

@@ -174,6 +174,30 @@ TEST_P(GpuTrainStepLayout, Bf16StepStaysCloseToFp32Cpu) {
   EXPECT_EQ(got.row_use.blocked_layers, GetParam() > 0 ? 1 : 0);
 }
 
+// fp32 steps repeat bit for bit (the MoE combine and un-permutation sum in a fixed order, no
+// atomics): the same losses and gradients, but for the token embeddings' (embedding_backward adds
+// repeated tokens with float atomics).
+TEST_P(GpuTrainStepLayout, Fp32StepRepeatsBitForBit) {
+  MOE_REQUIRE_GPU();
+  Config c = small_config("fp32");
+  c.train.gpu_expert_padding = GetParam();
+  const int64_t B = 3;
+  const ParamTable table = build_param_table(c);
+  std::vector<float> params(size_t(table.total()));
+  init_params(table, params.data(), 11);
+  const auto tokens = tokens_for(c, B, 5);
+  const GpuStep a = gpu_step(c, B, params, tokens), b = gpu_step(c, B, params, tokens);
+  EXPECT_EQ(a.losses.lm_sum, b.losses.lm_sum);
+  EXPECT_EQ(a.losses.aux, b.losses.aux);
+  EXPECT_EQ(a.token_losses, b.token_losses);
+  for (const ParamInfo& p : table.params()) {
+    if (p.name == "tok_embeddings.weight") continue;
+    int64_t differ = 0;
+    for (int64_t i = p.offset; i < p.offset + p.numel; ++i) differ += a.grads[size_t(i)] != b.grads[size_t(i)];
+    EXPECT_EQ(differ, 0) << p.name;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(ExpertLayouts, GpuTrainStepLayout, ::testing::Values(0.0, 8.0));
 
 // A skewed routing (a router bias puts expert 0 in every token's top 2): one block per expert does

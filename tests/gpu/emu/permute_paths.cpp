@@ -15,7 +15,4 @@ void permute_by_expert_radix(int32_t* sorted, int32_t* rows, int64_t* offsets, c
   for (int64_t e = 0; e < E; ++e) offsets[e + 1] += offsets[e];
   for (int64_t i = 0; i < M; ++i) sorted[i] = s[i], rows[i] = int32_t(s[i] / k);
 }
-void invert_permutation(int32_t* inv, const int32_t* perm, int64_t M, cudaStream_t) {
-  for (int64_t i = 0; i < M; ++i) inv[perm[i]] = int32_t(i);
-}
 }  // namespace moe::cuda

@@ -4,9 +4,10 @@
 # kernel sources are copied with their launches (k<<<g, b, s, st>>>(args)) rewritten as
 # emu::launch(...) calls and `extern __shared__` arrays as the emulated dynamic shared memory.
 #   tests/gpu/emu/run.sh [--permute] [gtest filter]
-#     tests/gpu/test_gpu_permute.cpp and test_gpu_gather_scatter.cpp against permute_counting.cu
-#     and gather_scatter.cu, e.g. 'GpuGatherScatter*' (the full set takes minutes). The CUB radix
-#     path and the dispatching entry are stand-ins (permute_paths.cpp).
+#     tests/gpu/test_gpu_permute.cpp, test_gpu_gather_scatter.cpp and test_gpu_combine.cpp against
+#     permute_counting.cu, gather_scatter.cu, combine.cu and expert_layout.cu, e.g.
+#     'GpuGatherScatter*' (the full set takes minutes). The CUB radix path is a stand-in
+#     (permute_paths.cpp).
 #   tests/gpu/emu/run.sh --rows [gtest filter]
 #     tests/gpu/test_gpu_first_writers.cpp against rmsnorm.cu, rope.cu and convert.cu (the device
 #     step's fused RMSNorm, residual add and overwrite forms; seconds).
@@ -28,7 +29,7 @@ trap 'rm -rf "$work"' EXIT
 case $mode in
   flash) kernels=flash_attention ;;
   rows) kernels="rmsnorm rope convert" ;;
-  *) kernels="permute_counting gather_scatter" ;;
+  *) kernels="permute_counting gather_scatter combine expert_layout" ;;
 esac
 python3 - "$root" "$work" $kernels <<'PY'
 import re, sys
@@ -56,9 +57,10 @@ elif [[ $mode == flash ]]; then
     "$root/kernels/cpu/half.cpp" "$root/src/core/error.cpp" \
     -o "$work/emu_tests" -lopenblas -lgtest -lgtest_main -pthread
 else
-  g++ "${flags[@]}" "$work/permute_counting.cpp" "$work/gather_scatter.cpp" "$here/permute_paths.cpp" \
-    "$root/kernels/cpu/routing.cpp" "$root/src/core/error.cpp" \
-    "$root/tests/gpu/test_gpu_permute.cpp" "$root/tests/gpu/test_gpu_gather_scatter.cpp" \
+  g++ "${flags[@]}" "$work/permute_counting.cpp" "$work/gather_scatter.cpp" "$work/combine.cpp" \
+    "$work/expert_layout.cpp" "$here/permute_paths.cpp" "$root/kernels/cpu/routing.cpp" \
+    "$root/src/core/error.cpp" "$root/moe/expert_padding.cpp" "$root/tests/gpu/test_gpu_permute.cpp" \
+    "$root/tests/gpu/test_gpu_gather_scatter.cpp" "$root/tests/gpu/test_gpu_combine.cpp" \
     -o "$work/emu_tests" -lgtest -lgtest_main -pthread
 fi
 "$work/emu_tests" --gtest_filter="${1:-*}"

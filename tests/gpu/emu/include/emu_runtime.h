@@ -1,7 +1,8 @@
-// Host emulation of the CUDA features that kernels/cuda/permute_counting.cu, gather_scatter.cu and
-// flash_attention.cu use, so their GPU tests run on a machine without a GPU (see ../run.sh). One
-// std::thread per CUDA thread; the blocks of a launch run one after another (x fastest, then y), so
-// a function-local `static` is that block's __shared__ memory. __syncthreads, __syncwarp and the
+// Host emulation of the CUDA features that kernels/cuda/permute_counting.cu, gather_scatter.cu,
+// combine.cu, expert_layout.cu and flash_attention.cu use, so their GPU tests run on a machine
+// without a GPU (see ../run.sh). One std::thread per CUDA thread; the blocks of a launch run one
+// after another (x fastest, then y), so a function-local `static` is that block's __shared__
+// memory. __syncthreads, __syncwarp and the
 // warp collectives are barriers: a lane that misses one hangs the run instead of passing. Dynamic
 // shared memory starts as garbage; a launch asking for more than 48 KiB of it needs the
 // cudaFuncSetAttribute opt-in (at most sm_90's 227 KiB), as on the device. __CUDA_ARCH__ is 900,
