@@ -58,7 +58,7 @@ __global__ void ce_fwd_kernel(float* losses, float* lse, const T* logits, const 
 
 template <typename T>
 __global__ void ce_bwd_kernel(T* dlogits, const float* dlosses, const T* logits, const float* lse,
-                              const int32_t* targets, int64_t V) {
+                              const int32_t* targets, int64_t V, bool accumulate) {
   __shared__ float fs[32];
   __shared__ double ds[32];
   const int64_t i = blockIdx.x;
@@ -69,7 +69,8 @@ __global__ void ce_bwd_kernel(T* dlogits, const float* dlosses, const T* logits,
   T* dl = dlogits + i * V;
   for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
     const float onehot = j == t ? d : 0.0f;
-    dl[j] = from_float<T>(to_float(dl[j]) + d * expf(to_float(x[j]) - l) - onehot);
+    const float base = accumulate ? to_float(dl[j]) : 0.0f;  // (overwrite: never read)
+    dl[j] = from_float<T>(base + d * expf(to_float(x[j]) - l) - onehot);
   }
 }
 
@@ -88,9 +89,9 @@ void ce_fwd(float* losses, float* lse, const T* logits, const int32_t* targets, 
 
 template <typename T>
 void ce_bwd(T* dlogits, const float* dlosses, const T* logits, const float* lse, const int32_t* targets, int64_t N,
-            int64_t V, cudaStream_t stream) {
+            int64_t V, bool accumulate, cudaStream_t stream) {
   if (N == 0) return;
-  ce_bwd_kernel<T><<<rows_grid(N), kThreads, 0, stream>>>(dlogits, dlosses, logits, lse, targets, V);
+  ce_bwd_kernel<T><<<rows_grid(N), kThreads, 0, stream>>>(dlogits, dlosses, logits, lse, targets, V, accumulate);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -118,12 +119,12 @@ void cross_entropy_forward(float* losses, float* lse, const bf16* logits, const 
   ce_fwd(losses, lse, logits, targets, N, V, stream);
 }
 void cross_entropy_backward(float* dlogits, const float* dlosses, const float* logits, const float* lse,
-                            const int32_t* targets, int64_t N, int64_t V, cudaStream_t stream) {
-  ce_bwd(dlogits, dlosses, logits, lse, targets, N, V, stream);
+                            const int32_t* targets, int64_t N, int64_t V, cudaStream_t stream, bool accumulate) {
+  ce_bwd(dlogits, dlosses, logits, lse, targets, N, V, accumulate, stream);
 }
 void cross_entropy_backward(bf16* dlogits, const float* dlosses, const bf16* logits, const float* lse,
-                            const int32_t* targets, int64_t N, int64_t V, cudaStream_t stream) {
-  ce_bwd(dlogits, dlosses, logits, lse, targets, N, V, stream);
+                            const int32_t* targets, int64_t N, int64_t V, cudaStream_t stream, bool accumulate) {
+  ce_bwd(dlogits, dlosses, logits, lse, targets, N, V, accumulate, stream);
 }
 
 }  // namespace moe::cuda

@@ -19,10 +19,12 @@ void cross_entropy_forward(float* losses, float* lse, const float* logits, const
                            int64_t V, cudaStream_t stream);
 void cross_entropy_forward(float* losses, float* lse, const __nv_bfloat16* logits, const int32_t* targets,
                            int64_t N, int64_t V, cudaStream_t stream);
-// dlogits[i] += dlosses[i] * (softmax(logits[i]) - onehot(targets[i])); lse may be null (recomputed).
+// dlogits[i] += dlosses[i] * (softmax(logits[i]) - onehot(targets[i])) (= when accumulate is
+// false: dlogits is not read); lse may be null (recomputed).
 void cross_entropy_backward(float* dlogits, const float* dlosses, const float* logits, const float* lse,
-                            const int32_t* targets, int64_t N, int64_t V, cudaStream_t stream);
+                            const int32_t* targets, int64_t N, int64_t V, cudaStream_t stream, bool accumulate = true);
 void cross_entropy_backward(__nv_bfloat16* dlogits, const float* dlosses, const __nv_bfloat16* logits,
-                            const float* lse, const int32_t* targets, int64_t N, int64_t V, cudaStream_t stream);
+                            const float* lse, const int32_t* targets, int64_t N, int64_t V, cudaStream_t stream,
+                            bool accumulate = true);
 
 }  // namespace moe::cuda

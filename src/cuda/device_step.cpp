@@ -430,8 +430,8 @@ void StepImpl<T>::backward(double global_tokens) {
   marks.mark("head bwd", s);
   if constexpr (!kF32) gc_.zero(s);
   fill(dlosses_.get(), float(1.0 / global_tokens), N, s);
-  dlogits_.zero(s);
-  cross_entropy_backward(dlogits_.get(), dlosses_.get(), logits_.get(), lse_.get(), targets_.get(), N, d.V, s);
+  cross_entropy_backward(dlogits_.get(), dlosses_.get(), logits_.get(), lse_.get(), targets_.get(), N, d.V, s,
+                         /*accumulate=*/false);
   matmul_backward(dxn_t_.get(), gc(G_.output), dlogits_.get(), xnf_t_.get(), pc(P_.output), N, D, d.V, s,
                   /*accumulate_dinp=*/false);
   // dx starts here: the final norm's input gradient overwrites it.

@@ -1,9 +1,10 @@
 // The device step's traffic savers against the forms they replace, bit for bit where the
 // arithmetic is the same: the mixed-precision RMSNorm (fp32 in, bf16 out) against the fp32 norm
 // and a conversion; its bf16-gradient backward against widening first; the out-of-place residual
-// add; and RoPE's backward overwriting in place. Overwrite forms start their destinations as NaN
-// to show that they are not read (matmul's: test_gpu_matmul.cpp; flash attention's:
-// test_gpu_flash_attention.cpp). The CPU emulation runs this file (tests/gpu/emu/run.sh --rows).
+// add; RoPE's backward overwriting in place; cross-entropy's backward overwriting dlogits.
+// Overwrite forms start their destinations as NaN to show that they are not read (matmul's:
+// test_gpu_matmul.cpp; flash attention's: test_gpu_flash_attention.cpp). The CPU emulation runs
+// this file (tests/gpu/emu/run.sh --rows).
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -12,6 +13,7 @@
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/softmax_ce.cuh"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace moe::gpu_test {
@@ -97,6 +99,25 @@ TEST(GpuFirstWriters, RopeBackwardOverwritesInPlace) {
   cuda::rope_backward(z16.ptr, g16.ptr, B, T, H, hd, theta, stream());
   cuda::rope_backward(in_place16.ptr, in_place16.ptr, B, T, H, hd, theta, stream(), false);
   EXPECT_EQ(bits(in_place16.host()), bits(z16.host()));
+}
+
+TEST(GpuFirstWriters, CrossEntropyBackwardOverwriteEqualsAccumulatingIntoZeros) {
+  MOE_REQUIRE_GPU();
+  const int64_t N = 5, V = 300;
+  auto logits = bf16_round(random_floats(N * V, 14, -4.0f, 4.0f));
+  const std::vector<int32_t> targets = {0, 299, 17, 150, 42};
+  const std::vector<float> dlosses = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f};
+  Dev<float> g32(logits), losses(N), lse(N), dl(dlosses);
+  Dev<int32_t> t(targets);
+  cuda::cross_entropy_forward(losses.ptr, lse.ptr, g32.ptr, t.ptr, N, V, stream());
+  Dev<float> z32(N * V), o32(std::vector<float>(size_t(N * V), kNaN));
+  cuda::cross_entropy_backward(z32.ptr, dl.ptr, g32.ptr, lse.ptr, t.ptr, N, V, stream());
+  cuda::cross_entropy_backward(o32.ptr, dl.ptr, g32.ptr, lse.ptr, t.ptr, N, V, stream(), false);
+  EXPECT_TRUE(same_bits(o32.host(), z32.host()));
+  Dev<bf16> g16(to_bf16(logits)), z16(N * V), o16(to_bf16(std::vector<float>(size_t(N * V), kNaN)));
+  cuda::cross_entropy_backward(z16.ptr, dl.ptr, g16.ptr, lse.ptr, t.ptr, N, V, stream());
+  cuda::cross_entropy_backward(o16.ptr, dl.ptr, g16.ptr, lse.ptr, t.ptr, N, V, stream(), false);
+  EXPECT_EQ(bits(o16.host()), bits(z16.host()));
 }
 
 }  // namespace

@@ -9,8 +9,8 @@
 #     'GpuGatherScatter*' (the full set takes minutes). The CUB radix path is a stand-in
 #     (permute_paths.cpp).
 #   tests/gpu/emu/run.sh --rows [gtest filter]
-#     tests/gpu/test_gpu_first_writers.cpp against rmsnorm.cu, rope.cu and convert.cu (the device
-#     step's fused RMSNorm, residual add and overwrite forms; seconds).
+#     tests/gpu/test_gpu_first_writers.cpp against rmsnorm.cu, rope.cu, convert.cu and softmax_ce.cu
+#     (the device step's fused RMSNorm, residual add and overwrite forms; seconds).
 #   tests/gpu/emu/run.sh --flash [gtest filter]
 #     tests/gpu/test_gpu_flash_attention.cpp against flash_attention.cu (forward and backward),
 #     its tensor-core PTX emulated by include/kernels/cuda/mma_ptx.cuh; the reference is the CPU
@@ -28,7 +28,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 case $mode in
   flash) kernels=flash_attention ;;
-  rows) kernels="rmsnorm rope convert" ;;
+  rows) kernels="rmsnorm rope convert softmax_ce" ;;
   *) kernels="permute_counting gather_scatter combine expert_layout" ;;
 esac
 python3 - "$root" "$work" $kernels <<'PY'
@@ -48,7 +48,7 @@ for name in sys.argv[3:]:
 PY
 flags=(-std=c++20 -O1 -Wno-unknown-pragmas -I"$here/include" -I"$root")
 if [[ $mode == rows ]]; then
-  g++ "${flags[@]}" "$work/rmsnorm.cpp" "$work/rope.cpp" "$work/convert.cpp" \
+  g++ "${flags[@]}" "$work/rmsnorm.cpp" "$work/rope.cpp" "$work/convert.cpp" "$work/softmax_ce.cpp" \
     "$root/tests/gpu/test_gpu_first_writers.cpp" "$root/src/core/error.cpp" \
     -o "$work/emu_tests" -lgtest -lgtest_main -pthread
 elif [[ $mode == flash ]]; then
