@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/flash_attention.cuh"
 #include "moe/expert_padding.h"
 #include "src/cuda/device_model.h"
 #include "src/model/transformer.h"
@@ -121,6 +122,16 @@ double worst_tensor_err(const ParamTable& t, const std::vector<float>& a, const 
   return worst;
 }
 
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double dot = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    dot += double(a[i]) * b[i];
+    na += double(a[i]) * a[i];
+    nb += double(b[i]) * b[i];
+  }
+  return dot / std::sqrt(na * nb);
+}
+
 // The expert GEMM layouts (train.gpu_expert_padding): 0 = compact + grouped GEMM; 8 = room for
 // the blocked layout with one block per expert at this size.
 class GpuTrainStepLayout : public ::testing::TestWithParam<double> {};
@@ -162,16 +173,30 @@ TEST_P(GpuTrainStepLayout, Bf16StepStaysCloseToFp32Cpu) {
   const std::vector<float>& g = got.grads;
   EXPECT_NEAR(got.losses.lm_sum, ref.losses.lm_sum, 1e-2 * std::fabs(ref.losses.lm_sum));
   // bf16 GEMM operands: gradients agree to bf16 accuracy, a few ulps deep.
-  double dot = 0, na = 0, nb = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    dot += double(g[i]) * ref.grads[i];
-    na += double(g[i]) * g[i];
-    nb += double(ref.grads[i]) * ref.grads[i];
-  }
-  EXPECT_GT(dot / std::sqrt(na * nb), 0.999);
+  EXPECT_GT(cosine(g, ref.grads), 0.999);
   std::string where;
   EXPECT_LT(worst_tensor_err(table, g, ref.grads, &where), 0.1) << "worst tensor: " << where;
   EXPECT_EQ(got.row_use.blocked_layers, GetParam() > 0 ? 1 : 0);
+}
+
+// bf16 with the flash kernels in the step (T % 64 == 0, head size 64: small_config's shapes take the
+// cuBLAS attention): flash forward, its backward overwriting dq/dk/dv, RoPE's backward in place.
+TEST(GpuTrainStep, Bf16FlashAttentionStepStaysCloseToFp32Cpu) {
+  MOE_REQUIRE_GPU();
+  Config c = small_config("bf16");
+  c.model.d_model = 128;
+  c.model.n_heads = 2;
+  c.model.n_kv_heads = 1;
+  c.model.seq_len = 64;
+  c.model.ffn_hidden = 96;
+  c.moe.expert_hidden = 64;
+  ASSERT_TRUE(cuda::flash_attention_supported(c.model.seq_len, c.model.d_model / c.model.n_heads));
+  const auto [table, ref, got] = both_steps(c, 2);
+  const std::vector<float>& g = got.grads;
+  EXPECT_NEAR(got.losses.lm_sum, ref.losses.lm_sum, 1e-2 * std::fabs(ref.losses.lm_sum));
+  EXPECT_GT(cosine(g, ref.grads), 0.999);
+  std::string where;
+  EXPECT_LT(worst_tensor_err(table, g, ref.grads, &where), 0.1) << "worst tensor: " << where;
 }
 
 // fp32 steps repeat bit for bit (the MoE combine and un-permutation sum in a fixed order, no

@@ -37,8 +37,11 @@
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 
-struct EmuDim {
+struct EmuDim {  // gridDim, blockDim
   unsigned x = 0, y = 1, z = 1;
+};
+struct EmuIdx {  // threadIdx, blockIdx
+  unsigned x = 0, y = 0, z = 0;
 };
 struct dim3 {
   unsigned x, y, z;
@@ -46,7 +49,7 @@ struct dim3 {
 };
 
 namespace emu {
-inline thread_local EmuDim thread_idx, block_idx;
+inline thread_local EmuIdx thread_idx, block_idx;
 inline EmuDim grid_dim, block_dim;
 inline std::vector<char> dynamic_smem;
 inline std::unique_ptr<std::barrier<>> block_barrier;
