@@ -413,15 +413,33 @@ void bench_moe_layer(const Shape& s, double padding) {
     matmul_backward(dxd, g1, dh, xn, v1, N, D, Fd, nullptr);
     matmul_backward(dxd, g1, dd, xn, v1, N, D, Fd, nullptr);
   });
+  // A dense SwiGLU FFN layer of the same FLOPs (for reference: the issue's ratio is against the
+  // GEMMs alone): its GEMMs plus the SwiGLU forward and backward on N x Fd elements, which the MoE
+  // layer also pays (on its R x Fe rows).
+  bf *h3d = random_buffer<bf>(N * Fd, 92), *actd = random_buffer<bf>(N * Fd, 93), *dh3d = random_buffer<bf>(N * Fd, 94);
+  bf* dactd = random_buffer<bf>(N * Fd, 95);
+  const double dense_layer_ms = time_ms([&] {
+    matmul_forward(dh, xn, v1, N, D, Fd, false, nullptr);
+    matmul_forward(h3d, xn, v1, N, D, Fd, false, nullptr);
+    swiglu_forward(actd, dh, h3d, N * Fd, nullptr);
+    matmul_forward(dy, actd, v2, N, Fd, D, false, nullptr);
+    matmul_backward(dactd, g2, dy, actd, v2, N, Fd, D, nullptr, false);
+    swiglu_backward(dd, dh3d, dactd, dh, h3d, N * Fd, nullptr, /*accumulate=*/false);
+    matmul_backward(dxd, g1, dd, xn, v1, N, D, Fd, nullptr, false);
+    matmul_backward(dxd, g1, dh3d, xn, v1, N, D, Fd, nullptr);
+  });
   const double flops = 3.0 * 3.0 * 2.0 * N * D * Fd;  // 3 GEMMs, forward + 2 backward
   std::printf("%-8s MoE layer fwd+bwd (bf16, E=%lld top-%lld, %s, computed/routed rows %.3f): %.3f ms = %.1f TFLOP/s; "
               "dense cuBLAS twin %.3f ms = %.1f TFLOP/s; MoE / dense = %.0f%%\n",
               s.name, (long long)E, (long long)k, blocks.block ? (blocks.max_blocks > 1 ? "blocked" : "one block each") : "grouped", double(Ru) / double(M),
               moe_ms, flops / (moe_ms * 1e-3) / 1e12, dense_ms, flops / (dense_ms * 1e-3) / 1e12,
               100 * dense_ms / moe_ms);
+  std::printf("%-8s   (reference) dense SwiGLU FFN layer, GEMMs + SwiGLU fwd/bwd: %.3f ms; MoE / dense layer = %.0f%%\n",
+              s.name, dense_layer_ms, 100 * dense_layer_ms / moe_ms);
   for (float* p : {xn32, wr, logits, probs, w, ws, lse, x, dx, dxn, dws, dwslot, dlog, dwr, dw1f, dw2f, dw3f})
     MOE_CUDA_CHECK(cudaFree(p));
-  for (bf* p : {xn, xe, ye, w1, w3, w2, h1, h3, act, dh1, dh3, dact, dxe, dw1, dw3, dw2, dh, dd, dy, v1, v2, g1, g2, dxd})
+  for (bf* p : {xn, xe, ye, w1, w3, w2, h1, h3, act, dh1, dh3, dact, dxe, dw1, dw3, dw2, dh, dd, dy, v1, v2, g1, g2, dxd,
+                h3d, actd, dh3d, dactd})
     MOE_CUDA_CHECK(cudaFree(p));
   MOE_CUDA_CHECK(cudaFree(sums));
   for (int32_t* p : {idx, slots, rows, pslots, prows, slot_row}) MOE_CUDA_CHECK(cudaFree(p));
