@@ -1,9 +1,9 @@
 // Host emulation of the CUDA features that kernels/cuda/permute_counting.cu, gather_scatter.cu,
 // combine.cu, expert_layout.cu and flash_attention.cu use, so their GPU tests run on a machine
-// without a GPU (see ../run.sh). One std::thread per CUDA thread; the blocks of a launch run one
-// after another (x fastest, then y), so a function-local `static` is that block's __shared__
-// memory. __syncthreads, __syncwarp and the
-// warp collectives are barriers: a lane that misses one hangs the run instead of passing. Dynamic
+// without a GPU (see ../run.sh). One std::thread per CUDA thread of a block, reused for every
+// block; the blocks of a launch run one after another (x fastest, then y), so a function-local
+// `static` is that block's __shared__ memory. __syncthreads, __syncwarp and the warp collectives
+// are barriers: a lane that misses one hangs the run instead of passing. Dynamic
 // shared memory starts as garbage; a launch asking for more than 48 KiB of it needs the
 // cudaFuncSetAttribute opt-in (at most sm_90's 227 KiB), as on the device. __CUDA_ARCH__ is 900,
 // so the kernels' sm_90 branches are the ones emulated. The tensor-core PTX of flash attention is
@@ -98,24 +98,29 @@ void launch(LaunchConfig c, Kernel kernel, Args... args) {
   grid_dim.y = c.grid.y;
   block_dim.x = c.block.x;
   block_dim.y = c.block.y;
-  for (unsigned by = 0; by < c.grid.y; ++by)
-    for (unsigned bx = 0; bx < c.grid.x; ++bx) {
-      dynamic_smem.assign(c.smem + 16, char(0x5a));
-      block_barrier = std::make_unique<std::barrier<>>(threads_per_block);
-      warp_barriers.clear();
-      for (unsigned w = 0; w < threads_per_block / 32; ++w)
-        warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
-      std::vector<std::thread> threads;
-      for (unsigned t = 0; t < threads_per_block; ++t)
-        threads.emplace_back([=] {
-          thread_idx.x = t % c.block.x;
-          thread_idx.y = t / c.block.x;
+  // One thread per CUDA thread of a block, kept for all the blocks of the launch (creating threads
+  // per block dominated the run time); the blocks still run one after another, and `between`
+  // keeps every thread out of block b + 1 until all have left block b and shared memory is reset.
+  block_barrier = std::make_unique<std::barrier<>>(threads_per_block);
+  warp_barriers.clear();
+  for (unsigned w = 0; w < threads_per_block / 32; ++w) warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
+  std::barrier<> between(threads_per_block);
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < threads_per_block; ++t)
+    threads.emplace_back([&, t] {
+      thread_idx.x = t % c.block.x;
+      thread_idx.y = t / c.block.x;
+      for (unsigned by = 0; by < c.grid.y; ++by)
+        for (unsigned bx = 0; bx < c.grid.x; ++bx) {
+          if (t == 0) dynamic_smem.assign(c.smem + 16, char(0x5a));
+          between.arrive_and_wait();
           block_idx.x = bx;
           block_idx.y = by;
           kernel(args...);
-        });
-      for (auto& t : threads) t.join();
-    }
+          between.arrive_and_wait();
+        }
+    });
+  for (auto& t : threads) t.join();
 }
 }  // namespace emu
 
