@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
   dense.model.moe_every = 0;
   grouped.train.gpu_expert_padding = 0;  // the compact layout and the grouped GEMM, for comparison
   const std::string only = kv.count("only") ? kv["only"] : "";  // one variant: moe, moe-g or dense
+  bool failed = false;
   for (const auto& [name, cfg] : {std::pair<const char*, const Config*>{"moe", &c}, {"moe-g", &grouped},
                                   {"dense", &dense}}) {
     if (!only.empty() && only != name) continue;
@@ -163,7 +164,11 @@ int main(int argc, char** argv) {
     std::printf("       phases (ms):");
     for (const auto& [phase, ms] : r.phases) std::printf("  %s %.1f;", phase.c_str(), ms);
     std::printf("\n");
+    if (!std::isfinite(r.loss0) || !std::isfinite(r.loss_last)) {  // a broken step is not a measurement
+      std::fprintf(stderr, "bench_gpu_train: %s: non-finite loss\n", name);
+      failed = true;
+    }
   }
   MOE_CUDA_CHECK(cudaStreamDestroy(s));
-  return 0;
+  return failed ? 1 : 0;
 }
