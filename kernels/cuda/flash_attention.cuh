@@ -16,8 +16,9 @@ bool flash_attention_supported(int64_t T, int64_t hd);
 
 // Block shape: 64 query rows (forward) or keys (backward) per 4-warp block, or 128 per 8-warp block
 // where T % 128 == 0 (each K/V or Q/dO tile loaded serves twice the rows; the backward issues half
-// the dq atomics). kAuto is k64 until the two are timed side by side on a GPU (bench_gpu_ops prints
-// both); k128 falls back to k64 where T % 128 != 0.
+// the dq atomics). kAuto is k64, the shape measured on an H100; the device step times both on its
+// model and keeps the faster (src/cuda/device_step.cpp), bench_gpu_ops prints both; k128 falls back
+// to k64 where T % 128 != 0.
 enum class FlashBlock { kAuto, k64, k128 };
 
 void flash_attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,

@@ -75,6 +75,7 @@ std::vector<float> DeviceModel::token_losses() const {
 
 int64_t DeviceModel::activation_bytes() const { return impl_->activation_bytes(); }
 DeviceModel::ExpertRowUse DeviceModel::expert_row_use() const { return impl_->row_use; }
+std::string DeviceModel::attention_kernel() const { return impl_->attention_kernel; }
 
 void DeviceModel::enable_phase_times(bool on) { impl_->marks.enable(on); }
 std::vector<std::pair<std::string, double>> DeviceModel::phase_times() { return impl_->marks.totals(); }

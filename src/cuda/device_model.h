@@ -74,6 +74,10 @@ class DeviceModel {
     int64_t routed = 0, computed = 0, blocked_layers = 0, one_block_rows = 0;
   };
   ExpertRowUse expert_row_use() const;
+  // The attention kernel the step uses: "flash, 64-row blocks (64: 1.23 ms, 128: 1.45 ms)" where
+  // the flash kernels' block shapes were timed on this model's attention at construction and the
+  // faster kept; "flash, 64-row blocks" where only one applies; "cuBLAS" otherwise.
+  std::string attention_kernel() const;
   // Per-phase device time (ms) of the forward/backward calls since the last phase_times(), when
   // enabled (events on the stream; the per-layer routing synchronisation is part of "moe fwd").
   void enable_phase_times(bool on);

@@ -57,6 +57,7 @@ class DeviceModel::Impl {
   DeviceArray<float> losses;
   std::vector<LayerLoadStats> stats;
   DeviceModel::ExpertRowUse row_use;  // of the last forward
+  std::string attention_kernel;       // DeviceModel::attention_kernel()
   PhaseMarks marks;
 };
 

@@ -2,6 +2,7 @@
 // operations follows src/model/transformer.cpp, attention.cpp, mlp.cpp and moe/moe_layer.cpp.
 #include <cuda_bf16.h>
 
+#include <cstdio>
 #include <limits>
 #include <utility>
 
@@ -114,6 +115,9 @@ class StepImpl final : public DeviceModel::Impl {
   std::vector<int64_t> moe_index_;  // per layer: index among the MoE layers, -1 for dense
   int64_t expert_rows_ = 0;  // rows of the expert buffers (moe/expert_padding.h)
   bool flash_ = false;  // bf16 attention through the tiled kernel (kernels/cuda/flash_attention.cuh)
+  // The flash kernels' block shape: timed on this model's attention at construction, the faster kept.
+  FlashBlock flash_block_ = FlashBlock::k64;
+  void choose_flash_block();
   int64_t act_bytes_ = 0;
 };
 
@@ -176,6 +180,51 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
       starts_.resize(E + 1), dlogits_r_.resize(N * E), aux_coef_.resize(E);
   for (int64_t i = 0; i < d.L; ++i) moe_index_.push_back(c.model.is_moe_layer(i) ? int64_t(stats.size()) : -1),
       stats.resize(stats.size() + (c.model.is_moe_layer(i) ? 1 : 0));
+  choose_flash_block();
+}
+
+template <typename T>
+void StepImpl<T>::choose_flash_block() {
+  attention_kernel = flash_ ? "flash, 64-row blocks" : "cuBLAS";
+  if constexpr (!kF32) {
+    if (!flash_ || d.L == 0 || d.T % 128 != 0) return;
+    // One forward + backward of layer 0's attention per block shape (after an untimed one), on
+    // zeroed inputs: the kernels' work does not depend on the values.
+    AttnActs<T>& a = attn_[0];
+    for (auto* b : {&a.q, &a.k, &a.v, &dy_}) b->zero(s);
+    struct Events {
+      cudaEvent_t begin = nullptr, end = nullptr;
+      ~Events() {
+        if (begin) cudaEventDestroy(begin);
+        if (end) cudaEventDestroy(end);
+      }
+    } ev;
+    MOE_CUDA_CHECK(cudaEventCreate(&ev.begin));
+    MOE_CUDA_CHECK(cudaEventCreate(&ev.end));
+    auto time_ms = [&](FlashBlock block) {
+      auto once = [&] {
+        flash_attention_forward(a.y.get(), a.lse.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s,
+                                block);
+        flash_attention_backward(dq_.get(), dk_.get(), dv_.get(), dy_.get(), a.y.get(), a.lse.get(), a.q.get(),
+                                 a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s, block, /*accumulate=*/false);
+      };
+      once();
+      MOE_CUDA_CHECK(cudaEventRecord(ev.begin, s));
+      once();
+      once();
+      MOE_CUDA_CHECK(cudaEventRecord(ev.end, s));
+      MOE_CUDA_CHECK(cudaEventSynchronize(ev.end));
+      float ms = 0;
+      MOE_CUDA_CHECK(cudaEventElapsedTime(&ms, ev.begin, ev.end));
+      return ms / 2;
+    };
+    const float t64 = time_ms(FlashBlock::k64), t128 = time_ms(FlashBlock::k128);
+    flash_block_ = t128 < t64 ? FlashBlock::k128 : FlashBlock::k64;
+    char note[96];
+    std::snprintf(note, sizeof note, "flash, %s-row blocks (fwd+bwd of one layer: 64: %.3f ms, 128: %.3f ms)",
+                  flash_block_ == FlashBlock::k128 ? "128" : "64", double(t64), double(t128));
+    attention_kernel = note;
+  }
 }
 
 template <typename T>
@@ -192,7 +241,8 @@ void StepImpl<T>::attention_forward_block(AttnActs<T>& a, float* out, const Bloc
   marks.mark("attention core fwd", s);  // (a sub-phase: bench_gpu_train's breakdown)
   if constexpr (!kF32) {
     if (flash_) {
-      flash_attention_forward(a.y.get(), a.lse.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
+      flash_attention_forward(a.y.get(), a.lse.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s,
+                              flash_block_);
     } else {
       cuda::attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
     }
@@ -364,7 +414,7 @@ void StepImpl<T>::attention_backward_block(AttnActs<T>& a, const BlockParams& p,
   if constexpr (!kF32) {
     if (flash_) {
       flash_attention_backward(dq_.get(), dk_.get(), dv_.get(), dy_.get(), a.y.get(), a.lse.get(), a.q.get(),
-                               a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s, FlashBlock::kAuto,
+                               a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s, flash_block_,
                                /*accumulate=*/false);
       flashed = true;
     }

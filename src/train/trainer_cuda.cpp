@@ -190,7 +190,7 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
                             {"aux_loss", sl.aux},   {"z_loss", sl.z},      {"lr", lr},
                             {"grad_norm", gnorm},   {"tokens_per_s", tps}, {"mfu", mfu},
                             {"dropped_frac", 0.0},  {"max_over_mean", worst}, {"zero_stage", 0},
-                            {"device", "cuda"}};
+                            {"device", "cuda"},     {"attention", dm.attention_kernel()}};
       rec["mem_params"] = weights;
       rec["mem_grads"] = weights;
       rec["mem_optimizer"] = moments;

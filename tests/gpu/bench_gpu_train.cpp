@@ -36,6 +36,7 @@ struct Result {
   double act_gib = 0;
   gpu::DeviceModel::ExpertRowUse rows;
   std::vector<std::pair<std::string, double>> phases;
+  std::string attention;  // DeviceModel::attention_kernel()
 };
 
 Result run(const Config& c, int64_t batch, int steps, double peak, cudaStream_t s) {
@@ -88,6 +89,7 @@ Result run(const Config& c, int64_t batch, int steps, double peak, cudaStream_t 
   r.active = active_params(c);
   r.act_gib = double(dm.activation_bytes()) / (1 << 30);
   r.rows = dm.expert_row_use();
+  r.attention = dm.attention_kernel();
   return r;
 }
 
@@ -161,6 +163,7 @@ int main(int argc, char** argv) {
                   "(one block per expert needs x%.3f)\n",
                   (long long)r.rows.routed, (long long)r.rows.computed, double(r.rows.computed) / double(r.rows.routed),
                   (long long)r.rows.blocked_layers, double(r.rows.one_block_rows) / double(r.rows.routed));
+    std::printf("       attention: %s\n", r.attention.c_str());
     std::printf("       phases (ms):");
     for (const auto& [phase, ms] : r.phases) std::printf("  %s %.1f;", phase.c_str(), ms);
     std::printf("\n");
