@@ -9,8 +9,11 @@
 #     'GpuGatherScatter*' (the full set takes minutes). The CUB radix path is a stand-in
 #     (permute_paths.cpp).
 #   tests/gpu/emu/run.sh --rows [gtest filter]
-#     tests/gpu/test_gpu_first_writers.cpp against rmsnorm.cu, rope.cu, convert.cu and softmax_ce.cu
-#     (the device step's fused RMSNorm, residual add and overwrite forms; seconds).
+#     the row-wise and elementwise kernels: test_gpu_first_writers.cpp, test_gpu_elementwise.cpp,
+#     test_gpu_softmax_ce.cpp, test_gpu_adamw.cpp and test_gpu_routing.cpp against rmsnorm, rope,
+#     convert, softmax_ce, elementwise, adamw, embedding, router, routing and gather_scatter (.cu),
+#     the CPU twins of kernels/cpu as the reference (about 3 minutes; CI leaves out the two
+#     large-input cases, a minute each).
 #   tests/gpu/emu/run.sh --flash [gtest filter]
 #     tests/gpu/test_gpu_flash_attention.cpp against flash_attention.cu (forward and backward),
 #     its tensor-core PTX emulated by include/kernels/cuda/mma_ptx.cuh; the reference is the CPU
@@ -28,7 +31,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 case $mode in
   flash) kernels=flash_attention ;;
-  rows) kernels="rmsnorm rope convert softmax_ce" ;;
+  rows) kernels="rmsnorm rope convert softmax_ce elementwise adamw embedding router routing gather_scatter" ;;
   *) kernels="permute_counting gather_scatter combine expert_layout" ;;
 esac
 python3 - "$root" "$work" $kernels <<'PY'
@@ -48,9 +51,10 @@ for name in sys.argv[3:]:
 PY
 flags=(-std=c++20 -O1 -Wno-unknown-pragmas -I"$here/include" -I"$root")
 if [[ $mode == rows ]]; then
-  g++ "${flags[@]}" "$work/rmsnorm.cpp" "$work/rope.cpp" "$work/convert.cpp" "$work/softmax_ce.cpp" \
-    "$root/tests/gpu/test_gpu_first_writers.cpp" "$root/src/core/error.cpp" \
-    -o "$work/emu_tests" -lgtest -lgtest_main -pthread
+  g++ "${flags[@]}" "$work"/{rmsnorm,rope,convert,softmax_ce,elementwise,adamw,embedding,router,routing}.cpp \
+    "$work/gather_scatter.cpp" "$root"/tests/gpu/test_gpu_{first_writers,elementwise,softmax_ce,adamw,routing}.cpp \
+    "$root"/kernels/cpu/*.cpp "$root/src/core/error.cpp" \
+    -o "$work/emu_tests" -lopenblas -lgtest -lgtest_main -pthread
 elif [[ $mode == flash ]]; then
   g++ "${flags[@]}" "$work/flash_attention.cpp" "$root/tests/gpu/test_gpu_flash_attention.cpp" "$here/test_emu_ptx.cpp" \
     "$root/kernels/cpu/attention.cpp" "$root/kernels/cpu/attention_bf16.cpp" "$root/kernels/cpu/gemm_bf16.cpp" \
