@@ -57,8 +57,12 @@ void convert(float* out, const bf16* inp, int64_t n, cudaStream_t stream) { laun
 void accumulate(float* out, const bf16* inp, int64_t n, cudaStream_t stream) { launch<float, bf16, true>(out, inp, n, stream); }
 void accumulate(float* out, const float* inp, int64_t n, cudaStream_t stream) { launch<float, float, true>(out, inp, n, stream); }
 
-void residual_add(float* out, const float* x, const bf16* y, int64_t n, cudaStream_t stream) { launch_add(out, x, y, n, stream); }
-void residual_add(float* out, const float* x, const float* y, int64_t n, cudaStream_t stream) { launch_add(out, x, y, n, stream); }
+void residual_add(float* out, const float* x, const bf16* y, int64_t n, cudaStream_t stream) {
+  launch_add(out, x, y, n, stream);
+}
+void residual_add(float* out, const float* x, const float* y, int64_t n, cudaStream_t stream) {
+  launch_add(out, x, y, n, stream);
+}
 
 void fill(float* x, float value, int64_t n, cudaStream_t stream) {
   if (n == 0) return;

@@ -10,8 +10,9 @@
 #     (permute_paths.cpp).
 #   tests/gpu/emu/run.sh --rows [gtest filter]
 #     the row-wise and elementwise kernels: test_gpu_first_writers.cpp, test_gpu_elementwise.cpp,
-#     test_gpu_softmax_ce.cpp, test_gpu_adamw.cpp and test_gpu_routing.cpp against rmsnorm, rope,
-#     convert, softmax_ce, elementwise, adamw, embedding, router, routing and gather_scatter (.cu),
+#     test_gpu_softmax_ce.cpp, test_gpu_adamw.cpp, test_gpu_routing.cpp and test_gpu_router_grad.cpp
+#     against rmsnorm, rope, convert, softmax_ce, elementwise, adamw, embedding, router, router_grad,
+#     routing and gather_scatter (.cu),
 #     the CPU twins of kernels/cpu as the reference (about 3 minutes; CI leaves out the two
 #     large-input cases, a minute each).
 #   tests/gpu/emu/run.sh --flash [gtest filter]
@@ -31,7 +32,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 case $mode in
   flash) kernels=flash_attention ;;
-  rows) kernels="rmsnorm rope convert softmax_ce elementwise adamw embedding router routing gather_scatter" ;;
+  rows) kernels="rmsnorm rope convert softmax_ce elementwise adamw embedding router router_grad routing gather_scatter" ;;
   *) kernels="permute_counting gather_scatter combine expert_layout" ;;
 esac
 python3 - "$root" "$work" $kernels <<'PY'
@@ -51,8 +52,8 @@ for name in sys.argv[3:]:
 PY
 flags=(-std=c++20 -O1 -Wno-unknown-pragmas -I"$here/include" -I"$root")
 if [[ $mode == rows ]]; then
-  g++ "${flags[@]}" "$work"/{rmsnorm,rope,convert,softmax_ce,elementwise,adamw,embedding,router,routing}.cpp \
-    "$work/gather_scatter.cpp" "$root"/tests/gpu/test_gpu_{first_writers,elementwise,softmax_ce,adamw,routing}.cpp \
+  g++ "${flags[@]}" "$work"/{rmsnorm,rope,convert,softmax_ce,elementwise,adamw,embedding,router,router_grad,routing}.cpp \
+    "$work/gather_scatter.cpp" "$root"/tests/gpu/test_gpu_{first_writers,elementwise,softmax_ce,adamw,routing,router_grad}.cpp \
     "$root"/kernels/cpu/*.cpp "$root/src/core/error.cpp" \
     -o "$work/emu_tests" -lopenblas -lgtest -lgtest_main -pthread
 elif [[ $mode == flash ]]; then
