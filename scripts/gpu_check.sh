@@ -36,7 +36,7 @@ timeout 120 "$bundle/moe_gpu_tests" --gtest_brief=0 2>&1 | log gpu_tests.log
 tests_rc=${PIPESTATUS[0]}
 
 echo "== bench_gpu_ops" | log gpu_check.log
-timeout 60 "$bundle/bench_gpu_ops" 2>&1 | log gpu_bench.log
+timeout 90 "$bundle/bench_gpu_ops" 2>&1 | log gpu_bench.log
 bench_rc=${PIPESTATUS[0]}
 
 # configs/gpu_bench.yaml's model as key=value arguments (PyYAML is on the GPU machines; without it
@@ -61,7 +61,7 @@ train_rc=${PIPESTATUS[0]}
 trainer_rc=skipped
 if [ -f "$root/build-gpu-pack/trainer.tar.xz" ] && [ -f "$root/scripts/gpu_train_check.sh" ]; then
   echo "== gpu_train_check" | log gpu_check.log
-  timeout 200 bash "$root/scripts/gpu_train_check.sh" >/dev/null 2>&1
+  timeout 180 bash "$root/scripts/gpu_train_check.sh" >/dev/null 2>&1
   trainer_rc=$?
 fi
 
@@ -70,7 +70,7 @@ fi
 for pad in 1.5 2.0; do
   echo "== bench_gpu_train only=moe gpu_expert_padding=$pad" | log gpu_check.log
   # shellcheck disable=SC2086
-  timeout 45 "$bundle/bench_gpu_train" $bench_args only=moe gpu_expert_padding=$pad 2>&1 | log gpu_train.log
+  timeout 40 "$bundle/bench_gpu_train" $bench_args only=moe gpu_expert_padding=$pad 2>&1 | log gpu_train.log
 done
 
 echo "== gpu_check: tests exit $tests_rc, bench exit $bench_rc, train bench exit $train_rc," \
