@@ -76,6 +76,18 @@ class StepImpl final : public DeviceModel::Impl {
                          DeviceLosses& losses);
   void moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockParams& p, const SumReducer& reduce_sum,
                    DeviceLosses& losses);
+  // out = x + inp W^T (inp [N, I], W [D, I]): a block's output from its saved input. fp32 adds in
+  // the GEMM (beta 1) onto a copy of x; bf16 stages the product and adds it out of place.
+  void project_residual(float* out, const float* x, const T* inp, const T* w, int64_t I) {
+    const int64_t N = d.N, D = d.D;
+    if constexpr (kF32) {
+      MOE_CUDA_CHECK(cudaMemcpyAsync(out, x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
+      matmul_forward(out, inp, w, N, I, D, true, s);
+    } else {
+      matmul_forward(stage_.get(), inp, w, N, I, D, false, s);
+      residual_add(out, x, stage_.get(), N * D, s);
+    }
+  }
   // dx += the norm's input gradient for an output gradient in T (bf16: read as fp32, exact).
   void norm_backward(float* dweight, const T* dxn, const float* x_in, const float* weight, const float* rstd) {
     rmsnorm_backward(dx_.get(), dweight, dxn, x_in, weight, rstd, d.N, d.D, s);
@@ -250,13 +262,7 @@ void StepImpl<T>::attention_forward_block(AttnActs<T>& a, float* out, const Bloc
     cuda::attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
   }
   marks.mark("attention fwd", s);
-  if constexpr (kF32) {
-    MOE_CUDA_CHECK(cudaMemcpyAsync(out, x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
-    matmul_forward(out, a.y.get(), pc(p.wo), N, qd, D, true, s);  // residual add
-  } else {
-    matmul_forward(stage_.get(), a.y.get(), pc(p.wo), N, qd, D, false, s);
-    residual_add(out, x, stage_.get(), N * D, s);
-  }
+  project_residual(out, x, a.y.get(), pc(p.wo), qd);
 }
 
 template <typename T>
@@ -271,13 +277,7 @@ void StepImpl<T>::ffn_forward_block(int64_t i, FfnActs<T>& f, float* out, const 
   matmul_forward(f.h1.get(), f.xn(), pc(p.w1), N, D, d.F, false, s);
   matmul_forward(f.h3.get(), f.xn(), pc(p.w3), N, D, d.F, false, s);
   swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), N * d.F, s);
-  if constexpr (kF32) {
-    MOE_CUDA_CHECK(cudaMemcpyAsync(out, x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
-    matmul_forward(out, f.act.get(), pc(p.w2), N, d.F, D, true, s);
-  } else {
-    matmul_forward(stage_.get(), f.act.get(), pc(p.w2), N, d.F, D, false, s);
-    residual_add(out, x, stage_.get(), N * D, s);
-  }
+  project_residual(out, x, f.act.get(), pc(p.w2), d.F);
 }
 
 template <typename T>

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cuda/context.cuh"
@@ -66,6 +67,18 @@ inline std::vector<float> to_float(const std::vector<bf16>& x) {
 }
 // x rounded to bf16 and back: the CPU reference sees exactly the bf16 inputs.
 inline std::vector<float> bf16_round(const std::vector<float>& x) { return to_float(to_bf16(x)); }
+
+// Bit-for-bit comparisons: same_bits for any element type, bits() for bf16 vectors in EXPECT_EQ
+// (the raw 16-bit patterns, which gtest can print).
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0;
+}
+inline std::vector<uint16_t> bits(const std::vector<bf16>& x) {
+  std::vector<uint16_t> y(x.size());
+  std::memcpy(y.data(), x.data(), sizeof(uint16_t) * x.size());
+  return y;
+}
 
 // max_i |got_i - want_i| / max_i |want_i|: the error relative to the reference's scale, so that
 // elements near zero do not turn rounding noise into large ratios.

@@ -6,7 +6,6 @@
 // test_gpu_matmul.cpp; flash attention's: test_gpu_flash_attention.cpp). The CPU emulation runs
 // this file (tests/gpu/emu/run.sh --rows).
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -21,15 +20,6 @@ namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-template <typename T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0;
-}
-std::vector<uint16_t> bits(const std::vector<bf16>& x) {
-  std::vector<uint16_t> y(x.size());
-  std::memcpy(y.data(), x.data(), sizeof(uint16_t) * x.size());
-  return y;
-}
 
 TEST(GpuFirstWriters, MixedRmsnormForwardIsTheFp32NormRounded) {
   MOE_REQUIRE_GPU();

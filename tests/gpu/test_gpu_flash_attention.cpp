@@ -2,7 +2,6 @@
 // output, the saved logsumexp (from the CPU probabilities) and all three gradients, with several
 // query and key tiles, grouped-query heads and both head sizes.
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -18,12 +17,6 @@ struct Shape {
   int64_t q() const { return B * T * H * hd; }
   int64_t kv() const { return B * T * KV * hd; }
 };
-
-std::vector<uint16_t> bits(const std::vector<bf16>& x) {
-  std::vector<uint16_t> y(x.size());
-  std::memcpy(y.data(), x.data(), sizeof(uint16_t) * x.size());
-  return y;
-}
 
 void check(const Shape& s, uint64_t seed, cuda::FlashBlock block) {
   auto q = bf16_round(random_floats(s.q(), seed)), k = bf16_round(random_floats(s.kv(), seed + 1));
