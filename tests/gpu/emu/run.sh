@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Runs GPU tests on the CPU against the real kernel sources, through the host emulation in
-# include/ (one thread per CUDA thread; see include/emu_runtime.h for what it cannot show). The
-# kernel sources are copied with their launches (k<<<g, b, s, st>>>(args)) rewritten as
+# include/ (the CUDA threads of a block are fibers; see include/emu_runtime.h for what it cannot
+# show). The kernel sources are copied with their launches (k<<<g, b, s, st>>>(args)) rewritten as
 # emu::launch(...) calls and `extern __shared__` arrays as the emulated dynamic shared memory.
 #   tests/gpu/emu/run.sh [--permute] [gtest filter]
 #     tests/gpu/test_gpu_permute.cpp, test_gpu_gather_scatter.cpp and test_gpu_combine.cpp against
 #     permute_counting.cu, gather_scatter.cu, combine.cu and expert_layout.cu, e.g.
-#     'GpuGatherScatter*' (the full set takes minutes). The CUB radix path is a stand-in
-#     (permute_paths.cpp).
+#     'GpuGatherScatter*'. The CUB radix path is a stand-in (permute_paths.cpp).
 #   tests/gpu/emu/run.sh --rows [gtest filter]
 #     the row-wise and elementwise kernels: test_gpu_first_writers.cpp, test_gpu_elementwise.cpp,
 #     test_gpu_softmax_ce.cpp, test_gpu_adamw.cpp, test_gpu_routing.cpp and test_gpu_router_grad.cpp
 #     against rmsnorm, rope, convert, softmax_ce, elementwise, adamw, embedding, router, router_grad,
-#     routing and gather_scatter (.cu),
-#     the CPU twins of kernels/cpu as the reference (about 3 minutes; CI leaves out the two
-#     large-input cases, a minute each).
+#     routing and gather_scatter (.cu), the CPU twins of kernels/cpu as the reference.
+#   tests/gpu/emu/run.sh --step [gtest filter]
+#     the whole device step (src/cuda) on every kernel of kernels/cuda and the cuBLAS stand-in of
+#     include/cublas_v2.h: test_gpu_train_step.cpp, test_gpu_decoder.cpp, test_gpu_matmul.cpp and
+#     test_gpu_attention.cpp against the CPU model and twins (under a minute, most of it compiling).
 #   tests/gpu/emu/run.sh --flash [gtest filter]
 #     tests/gpu/test_gpu_flash_attention.cpp against flash_attention.cu (forward and backward),
 #     its tensor-core PTX emulated by include/kernels/cuda/mma_ptx.cuh; the reference is the CPU
@@ -24,7 +25,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 mode=permute
-if [[ "${1:-}" == --flash || "${1:-}" == --rows || "${1:-}" == --permute ]]; then
+if [[ "${1:-}" == --flash || "${1:-}" == --rows || "${1:-}" == --permute || "${1:-}" == --step ]]; then
   mode=${1#--}
   shift
 fi
@@ -33,6 +34,8 @@ trap 'rm -rf "$work"' EXIT
 case $mode in
   flash) kernels=flash_attention ;;
   rows) kernels="rmsnorm rope convert softmax_ce elementwise adamw embedding router router_grad routing gather_scatter" ;;
+  # all but CUB's radix sort (permute_paths.cpp), the cuBLAS handles and the device query (stand-ins)
+  step) kernels=$(cd "$root/kernels/cuda" && ls *.cu | grep -vxE 'permute.cu|context.cu|device_query.cu' | sed 's/\.cu$//') ;;
   *) kernels="permute_counting gather_scatter combine expert_layout" ;;
 esac
 python3 - "$root" "$work" $kernels <<'PY'
@@ -51,7 +54,19 @@ for name in sys.argv[3:]:
     open(f"{work}/{name}.cpp", "w").write(s)
 PY
 flags=(-std=c++20 -O1 -Wno-unknown-pragmas -I"$here/include" -I"$root")
-if [[ $mode == rows ]]; then
+if [[ $mode == step ]]; then
+  sources=("$work"/*.cpp "$here/emu_cublas.cpp" "$here/permute_paths.cpp"
+    "$root"/src/cuda/{device_model,device_step,device_adamw,device_decoder,phase_marks}.cpp
+    "$root"/src/model/*.cpp "$root"/moe/*.cpp "$root"/kernels/cpu/*.cpp
+    "$root"/src/core/{error,philox,strformat,page_memory}.cpp "$root/src/parallel/tensor_parallel.cpp"
+    "$root/src/comm/communicator.cpp" "$root"/src/train/{optimizer,flops,lr_schedule,generate,precision_weights}.cpp
+    "$root"/tests/gpu/test_gpu_{train_step,decoder,matmul,attention}.cpp)
+  mkdir "$work/obj"
+  # one object per source, two compilers at a time; names keep their directory so none collide
+  printf '%s\n' "${sources[@]}" | xargs -P "${JOBS:-2}" -I{} sh -c \
+    'w=$1 src=$2; shift 2; g++ "$@" -c "$src" -o "$w/obj/$(echo "$src" | tr / _).o"' _ "$work" {} "${flags[@]}"
+  g++ "$work"/obj/*.o -o "$work/emu_tests" -lopenblas -lgtest -lgtest_main -pthread
+elif [[ $mode == rows ]]; then
   g++ "${flags[@]}" "$work"/{rmsnorm,rope,convert,softmax_ce,elementwise,adamw,embedding,router,router_grad,routing}.cpp \
     "$work/gather_scatter.cpp" "$root"/tests/gpu/test_gpu_{first_writers,elementwise,softmax_ce,adamw,routing,router_grad}.cpp \
     "$root"/kernels/cpu/*.cpp "$root/src/core/error.cpp" \

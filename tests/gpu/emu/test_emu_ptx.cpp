@@ -152,5 +152,36 @@ TEST(EmuPtxDeathTest, CpAsyncNeedsSharedDestinationAndAlignedSource) {
                "cp.async source");
 }
 
+// Barriers: every thread reaches __syncthreads before any goes past it; a thread that skips one
+// (or a lane that skips a warp barrier) is a deadlock the emulation reports instead of hanging.
+void barrier_kernel(int* out, int skipper, bool warp_level) {
+  int* s = emu::dyn_smem<int>();
+  s[threadIdx.x] = int(threadIdx.x) + 1;
+  if (int(threadIdx.x) != skipper) {
+    if (warp_level)
+      __syncwarp();
+    else
+      __syncthreads();
+  }
+  int sum = 0;
+  for (unsigned t = 0; t < blockDim.x; ++t) sum += s[t];
+  out[blockIdx.x * blockDim.x + threadIdx.x] = sum;
+}
+
+TEST(EmuPtx, SyncthreadsOrdersSharedMemoryAcrossWarps) {
+  std::vector<int> out(2 * 96);
+  emu::launch(emu::config(2, 96, 96 * sizeof(int)), barrier_kernel, out.data(), -1, false);
+  for (int v : out) EXPECT_EQ(v, 96 * 97 / 2);
+}
+
+TEST(EmuPtxDeathTest, MissedBarrierIsReportedNotHung) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::vector<int> out(64);
+  EXPECT_DEATH(emu::launch(emu::config(1, 64, 64 * sizeof(int)), barrier_kernel, out.data(), 5, false),
+               "barrier deadlock in block \\(0, 0\\): 63 threads at __syncthreads, 0 at a warp barrier, 1 exited");
+  EXPECT_DEATH(emu::launch(emu::config(1, 64, 64 * sizeof(int)), barrier_kernel, out.data(), 40, true),
+               "barrier deadlock in block \\(0, 0\\): 0 threads at __syncthreads, 31 at a warp barrier, 33 exited");
+}
+
 }  // namespace
 }  // namespace moe::cuda

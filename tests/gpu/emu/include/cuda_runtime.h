@@ -1,10 +1,16 @@
 // Emulation stand-in for <cuda_runtime.h> (see ../run.sh): "device" memory is host memory and every
 // call runs synchronously, so streams only serve as keys.
 #pragma once
+#include <chrono>
+
 #include "emu_runtime.h"
 
 using cudaStream_t = void*;
 enum cudaError_t { cudaSuccess = 0 };
+enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_16BF = 14 };
+inline const char* cudaGetErrorName(cudaError_t) { return "cudaSuccess"; }
+inline const char* cudaGetErrorString(cudaError_t) { return "no error"; }
+inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
 constexpr unsigned cudaStreamNonBlocking = 1;
 
@@ -51,5 +57,21 @@ inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
 inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaStreamGetId(cudaStream_t s, unsigned long long* id) {
   *id = static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(s));
+  return cudaSuccess;
+}
+// Events hold the host time of their record: every call ran to completion by then.
+struct EmuEvent {
+  std::chrono::steady_clock::time_point at;
+};
+using cudaEvent_t = EmuEvent*;
+inline cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = new EmuEvent{std::chrono::steady_clock::now()}; return cudaSuccess; }
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
+  e->at = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t begin, cudaEvent_t end) {
+  *ms = std::chrono::duration<float, std::milli>(end->at - begin->at).count();
   return cudaSuccess;
 }

@@ -1,29 +1,32 @@
-// Host emulation of the CUDA features that kernels/cuda/permute_counting.cu, gather_scatter.cu,
-// combine.cu, expert_layout.cu and flash_attention.cu use, so their GPU tests run on a machine
-// without a GPU (see ../run.sh). One std::thread per CUDA thread of a block, reused for every
-// block; the blocks of a launch run one after another (x fastest, then y), so a function-local
-// `static` is that block's __shared__ memory. __syncthreads, __syncwarp and the warp collectives
-// are barriers: a lane that misses one hangs the run instead of passing. Dynamic
-// shared memory starts as garbage; a launch asking for more than 48 KiB of it needs the
-// cudaFuncSetAttribute opt-in (at most sm_90's 227 KiB), as on the device. __CUDA_ARCH__ is 900,
-// so the kernels' sm_90 branches are the ones emulated. The tensor-core PTX of flash attention is
-// emulated in kernels/cuda/mma_ptx.cuh (this folder). What this cannot show: races the barriers
-// hide, the memory model, alignment faults other than the ones checked (vector atomics, ldmatrix
-// and cp.async addresses), the hardware's fp32 summation order inside mma and __expf's
-// approximation error, and speed.
+// Host emulation of the CUDA features the kernels of kernels/cuda use, so their GPU tests run on a
+// machine without a GPU (see ../run.sh). The threads of a block are fibers on one OS thread that
+// switch at barriers; the blocks of a launch run one after another (x fastest, then y), so a
+// function-local `static` is that block's __shared__ memory. __syncthreads, __syncwarp and the
+// warp collectives are barriers: a lane that misses one aborts the run with a deadlock report
+// instead of passing. Dynamic shared memory starts as garbage; a launch asking for more than
+// 48 KiB of it needs the cudaFuncSetAttribute opt-in (at most sm_90's 227 KiB), as on the device.
+// __CUDA_ARCH__ is 900, so the kernels' sm_90 branches are the ones emulated. The tensor-core PTX
+// of flash attention is emulated in kernels/cuda/mma_ptx.cuh (this folder). What this cannot
+// show: races (between barriers the threads run one at a time, in order), the memory model,
+// alignment faults other than the ones checked (vector atomics, ldmatrix and cp.async addresses),
+// the hardware's fp32 summation order inside mma and __expf's approximation error, and speed.
+// x86-64 only (the fiber switch is a few lines of its assembly).
 #pragma once
 #include <atomic>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <stdexcept>
-#include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
+
+#include <sys/mman.h>
 
 #ifndef __CUDA_ARCH__
 #define __CUDA_ARCH__ 900
@@ -49,11 +52,9 @@ struct dim3 {
 };
 
 namespace emu {
-inline thread_local EmuIdx thread_idx, block_idx;
+inline EmuIdx thread_idx, block_idx;  // the running fiber's; the scheduler sets them on every switch
 inline EmuDim grid_dim, block_dim;
 inline std::vector<char> dynamic_smem;
-inline std::unique_ptr<std::barrier<>> block_barrier;
-inline std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
 inline int64_t exchange_int[32][32];
 inline double exchange_real[32][32];
 
@@ -82,6 +83,158 @@ inline LaunchConfig config(dim3 grid, dim3 block, size_t smem = 0, void* /*strea
 // The thread's index in its block, x fastest (warps are 32 consecutive ones, as on the device).
 inline unsigned linear_tid() { return thread_idx.x + thread_idx.y * block_dim.x; }
 
+// ---- The threads of a block are fibers on the calling OS thread. Each runs until it reaches a
+// barrier (__syncthreads, __syncwarp and the warp collectives built on it), then the next one
+// runs; the last to arrive releases the others. Switching fibers costs a few nanoseconds where
+// waking OS threads at every barrier cost microseconds (one thread per CUDA thread made the
+// whole device step take ten minutes). A barrier no thread can pass aborts with the block and
+// the counts instead of hanging.
+struct Fiber {
+  enum State { kReady, kAtSyncthreads, kAtSyncwarp, kDone } state = kReady;
+  void* sp = nullptr;  // saved stack pointer while switched out
+  unsigned wait_generation = 0;
+  EmuIdx idx;
+};
+inline std::vector<Fiber> fibers;
+inline unsigned current_fiber = 0, block_generation = 0, block_arrived = 0;
+inline std::vector<unsigned> warp_generation, warp_arrived;
+inline void* scheduler_sp = nullptr;
+inline void (*block_body)(void*) = nullptr;  // runs the kernel with its arguments
+inline void* block_body_arg = nullptr;
+inline std::exception_ptr fiber_error;
+
+struct FiberStacks {  // mmap'd once, reused by every launch; a guard page below each
+  static constexpr size_t kBytes = size_t(1) << 20;
+  std::vector<char*> stacks;
+  char* top(size_t i) {
+    while (stacks.size() <= i) {
+      void* p = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) throw std::runtime_error("emu: no memory for fiber stacks");
+      mprotect(p, 4096, PROT_NONE);
+      stacks.push_back(static_cast<char*>(p));
+    }
+    return stacks[i] + kBytes;
+  }
+};
+inline FiberStacks fiber_stacks;
+}  // namespace emu
+
+// Saves the callee-saved registers on the current stack, stores its pointer in *save and resumes
+// the stack at `load` (System V x86-64). Weak: every translation unit carries a copy.
+extern "C" void emu_fiber_switch(void** save, void* load);
+asm(R"(
+  .text
+  .weak emu_fiber_switch
+  .type emu_fiber_switch, @function
+emu_fiber_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size emu_fiber_switch, .-emu_fiber_switch
+)");
+
+namespace emu {
+[[noreturn]] inline void fiber_entry() {
+  try {
+    block_body(block_body_arg);
+  } catch (...) {
+    if (!fiber_error) fiber_error = std::current_exception();
+  }
+  fibers[current_fiber].state = Fiber::kDone;
+  void* dead = nullptr;
+  emu_fiber_switch(&dead, scheduler_sp);
+  __builtin_unreachable();
+}
+
+// A fresh stack whose first switch "returns" into fiber_entry with the ABI's alignment.
+inline void* fresh_stack(char* top) {
+  auto* sp = reinterpret_cast<uintptr_t*>(reinterpret_cast<uintptr_t>(top) & ~uintptr_t(15));
+  *--sp = 0;  // fiber_entry's return address: none
+  *--sp = reinterpret_cast<uintptr_t>(&fiber_entry);
+  for (int r = 0; r < 6; ++r) *--sp = 0;  // rbp rbx r12-r15
+  return sp;
+}
+
+inline void wait(Fiber::State at, unsigned generation) {
+  Fiber& f = fibers[current_fiber];
+  f.state = at;
+  f.wait_generation = generation;
+  emu_fiber_switch(&f.sp, scheduler_sp);
+}
+inline void sync_block() {
+  if (++block_arrived == fibers.size()) {  // the last to arrive goes on; the others resume later
+    block_arrived = 0;
+    ++block_generation;
+    return;
+  }
+  wait(Fiber::kAtSyncthreads, block_generation);
+}
+inline void sync_warp() {
+  const unsigned w = current_fiber / 32;
+  if (++warp_arrived[w] == 32) {
+    warp_arrived[w] = 0;
+    ++warp_generation[w];
+    return;
+  }
+  wait(Fiber::kAtSyncwarp, warp_generation[w]);
+}
+
+[[noreturn]] inline void report_deadlock() {
+  unsigned at_block = 0, at_warp = 0, done = 0;
+  for (const Fiber& f : fibers) {
+    at_block += f.state == Fiber::kAtSyncthreads;
+    at_warp += f.state == Fiber::kAtSyncwarp;
+    done += f.state == Fiber::kDone;
+  }
+  std::fprintf(stderr,
+               "emu: barrier deadlock in block (%u, %u): %u threads at __syncthreads, %u at a warp barrier, "
+               "%u exited\n",
+               block_idx.x, block_idx.y, at_block, at_warp, done);
+  std::abort();
+}
+
+// Runs the block's fibers round-robin until all have returned.
+inline void run_block(unsigned threads_per_block) {
+  fibers.assign(threads_per_block, Fiber{});
+  warp_generation.assign(threads_per_block / 32, 0);
+  warp_arrived.assign(threads_per_block / 32, 0);
+  block_arrived = 0;
+  for (unsigned t = 0; t < threads_per_block; ++t) {
+    fibers[t].idx = {t % block_dim.x, t / block_dim.x, 0};
+    fibers[t].sp = fresh_stack(fiber_stacks.top(t));
+  }
+  unsigned done = 0, passed = 0;
+  for (unsigned t = 0; done < threads_per_block; t = (t + 1) % threads_per_block) {
+    Fiber& f = fibers[t];
+    const bool runnable = f.state == Fiber::kReady ||
+                          (f.state == Fiber::kAtSyncthreads && f.wait_generation != block_generation) ||
+                          (f.state == Fiber::kAtSyncwarp && f.wait_generation != warp_generation[t / 32]);
+    if (!runnable) {
+      if (++passed > threads_per_block) report_deadlock();  // a full round and nobody could move
+      continue;
+    }
+    passed = 0;
+    f.state = Fiber::kReady;
+    current_fiber = t;
+    thread_idx = f.idx;
+    emu_fiber_switch(&scheduler_sp, f.sp);
+    if (fiber_error) std::rethrow_exception(std::exchange(fiber_error, nullptr));
+    done += f.state == Fiber::kDone;
+  }
+}
+
 template <typename Kernel, typename... Args>
 void launch(LaunchConfig c, Kernel kernel, Args... args) {
   const unsigned threads_per_block = c.block.x * c.block.y;
@@ -98,29 +251,16 @@ void launch(LaunchConfig c, Kernel kernel, Args... args) {
   grid_dim.y = c.grid.y;
   block_dim.x = c.block.x;
   block_dim.y = c.block.y;
-  // One thread per CUDA thread of a block, kept for all the blocks of the launch (creating threads
-  // per block dominated the run time); the blocks still run one after another, and `between`
-  // keeps every thread out of block b + 1 until all have left block b and shared memory is reset.
-  block_barrier = std::make_unique<std::barrier<>>(threads_per_block);
-  warp_barriers.clear();
-  for (unsigned w = 0; w < threads_per_block / 32; ++w) warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
-  std::barrier<> between(threads_per_block);
-  std::vector<std::thread> threads;
-  for (unsigned t = 0; t < threads_per_block; ++t)
-    threads.emplace_back([&, t] {
-      thread_idx.x = t % c.block.x;
-      thread_idx.y = t / c.block.x;
-      for (unsigned by = 0; by < c.grid.y; ++by)
-        for (unsigned bx = 0; bx < c.grid.x; ++bx) {
-          if (t == 0) dynamic_smem.assign(c.smem + 16, char(0x5a));
-          between.arrive_and_wait();
-          block_idx.x = bx;
-          block_idx.y = by;
-          kernel(args...);
-          between.arrive_and_wait();
-        }
-    });
-  for (auto& t : threads) t.join();
+  auto call = [&] { kernel(args...); };
+  block_body = [](void* f) { (*static_cast<decltype(call)*>(f))(); };
+  block_body_arg = &call;
+  // The blocks run one after another, x fastest.
+  for (unsigned by = 0; by < c.grid.y; ++by)
+    for (unsigned bx = 0; bx < c.grid.x; ++bx) {
+      dynamic_smem.assign(c.smem + 16, char(0x5a));
+      block_idx = {bx, by, 0};
+      run_block(threads_per_block);
+    }
 }
 }  // namespace emu
 
@@ -129,8 +269,8 @@ void launch(LaunchConfig c, Kernel kernel, Args... args) {
 #define gridDim emu::grid_dim
 #define blockDim emu::block_dim
 
-inline void __syncthreads() { emu::block_barrier->arrive_and_wait(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_barriers[emu::linear_tid() / 32]->arrive_and_wait(); }
+inline void __syncthreads() { emu::sync_block(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::sync_warp(); }
 inline unsigned __match_any_sync(unsigned, int v) {
   const unsigned w = emu::linear_tid() / 32, lane = emu::linear_tid() % 32;
   emu::exchange_int[w][lane] = v;

@@ -1,8 +1,9 @@
-// Emulation stand-in for kernels/cuda/cuda_check.h (no cuBLAS, no NCCL).
+// Emulation stand-in for kernels/cuda/cuda_check.h (no NCCL): the same checks, on the stand-ins.
 #pragma once
 #include <stdexcept>
 #include <string>
 
+#include "cublas_v2.h"
 #include "cuda_runtime.h"
 
 #define MOE_CUDA_CHECK(call)                                                        \
@@ -11,6 +12,12 @@
   } while (0)
 #define MOE_CUDA_CHECK_LAUNCH() \
   do {                          \
+  } while (0)
+#define MOE_CUBLAS_CHECK(call)                                                                    \
+  do {                                                                                            \
+    const cublasStatus_t moe_st_ = (call);                                                        \
+    if (moe_st_ != CUBLAS_STATUS_SUCCESS)                                                         \
+      throw std::runtime_error(std::string(#call) + ": cuBLAS status " + std::to_string(int(moe_st_))); \
   } while (0)
 #define MOE_CUDA_REQUIRE(cond, msg)                                                                       \
   do {                                                                                                    \
