@@ -2,7 +2,8 @@
 # On a machine with a GPU (and no MPI, HDF5 or yaml-cpp): the `moe` trainer with train.device cuda,
 # from build-gpu-pack/trainer.tar.xz (scripts/build_gpu_trainer_bundle.sh). Checks that tiny.yaml
 # trains on the GPU with the CPU's losses, that checkpoints move GPU -> CPU and CPU -> GPU with the
-# uninterrupted losses, and measures configs/gpu_bench.yaml through the trainer. Run from the
+# uninterrupted losses, that two micro-batches per step (gradient accumulation) train as on the
+# CPU, and measures configs/gpu_bench.yaml through the trainer. Run from the
 # repository root; logs go to $OUT when set. Exit status: 0 when every check passed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +39,9 @@ train gpu --set train.device=cuda --set checkpoint.resume=never
 train gpu_to_cpu --set train.device=cpu --set checkpoint.resume="$work/gpu/checkpoints/step_00000020"
 train cpu_to_gpu --set train.device=cuda --set checkpoint.resume="$work/cpu/checkpoints/step_00000020"
 train gpu_bf16 --set train.device=cuda --set train.precision=bf16 --set checkpoint.resume=never
+# gradient accumulation: two micro-batches per step on each device
+train cpu_mb2 --set train.device=cpu --set parallel.microbatches=2 --set checkpoint.resume=never
+train gpu_mb2 --set train.device=cuda --set parallel.microbatches=2 --set checkpoint.resume=never
 python3 - "$work" <<'PY' 2>&1 | log
 import json, sys
 w = sys.argv[1]
@@ -49,10 +53,11 @@ def losses(name):
 # The first steps agree as closely as the single-step test (tests/gpu); later steps drift apart as
 # training amplifies rounding-level differences (float atomics, summation order), as between CPU
 # layouts over long runs: the bound there is looser.
-cpu, ok = losses("cpu"), True
-for name, early_tol, tol in [("gpu", 2e-5, 3e-3), ("gpu_to_cpu", 3e-3, 3e-3), ("cpu_to_gpu", 2e-5, 3e-3),
-                             ("gpu_bf16", 3e-2, 3e-2)]:
-    got = losses(name)
+ok = True
+for name, ref, early_tol, tol in [("gpu", "cpu", 2e-5, 3e-3), ("gpu_to_cpu", "cpu", 3e-3, 3e-3),
+                                  ("cpu_to_gpu", "cpu", 2e-5, 3e-3), ("gpu_bf16", "cpu", 3e-2, 3e-2),
+                                  ("gpu_mb2", "cpu_mb2", 2e-5, 3e-3)]:
+    got, cpu = losses(name), losses(ref)
     common = sorted(set(got) & set(cpu))
     diff = {s: abs(got[s] - cpu[s]) / abs(cpu[s]) for s in common}
     early = max((diff[s] for s in common[:3]), default=float("inf"))
@@ -60,7 +65,7 @@ for name, early_tol, tol in [("gpu", 2e-5, 3e-3), ("gpu_to_cpu", 3e-3, 3e-3), ("
     good = bool(common) and early <= early_tol and worst <= tol and max(common) == 40
     ok &= good
     curve = " ".join(f"{s}:{diff[s]:.1e}" for s in common if s in (1, 2, 3, 5, 10, 20, 21, 22, 30, 40))
-    print(f"{name}: steps {min(common, default=0)}-{max(common, default=0)}, relative loss difference to cpu "
+    print(f"{name}: steps {min(common, default=0)}-{max(common, default=0)}, relative loss difference to {ref} "
           f"first 3 steps {early:.1e} (<= {early_tol:g}), worst {worst:.1e} (<= {tol:g}): {'ok' if good else 'FAILED'}")
     print(f"  by step {curve}")
 sys.exit(0 if ok else 1)

@@ -11,7 +11,6 @@ std::string device_step_unsupported(const Config& c) {
     return "train.device cuda runs data parallelism only (parallel.tp, pp, ep and etp must be 1)";
   if (p.zero_stage != 0) return "train.device cuda does not shard with ZeRO yet (parallel.zero_stage must be 0)";
   if (p.recompute != "none") return "train.device cuda keeps all activations (parallel.recompute must be none)";
-  if (p.microbatches != 1) return "train.device cuda runs one micro-batch per step (parallel.microbatches must be 1)";
   if (c.train.precision != "fp32" && c.train.precision != "bf16")
     return "train.device cuda supports train.precision fp32 and bf16 (fp16 loss scaling is CPU-only)";
   const MoeConfig& m = c.moe;

@@ -5,7 +5,8 @@
 // GEMMs and attention; the residual stream, norms, router, softmax/loss and the optimizer stay fp32.
 //
 // Scope (device_step_unsupported says what is refused and why): one rank of a data-parallel
-// layout (tp = pp = ep = etp = 1; the caller reduces gradients), the softmax token-choice router
+// layout (tp = pp = ep = etp = 1; the caller reduces gradients), one micro-batch per forward
+// (device_train_step.h accumulates parallel.microbatches of them), the softmax token-choice router
 // ("softmax then top-k", no group limit, no jitter), dropless dispatch, no shared experts, no
 // recomputation, fp32 or bf16.
 #pragma once

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "src/core/error.h"
+#include "src/train/micro_batches.h"
 
 namespace moe {
 
@@ -18,15 +19,6 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 int act_tag(int64_t j, int64_t vs, int64_t V) { return int(2 * ((j * V + vs) % 16384)); }
 int grad_tag(int64_t j, int64_t vs, int64_t V) { return act_tag(j, vs, V) + 1; }
 
-// MoE statistics are per micro-batch forward; scaling the aux and z coefficients by 1/m makes the
-// step's aux and z losses (and their gradients) the mean over the micro-batches.
-Config slot_config(const Config& c) {
-  Config s = c;
-  s.moe.aux_loss_coeff /= double(c.parallel.microbatches);
-  s.moe.z_loss_coeff /= double(c.parallel.microbatches);
-  return s;
-}
-
 }  // namespace
 
 TrainStep::TrainStep(const Config& c, const comm::ProcessGrid& grid, int64_t local_rows,
@@ -40,7 +32,7 @@ TrainStep::TrainStep(const Config& c, const comm::ProcessGrid& grid, int64_t loc
   micro_rows_ = local_rows / m_;
   global_tokens_ = double(c.train.batch_size * c.model.seq_len);
   ops_ = pipeline_schedule(c.parallel.schedule, pp_, stage_, m_, v_);
-  const Config sc = slot_config(c);
+  const Config sc = micro_batch_config(c);
   final_backward_.assign(size_t(v_), 0);
   for (size_t k = 0; k < ops_.size(); ++k)
     if (ops_[k].kind == PipeOpKind::backward) final_backward_[size_t(ops_[k].chunk)] = k;

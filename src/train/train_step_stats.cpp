@@ -4,6 +4,7 @@
 #include "moe/ep_dispatcher.h"
 #include "moe/router.h"
 #include "src/core/error.h"
+#include "src/train/micro_batches.h"
 #include "src/train/train_step.h"
 
 namespace moe {
@@ -16,19 +17,7 @@ void TrainStep::accumulate_stats(const Transformer& net, int64_t vstage, bool fi
     const LayerLoadStats& s = *all[k_all++];
     if (i < layout_.begin(vstage) || i >= layout_.end(vstage)) continue;  // another chunk's or stage's
     const size_t k = size_t(std::find(moe_layers_.begin(), moe_layers_.end(), i) - moe_layers_.begin());
-    LayerLoadStats& t = stats_[k];
-    if (first_micro) {
-      t = s;
-      t.entropy = s.entropy / double(m_);
-      continue;
-    }
-    for (size_t e = 0; e < t.tokens_per_expert.size(); ++e) t.tokens_per_expert[e] += s.tokens_per_expert[e];
-    t.dropped += s.dropped;
-    t.assignments += s.assignments;
-    t.entropy += s.entropy / double(m_);
-    t.aux_loss += s.aux_loss;
-    t.z_loss += s.z_loss;
-    t.bias = s.bias;
+    add_micro_batch_stats(stats_[k], s, first_micro, m_);
   }
 }
 

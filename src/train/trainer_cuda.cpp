@@ -16,12 +16,14 @@
 #include "src/comm/cuda/nccl_communicator.h"
 #include "src/cuda/device_model.h"
 #include "src/cuda/device_peak.h"
+#include "src/cuda/device_train_step.h"
 #include "src/train/checkpoint_state.h"
 #include "src/train/evaluate.h"
 #include "src/train/finetune.h"
 #include "src/train/flops.h"
 #include "src/train/load_balance_hook.h"
 #include "src/train/lr_schedule.h"
+#include "src/train/micro_batches.h"
 #include "src/train/metrics.h"
 #include "src/train/model_state.h"
 #include "src/train/optimizer.h"
@@ -81,12 +83,13 @@ void copy_moments(AdamW& host, gpu::DeviceAdamW& dev, const ParamTable& t, bool 
 
 // The balancing bias the forward computed (moe.bias_update_rate > 0) goes into the device weights
 // (pageable host memory: the copy has read it when cudaMemcpyAsync returns).
-void apply_balancing_bias(const Config& c, const ParamTable& t, gpu::DeviceModel& dm, cudaStream_t s) {
+void apply_balancing_bias(const Config& c, const ParamTable& t, const std::vector<LayerLoadStats>& stats,
+                          gpu::DeviceModel& dm, cudaStream_t s) {
   if (c.moe.bias_update_rate <= 0) return;
   size_t k = 0;
   for (int64_t i = 0; i < c.model.n_layers; ++i) {
     if (!c.model.is_moe_layer(i)) continue;
-    const LayerLoadStats& st = dm.load_stats()[k++];
+    const LayerLoadStats& st = stats[k++];
     if (st.bias.empty()) continue;
     const ParamInfo& p = t.params()[size_t(t.index_of("layers." + std::to_string(i) + ".moe.router.bias"))];
     MOE_CUDA_CHECK(cudaMemcpyAsync(dm.params() + p.offset, st.bias.data(), sizeof(float) * st.bias.size(),
@@ -113,7 +116,8 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
   const int64_t start_step = restore_or_init(c, opt, ckpt_root, model, host_optim, loader, grid);
 
   const int64_t local_rows = c.train.batch_size / dp.size();
-  gpu::DeviceModel dm(c, local_rows, stream);
+  // Activations for one micro-batch; the step accumulates the gradients of all of them.
+  gpu::DeviceModel dm(micro_batch_config(c), local_rows / c.parallel.microbatches, stream);
   gpu::DeviceAdamW optim(dm.table(), c.optim, stream, frozen);
   dm.upload_params(model.params.data());
   copy_moments(host_optim, optim, model.table, /*to_device=*/true, stream);
@@ -150,8 +154,8 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
     const auto step_start = Clock::now();
     loader.next(tokens);
     dm.zero_grads();
-    const gpu::DeviceLosses sl = dm.forward(tokens.data(), reduce);
-    dm.backward(global_tokens);
+    const gpu::DeviceStepOutput so = gpu::device_forward_backward(c, dm, tokens.data(), local_rows, global_tokens, reduce);
+    const gpu::DeviceLosses& sl = so.losses;
     if (nccl) nccl->allreduce_sum(dm.grads(), P);
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
@@ -163,12 +167,12 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
                                   ") on the GPU; rerun with train.device cpu for the per-tensor report");
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
     optim.step(dm.params(), dm.grads(), lr, clip_scale(gnorm, c.optim.grad_clip), dm.compute_copy());
-    apply_balancing_bias(c, model.table, dm, stream);
+    apply_balancing_bias(c, model.table, so.stats, dm, stream);
     MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
     const auto step_end = Clock::now();
     if (load_balance.wants(step + 1)) {
       std::vector<const LayerLoadStats*> layers;
-      for (const LayerLoadStats& s : dm.load_stats()) layers.push_back(&s);
+      for (const LayerLoadStats& s : so.stats) layers.push_back(&s);
       load_balance.record(step + 1, layers, {}, no_phases, model,
                           std::chrono::duration<double>(step_end - step_start).count());
     }
@@ -182,7 +186,7 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
       const double tps = progress.tokens_per_s(global_tokens);
       const double mfu = tps * flops_per_token / peak;
       double worst = 0;
-      for (const LayerLoadStats& s : dm.load_stats()) worst = std::max(worst, s.max_over_mean());
+      for (const LayerLoadStats& s : so.stats) worst = std::max(worst, s.max_over_mean());
       // fp32 master and gradients (+ the bf16 compute copy and weight gradients), AdamW's two moments.
       const int64_t f = sizeof(float), half = c.train.precision == "bf16" ? 2 : 0;
       const int64_t weights = P * (f + half), moments = 2 * P * f;

@@ -9,7 +9,9 @@
 #include "kernels/cuda/flash_attention.cuh"
 #include "moe/expert_padding.h"
 #include "src/cuda/device_model.h"
+#include "src/cuda/device_train_step.h"
 #include "src/model/transformer.h"
+#include "src/train/micro_batches.h"
 #include "src/train/optimizer.h"
 #include "tests/gpu/gpu_test_util.h"
 
@@ -293,6 +295,63 @@ TEST(GpuTrainStep, Fp32AdamWStepsTrackCpu) {
   dm.download_params(p.data());
   std::string where;
   EXPECT_LT(worst_tensor_err(table, p, cpu_p, &where), 2e-3) << "worst tensor: " << where;
+}
+
+// parallel.microbatches 2 (gradient accumulation): two forwards of half the batch into the same
+// gradients, as the CPU step defines it (src/train/train_step.cpp): the aux and z losses per
+// micro-batch with their coefficients over m, the routing counts summed, and the balancing bias
+// updated once from the step's counts.
+TEST(GpuTrainStep, MicroBatchesAccumulateAsOnTheCpu) {
+  MOE_REQUIRE_GPU();
+  Config c = small_config("fp32");
+  c.parallel.microbatches = 2;
+  c.moe.bias_update_rate = 1e-3;
+  ASSERT_EQ(gpu::device_step_unsupported(c), "");
+  const int64_t B = 4, m = 2, mb = B / m, T = c.model.seq_len, E = c.moe.num_experts;
+  const ParamTable table = build_param_table(c);
+  std::vector<float> params(size_t(table.total()));
+  init_params(table, params.data(), 11);
+  const float* bias = params.data() + table.params()[size_t(table.index_of("layers.1.moe.router.bias"))].offset;
+  const auto tokens = tokens_for(c, B, 5);
+  const Config mc = micro_batch_config(c);
+
+  // CPU: a model of one micro-batch, run twice into the same gradients.
+  std::vector<float> cpu_p = params, cpu_g(params.size(), 0.0f);
+  const ModelParams pv = bind_params(mc, table, cpu_p.data()), gv = bind_params(mc, table, cpu_g.data());
+  Transformer tr(mc, mb);
+  double lm = 0, aux = 0, z = 0;
+  std::vector<int64_t> counts(size_t(E), 0);
+  for (int64_t j = 0; j < m; ++j) {
+    const StepLosses l = tr.forward(tokens.data() + j * mb * (T + 1), pv, SumReducer{});
+    tr.backward(pv, gv, double(B * T));
+    lm += l.lm_sum;
+    aux += l.aux;
+    z += l.z;
+    for (int64_t e = 0; e < E; ++e) counts[size_t(e)] += tr.load_stats()[0]->tokens_per_expert[size_t(e)];
+  }
+  const std::vector<float> next_bias = next_balancing_bias(bias, counts, B * T * c.moe.top_k, c.moe.bias_update_rate);
+
+  gpu::DeviceModel dm(mc, mb, stream());
+  dm.upload_params(params.data());
+  dm.zero_grads();
+  const gpu::DeviceStepOutput got = gpu::device_forward_backward(c, dm, tokens.data(), B, double(B * T), {});
+  std::vector<float> g(params.size());
+  dm.download_grads(g.data());
+  EXPECT_NEAR(got.losses.lm_sum, lm, 1e-5 * std::fabs(lm));
+  EXPECT_NEAR(got.losses.aux, aux, 1e-6 * std::fabs(aux));
+  EXPECT_NEAR(got.losses.z, z, 1e-5 * std::fabs(z));
+  ASSERT_EQ(got.stats.size(), 1u);
+  EXPECT_EQ(got.stats[0].tokens_per_expert, counts);
+  EXPECT_EQ(got.stats[0].assignments, B * T * c.moe.top_k);
+  EXPECT_EQ(got.stats[0].bias, next_bias);
+  std::string where;
+  EXPECT_LT(worst_tensor_err(table, g, cpu_g, &where), 2e-4) << "worst tensor: " << where;
+
+  // The whole batch in one forward has another aux loss (its statistics span both halves), so
+  // the comparison above is of the accumulation, not of one big forward.
+  gpu::DeviceModel whole(c, B, stream());
+  whole.upload_params(params.data());
+  EXPECT_GT(std::fabs(whole.forward(tokens.data()).aux - aux), 1e-4 * std::fabs(aux));
 }
 
 TEST(GpuTrainStep, UnsupportedLayoutsAreNamed) {
