@@ -3,7 +3,7 @@
 # (scripts/build_gpu_bundle.sh) in build-gpu/: prints nvidia-smi, runs every GPU-vs-CPU test, the
 # kernel benchmark and the end-to-end training benchmark on configs/gpu_bench.yaml (MoE and its
 # dense twin), then scripts/gpu_train_check.sh when build-gpu-pack/trainer.tar.xz is there, then the
-# MoE model at other expert-buffer allowances: one device call for everything, within the device
+# MoE model at other expert-buffer allowances and with recompute block: one device call for everything, within the device
 # tool's 600 s per call (the timeouts sum to 590 s; about four minutes on an H100). Writes the logs
 # to $OUT when it is set. Exit status: that of the tests.
 set -uo pipefail
@@ -61,7 +61,7 @@ train_rc=${PIPESTATUS[0]}
 trainer_rc=skipped
 if [ -f "$root/build-gpu-pack/trainer.tar.xz" ] && [ -f "$root/scripts/gpu_train_check.sh" ]; then
   echo "== gpu_train_check" | log gpu_check.log
-  timeout 180 bash "$root/scripts/gpu_train_check.sh" >/dev/null 2>&1
+  timeout 170 bash "$root/scripts/gpu_train_check.sh" >/dev/null 2>&1
   trainer_rc=$?
 fi
 
@@ -70,8 +70,12 @@ fi
 for pad in 1.5 2.0; do
   echo "== bench_gpu_train only=moe gpu_expert_padding=$pad" | log gpu_check.log
   # shellcheck disable=SC2086
-  timeout 40 "$bundle/bench_gpu_train" $bench_args only=moe gpu_expert_padding=$pad 2>&1 | log gpu_train.log
+  timeout 30 "$bundle/bench_gpu_train" $bench_args only=moe gpu_expert_padding=$pad 2>&1 | log gpu_train.log
 done
+# Activation recomputation: the step time it costs and the activation memory it saves.
+echo "== bench_gpu_train only=moe recompute=block" | log gpu_check.log
+# shellcheck disable=SC2086
+timeout 30 "$bundle/bench_gpu_train" $bench_args only=moe recompute=block 2>&1 | log gpu_train.log
 
 echo "== gpu_check: tests exit $tests_rc, bench exit $bench_rc, train bench exit $train_rc," \
      "trainer check exit $trainer_rc" | log gpu_check.log

@@ -3,7 +3,7 @@
 # from build-gpu-pack/trainer.tar.xz (scripts/build_gpu_trainer_bundle.sh). Checks that tiny.yaml
 # trains on the GPU with the CPU's losses, that checkpoints move GPU -> CPU and CPU -> GPU with the
 # uninterrupted losses, that two micro-batches per step (gradient accumulation) train as on the
-# CPU, and measures configs/gpu_bench.yaml through the trainer. Run from the
+# CPU, that recompute block trains as without it, and measures configs/gpu_bench.yaml through the trainer. Run from the
 # repository root; logs go to $OUT when set. Exit status: 0 when every check passed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +42,7 @@ train gpu_bf16 --set train.device=cuda --set train.precision=bf16 --set checkpoi
 # gradient accumulation: two micro-batches per step on each device
 train cpu_mb2 --set train.device=cpu --set parallel.microbatches=2 --set checkpoint.resume=never
 train gpu_mb2 --set train.device=cuda --set parallel.microbatches=2 --set checkpoint.resume=never
+train gpu_recompute --set train.device=cuda --set parallel.recompute=block --set checkpoint.resume=never
 python3 - "$work" <<'PY' 2>&1 | log
 import json, sys
 w = sys.argv[1]
@@ -56,7 +57,7 @@ def losses(name):
 ok = True
 for name, ref, early_tol, tol in [("gpu", "cpu", 2e-5, 3e-3), ("gpu_to_cpu", "cpu", 3e-3, 3e-3),
                                   ("cpu_to_gpu", "cpu", 2e-5, 3e-3), ("gpu_bf16", "cpu", 3e-2, 3e-2),
-                                  ("gpu_mb2", "cpu_mb2", 2e-5, 3e-3)]:
+                                  ("gpu_mb2", "cpu_mb2", 2e-5, 3e-3), ("gpu_recompute", "cpu", 2e-5, 3e-3)]:
     got, cpu = losses(name), losses(ref)
     common = sorted(set(got) & set(cpu))
     diff = {s: abs(got[s] - cpu[s]) / abs(cpu[s]) for s in common}

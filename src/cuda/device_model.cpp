@@ -10,7 +10,8 @@ std::string device_step_unsupported(const Config& c) {
   if (p.tp != 1 || p.pp != 1 || p.ep != 1 || p.etp != 1)
     return "train.device cuda runs data parallelism only (parallel.tp, pp, ep and etp must be 1)";
   if (p.zero_stage != 0) return "train.device cuda does not shard with ZeRO yet (parallel.zero_stage must be 0)";
-  if (p.recompute != "none") return "train.device cuda keeps all activations (parallel.recompute must be none)";
+  if (p.recompute != "none" && p.recompute != "block")
+    return "train.device cuda recomputes whole blocks only (parallel.recompute none or block)";
   if (c.train.precision != "fp32" && c.train.precision != "bf16")
     return "train.device cuda supports train.precision fp32 and bf16 (fp16 loss scaling is CPU-only)";
   const MoeConfig& m = c.moe;

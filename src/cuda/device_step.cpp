@@ -68,14 +68,18 @@ class StepImpl final : public DeviceModel::Impl {
     }
   }
 
-  // The residual stream lives in the blocks' saved inputs: a block reads its x_in and writes its
-  // output (x_in + its branch) into the next block's x_in (the last into xf_), so the inputs the
-  // backward needs are kept without copies.
-  void attention_forward_block(AttnActs<T>& a, float* out, const BlockParams& p);
+  // The residual stream lives in the blocks' saved inputs: a block reads its input x and writes
+  // its output (x + its branch) into the next block's saved input (the last into xf_), so the
+  // inputs the backward needs are kept without copies. Under parallel.recompute block only those
+  // inputs are kept per layer (attn_[i].x_in); the rest of a layer's activations live in one
+  // workspace (wa_, wf_) that the backward refills by running the layer's forward again.
+  void attention_forward_block(AttnActs<T>& a, const float* x, float* out, const BlockParams& p);
   void ffn_forward_block(int64_t i, FfnActs<T>& f, float* out, const BlockParams& p, const SumReducer& reduce_sum,
                          DeviceLosses& losses);
   void moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockParams& p, const SumReducer& reduce_sum,
                    DeviceLosses& losses);
+  void routing_statistics(int64_t i, FfnActs<T>& f, const std::vector<double>& sums, const BlockParams& p,
+                          const SumReducer& reduce_sum, DeviceLosses& losses);
   // out = x + inp W^T (inp [N, I], W [D, I]): a block's output from its saved input. fp32 adds in
   // the GEMM (beta 1) onto a copy of x; bf16 stages the product and adds it out of place.
   void project_residual(float* out, const float* x, const T* inp, const T* w, int64_t I) {
@@ -108,13 +112,25 @@ class StepImpl final : public DeviceModel::Impl {
       blocked_matmul_backward(din, dw, nullptr, dout, in, w, b.start.data(), d.E, b.block, I, O, s, accumulate);
     else blocked_matmul_backward(din, nullptr, dw32, dout, in, w, b.start.data(), d.E, b.block, I, O, s, accumulate);
   }
-  void attention_backward_block(AttnActs<T>& a, const BlockParams& p, const BlockParams& g);
+  void attention_backward_block(AttnActs<T>& a, const float* x, const BlockParams& p, const BlockParams& g);
+  // Layer i's activations for its backward: its own, or the workspace refilled by its forward.
+  AttnActs<T>& attn_acts(int64_t i) { return recompute_ ? wa_ : attn_[size_t(i)]; }
+  FfnActs<T>& ffn_acts(int64_t i) { return recompute_ ? wf_ : ffn_[size_t(i)]; }
+  void recompute_forward(int64_t i);
+  // Phase marks, but none while recomputing (that time is the "recompute" phase).
+  void mark(const char* name) {
+    if (!recomputing_) marks.mark(name, s);
+  }
   void ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams& p, const BlockParams& g);
 
   ModelParams P_, G_;
   DeviceArray<T> pc_, gc_;  // bf16 compute copy of the weights and bf16 weight gradients (bf16 only)
   std::vector<AttnActs<T>> attn_;
-  std::vector<FfnActs<T>> ffn_;
+  std::vector<FfnActs<T>> ffn_;  // under recompute: only the host routing state (aux_coef, global_tokens)
+  bool recompute_ = false, recomputing_ = false;
+  AttnActs<T> wa_;  // the recompute workspace (no x_in: the layers keep theirs)
+  FfnActs<T> wf_;
+  DeviceArray<float> recompute_out_;  // the re-run layer's output (the next layer's input is kept)
   // layout_*: the blocked layout's slots and rows before they swap places with a layer's (scratch)
   DeviceArray<int32_t> inputs_, targets_, layout_slots_, layout_rows_;
   DeviceArray<int64_t> starts_;  // the blocked layout's expert start rows (scratch, E + 1)
@@ -153,6 +169,7 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
   expert_rows_ = expert_buffer_rows(M, c.train.gpu_expert_padding);
   const int64_t R = expert_rows_, hidden = std::max(R * d.Fe, N * d.F);
   flash_ = !kF32 && flash_attention_supported(d.T, d.hd);
+  recompute_ = c.parallel.recompute == "block";
   attn_.resize(size_t(d.L));
   ffn_.resize(size_t(d.L));
   int64_t bytes = 0;
@@ -160,25 +177,40 @@ StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
     a.resize(n);
     bytes += a.bytes();
   };
-  for (int64_t i = 0; i < d.L; ++i) {
-    AttnActs<T>& a = attn_[size_t(i)];
-    sized(a.x_in, N * D), sized(a.rstd, N), sized(a.xn, N * D), sized(a.q, N * qd), sized(a.k, N * kvd);
+  auto attn_arrays = [&](AttnActs<T>& a) {
+    sized(a.rstd, N), sized(a.xn, N * D), sized(a.q, N * qd), sized(a.k, N * kvd);
     sized(a.v, N * kvd), sized(a.y, N * qd);
     if (flash_) sized(a.lse, d.B * d.H * d.T);
     else sized(a.att, d.B * d.H * d.T * d.T);
-    FfnActs<T>& f = ffn_[size_t(i)];
+  };
+  // An FFN's activations for MoE and/or dense layers (the workspace serves both kinds).
+  auto ffn_arrays = [&](FfnActs<T>& f, bool moe, bool dense) {
     sized(f.x_in, N * D), sized(f.rstd, N);
-    if (kF32 || c.model.is_moe_layer(i)) sized(f.xn32, N * D);  // bf16 dense layers need only xn_t
+    if (kF32 || moe) sized(f.xn32, N * D);  // bf16 dense layers need only xn_t
     if (!kF32) sized(f.xn_t, N * D);
-    if (c.model.is_moe_layer(i)) {
-      sized(f.h1, R * d.Fe), sized(f.h3, R * d.Fe), sized(f.act, R * d.Fe);
+    const int64_t hidden_rows = std::max(moe ? R * d.Fe : 0, dense ? N * d.F : 0);
+    sized(f.h1, hidden_rows), sized(f.h3, hidden_rows), sized(f.act, hidden_rows);
+    if (moe) {
       sized(f.logits, N * E), sized(f.probs, N * E), sized(f.weights, M), sized(f.lse, N), sized(f.sorted_weights, R);
       sized(f.idx, M), sized(f.slots, R), sized(f.rows, R), sized(f.slot_row, M), f.offsets.resize(E + 1);
       f.sums.resize(E + 2);
       sized(f.xe, R * D), sized(f.ye, R * D);
-    } else {
-      sized(f.h1, N * d.F), sized(f.h3, N * d.F), sized(f.act, N * d.F);
     }
+  };
+  bool any_moe = false, any_dense = false;
+  for (int64_t i = 0; i < d.L; ++i) {
+    sized(attn_[size_t(i)].x_in, N * D);
+    const bool moe = c.model.is_moe_layer(i);
+    any_moe |= moe;
+    any_dense |= !moe;
+    if (recompute_) continue;
+    attn_arrays(attn_[size_t(i)]);
+    ffn_arrays(ffn_[size_t(i)], moe, !moe);
+  }
+  if (recompute_) {
+    attn_arrays(wa_);
+    ffn_arrays(wf_, any_moe, any_dense);
+    sized(recompute_out_, N * D);
   }
   sized(inputs_, N), sized(targets_, N), sized(xf_, N * D), sized(rstdf_, N);
   sized(lse_, N), sized(losses, N), sized(xnf_t_, N * D), sized(logits_, N * d.V);
@@ -202,7 +234,7 @@ void StepImpl<T>::choose_flash_block() {
     if (!flash_ || d.L == 0 || d.T % 128 != 0) return;
     // One forward + backward of layer 0's attention per block shape (after an untimed one), on
     // zeroed inputs: the kernels' work does not depend on the values.
-    AttnActs<T>& a = attn_[0];
+    AttnActs<T>& a = attn_acts(0);
     for (auto* b : {&a.q, &a.k, &a.v, &dy_}) b->zero(s);
     struct Events {
       cudaEvent_t begin = nullptr, end = nullptr;
@@ -240,9 +272,8 @@ void StepImpl<T>::choose_flash_block() {
 }
 
 template <typename T>
-void StepImpl<T>::attention_forward_block(AttnActs<T>& a, float* out, const BlockParams& p) {
+void StepImpl<T>::attention_forward_block(AttnActs<T>& a, const float* x, float* out, const BlockParams& p) {
   const int64_t N = d.N, D = d.D, qd = d.H * d.hd, kvd = d.KV * d.hd;
-  const float* x = a.x_in.get();
   if constexpr (kF32) rmsnorm_forward(a.xn.get(), a.rstd.get(), x, p.attention_norm, N, D, d.eps, s);
   else rmsnorm_forward(a.xn.get(), nullptr, a.rstd.get(), x, p.attention_norm, N, D, d.eps, s);
   matmul_forward(a.q.get(), a.xn.get(), pc(p.wq), N, D, qd, false, s);
@@ -250,7 +281,7 @@ void StepImpl<T>::attention_forward_block(AttnActs<T>& a, float* out, const Bloc
   matmul_forward(a.v.get(), a.xn.get(), pc(p.wv), N, D, kvd, false, s);
   rope_forward(a.q.get(), a.q.get(), d.B, d.T, d.H, d.hd, d.theta, s);
   rope_forward(a.k.get(), a.k.get(), d.B, d.T, d.KV, d.hd, d.theta, s);
-  marks.mark("attention core fwd", s);  // (a sub-phase: bench_gpu_train's breakdown)
+  mark("attention core fwd");  // (a sub-phase: bench_gpu_train's breakdown)
   if constexpr (!kF32) {
     if (flash_) {
       flash_attention_forward(a.y.get(), a.lse.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s,
@@ -261,7 +292,7 @@ void StepImpl<T>::attention_forward_block(AttnActs<T>& a, float* out, const Bloc
   } else {
     cuda::attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), d.B, d.T, d.H, d.KV, d.hd, s);
   }
-  marks.mark("attention fwd", s);
+  mark("attention fwd");
   project_residual(out, x, a.y.get(), pc(p.wo), qd);
 }
 
@@ -278,6 +309,56 @@ void StepImpl<T>::ffn_forward_block(int64_t i, FfnActs<T>& f, float* out, const 
   matmul_forward(f.h3.get(), f.xn(), pc(p.w3), N, D, d.F, false, s);
   swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), N * d.F, s);
   project_residual(out, x, f.act.get(), pc(p.w2), d.F);
+}
+
+// Global statistics and losses of a MoE layer, reduced like moe/moe_layer.cpp's reduce_router_stats;
+// sums: the E probability sums, the lse^2 sum and the entropy sum of this rank's tokens.
+template <typename T>
+void StepImpl<T>::routing_statistics(int64_t i, FfnActs<T>& f, const std::vector<double>& sums, const BlockParams& p,
+                                     const SumReducer& reduce_sum, DeviceLosses& losses) {
+  const int64_t N = d.N, E = d.E, K = d.K;
+  const MoeConfig& mc = c.moe;
+  FfnActs<T>& kept = ffn_[size_t(i)];  // the routing state the backward reads (per layer under recompute too)
+  RouterStats g;
+  std::vector<double> buf(static_cast<size_t>(2 * E + 3));
+  for (int64_t e = 0; e < E; ++e) {
+    buf[size_t(e)] = double(f.offs[size_t(e + 1)] - f.offs[size_t(e)]);
+    buf[size_t(E + e)] = sums[size_t(e)];
+  }
+  buf[size_t(2 * E)] = sums[size_t(E)];
+  buf[size_t(2 * E + 1)] = sums[size_t(E + 1)];
+  buf[size_t(2 * E + 2)] = double(N);
+  if (reduce_sum) reduce_sum(buf);
+  g.counts.assign(buf.begin(), buf.begin() + E);
+  g.prob_sum.assign(buf.begin() + E, buf.begin() + 2 * E);
+  g.lse_sq_sum = buf[size_t(2 * E)];
+  g.entropy_sum = buf[size_t(2 * E + 1)];
+  g.tokens = buf[size_t(2 * E + 2)];
+  kept.global_tokens = g.tokens;
+  const RouterLosses rl = router_losses(g, d, mc);
+  losses.aux += rl.aux;
+  losses.z += rl.z;
+  // Switch aux gradient per expert (routing::aux_gradient), constant over tokens.
+  kept.aux_coef.assign(size_t(E), 0.0f);
+  if (mc.aux_loss_type == "switch" && mc.aux_loss_coeff != 0)
+    for (int64_t e = 0; e < E; ++e)
+      kept.aux_coef[size_t(e)] =
+          float(mc.aux_loss_coeff * double(E) * (g.counts[size_t(e)] / (g.tokens * double(K))) / g.tokens);
+  LayerLoadStats& st = stats[size_t(moe_index_[size_t(i)])];
+  st.tokens_per_expert.assign(g.counts.begin(), g.counts.end());
+  st.dropped = 0;
+  st.assignments = int64_t(g.tokens) * K;
+  st.entropy = g.entropy_sum / g.tokens;
+  st.aux_loss = rl.aux;
+  st.z_loss = rl.z;
+  if (mc.bias_update_rate > 0) {
+    std::vector<float> bias(static_cast<size_t>(E));
+    MOE_CUDA_CHECK(cudaMemcpy(bias.data(), p.router_bias, sizeof(float) * E, cudaMemcpyDeviceToHost));
+    st.bias = next_balancing_bias(bias.data(), st.tokens_per_expert, st.assignments, mc.bias_update_rate);
+  } else {
+    st.bias.clear();
+  }
+
 }
 
 template <typename T>
@@ -302,10 +383,12 @@ void StepImpl<T>::moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockP
   f.blocks = expert_blocks(f.offs.data(), E, expert_rows_, c.train.gpu_expert_padding);
   f.used_rows = f.blocks.block ? f.blocks.rows() : M;
   const int64_t R = f.used_rows;
-  row_use.routed += M;
-  row_use.computed += R;
-  row_use.blocked_layers += f.blocks.block ? 1 : 0;
-  row_use.one_block_rows += expert_blocks(f.offs.data(), E, std::numeric_limits<int64_t>::max(), 1.0).rows();
+  if (!recomputing_) {
+    row_use.routed += M;
+    row_use.computed += R;
+    row_use.blocked_layers += f.blocks.block ? 1 : 0;
+    row_use.one_block_rows += expert_blocks(f.offs.data(), E, std::numeric_limits<int64_t>::max(), 1.0).rows();
+  }
   if (f.blocks.block) {  // expand into the scratch arrays, which then become the layer's
     MOE_CUDA_CHECK(cudaMemcpyAsync(starts_.get(), f.blocks.start.data(), sizeof(int64_t) * (E + 1),
                                    cudaMemcpyHostToDevice, s));
@@ -318,46 +401,8 @@ void StepImpl<T>::moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockP
   gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), R, 1, s);
   gather_rows(f.xe.get(), f.xn(), f.rows.get(), R, D, s);
 
-  // Global statistics and losses, reduced like moe/moe_layer.cpp's reduce_router_stats.
-  RouterStats g;
-  std::vector<double> buf(static_cast<size_t>(2 * E + 3));
-  for (int64_t e = 0; e < E; ++e) {
-    buf[size_t(e)] = double(f.offs[size_t(e + 1)] - f.offs[size_t(e)]);
-    buf[size_t(E + e)] = sums[size_t(e)];
-  }
-  buf[size_t(2 * E)] = sums[size_t(E)];
-  buf[size_t(2 * E + 1)] = sums[size_t(E + 1)];
-  buf[size_t(2 * E + 2)] = double(N);
-  if (reduce_sum) reduce_sum(buf);
-  g.counts.assign(buf.begin(), buf.begin() + E);
-  g.prob_sum.assign(buf.begin() + E, buf.begin() + 2 * E);
-  g.lse_sq_sum = buf[size_t(2 * E)];
-  g.entropy_sum = buf[size_t(2 * E + 1)];
-  g.tokens = buf[size_t(2 * E + 2)];
-  f.global_tokens = g.tokens;
-  const RouterLosses rl = router_losses(g, d, mc);
-  losses.aux += rl.aux;
-  losses.z += rl.z;
-  // Switch aux gradient per expert (routing::aux_gradient), constant over tokens.
-  f.aux_coef.assign(size_t(E), 0.0f);
-  if (mc.aux_loss_type == "switch" && mc.aux_loss_coeff != 0)
-    for (int64_t e = 0; e < E; ++e)
-      f.aux_coef[size_t(e)] =
-          float(mc.aux_loss_coeff * double(E) * (g.counts[size_t(e)] / (g.tokens * double(K))) / g.tokens);
-  LayerLoadStats& st = stats[size_t(moe_index_[size_t(i)])];
-  st.tokens_per_expert.assign(g.counts.begin(), g.counts.end());
-  st.dropped = 0;
-  st.assignments = int64_t(g.tokens) * K;
-  st.entropy = g.entropy_sum / g.tokens;
-  st.aux_loss = rl.aux;
-  st.z_loss = rl.z;
-  if (mc.bias_update_rate > 0) {
-    std::vector<float> bias(static_cast<size_t>(E));
-    MOE_CUDA_CHECK(cudaMemcpy(bias.data(), p.router_bias, sizeof(float) * E, cudaMemcpyDeviceToHost));
-    st.bias = next_balancing_bias(bias.data(), st.tokens_per_expert, st.assignments, mc.bias_update_rate);
-  } else {
-    st.bias.clear();
-  }
+  // The statistics and losses (and their reduction over ranks) come from the first forward only.
+  if (!recomputing_) routing_statistics(i, f, sums, p, reduce_sum, losses);
 
   expert_forward(f.h1.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe);
   expert_forward(f.h3.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
@@ -384,9 +429,9 @@ DeviceLosses StepImpl<T>::forward(const int32_t* tokens, const SumReducer& reduc
   DeviceLosses out;
   for (int64_t i = 0; i < d.L; ++i) {
     const BlockParams& p = P_.blocks[size_t(i)];
-    FfnActs<T>& f = ffn_[size_t(i)];
+    FfnActs<T>& f = ffn_acts(i);
     marks.mark("attention fwd", s);
-    attention_forward_block(attn_[size_t(i)], f.x_in.get(), p);
+    attention_forward_block(attn_acts(i), attn_[size_t(i)].x_in.get(), f.x_in.get(), p);
     marks.mark(c.model.is_moe_layer(i) ? "moe fwd" : "dense ffn fwd", s);
     ffn_forward_block(i, f, i + 1 < d.L ? attn_[size_t(i + 1)].x_in.get() : xf_.get(), p, reduce_sum, out);
   }
@@ -403,7 +448,7 @@ DeviceLosses StepImpl<T>::forward(const int32_t* tokens, const SumReducer& reduc
 }
 
 template <typename T>
-void StepImpl<T>::attention_backward_block(AttnActs<T>& a, const BlockParams& p, const BlockParams& g) {
+void StepImpl<T>::attention_backward_block(AttnActs<T>& a, const float* x, const BlockParams& p, const BlockParams& g) {
   const int64_t N = d.N, D = d.D, qd = d.H * d.hd, kvd = d.KV * d.hd;
   // First writers overwrite (no zeroing, no reads of zeros): dy, the flash gradients, RoPE's
   // backward (in place), the first of the q/k/v input gradients.
@@ -430,7 +475,7 @@ void StepImpl<T>::attention_backward_block(AttnActs<T>& a, const BlockParams& p,
   matmul_backward(dxn_t_.get(), gc(g.wq), dq_.get(), a.xn.get(), pc(p.wq), N, D, qd, s, /*accumulate_dinp=*/false);
   matmul_backward(dxn_t_.get(), gc(g.wk), dk_.get(), a.xn.get(), pc(p.wk), N, D, kvd, s);
   matmul_backward(dxn_t_.get(), gc(g.wv), dv_.get(), a.xn.get(), pc(p.wv), N, D, kvd, s);
-  norm_backward(g.attention_norm, dxn_t_.get(), a.x_in.get(), p.attention_norm, a.rstd.get());
+  norm_backward(g.attention_norm, dxn_t_.get(), x, p.attention_norm, a.rstd.get());
 }
 
 template <typename T>
@@ -458,8 +503,9 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
     // Un-permute: the first writer of dxn32 (the router's input gradient adds to it below).
     combine_rows(dxn32_.get(), nullptr, dxe_.get(), f.slot_row.get(), nullptr, N, K, D, s);
     gather_rows(dw_slot_.get(), dws_.get(), f.slot_row.get(), N * K, 1, s);  // weight gradients back to slots
-    MOE_CUDA_CHECK(cudaMemcpyAsync(aux_coef_.get(), f.aux_coef.data(), sizeof(float) * E, cudaMemcpyHostToDevice, s));
-    const float zc = float(mc.z_loss_coeff * 2.0 / f.global_tokens);
+    const FfnActs<T>& kept = ffn_[size_t(i)];  // routing state of the first forward
+    MOE_CUDA_CHECK(cudaMemcpyAsync(aux_coef_.get(), kept.aux_coef.data(), sizeof(float) * E, cudaMemcpyHostToDevice, s));
+    const float zc = float(mc.z_loss_coeff * 2.0 / kept.global_tokens);
     router_backward(dlogits_r_.get(), f.probs.get(), f.idx.get(), dw_slot_.get(), f.lse.get(), aux_coef_.get(), zc, N,
                     E, K, mc.norm_topk_prob, float(mc.router_scale), s);
     matmul_backward(dxn32_.get(), g.router, dlogits_r_.get(), f.xn32.get(), p.router, N, D, E, s);
@@ -472,6 +518,20 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
     matmul_backward(dxn_t_.get(), gc(g.w3), dh3_.get(), f.xn(), pc(p.w3), N, D, d.F, s);
     norm_backward(g.ffn_norm, dxn_t_.get(), f.x_in.get(), p.ffn_norm, f.rstd.get());
   }
+}
+
+// Refills the workspace with layer i's activations: its forward again from its kept input, the
+// same kernels on the same values (so the same results, bit for bit), without the statistics, the
+// losses and their reduction; the output goes to scratch (the next layer's input is kept).
+template <typename T>
+void StepImpl<T>::recompute_forward(int64_t i) {
+  marks.mark("recompute", s);
+  recomputing_ = true;
+  const BlockParams& p = P_.blocks[size_t(i)];
+  DeviceLosses unused;
+  attention_forward_block(wa_, attn_[size_t(i)].x_in.get(), wf_.x_in.get(), p);
+  ffn_forward_block(i, wf_, recompute_out_.get(), p, SumReducer{}, unused);
+  recomputing_ = false;
 }
 
 template <typename T>
@@ -487,10 +547,11 @@ void StepImpl<T>::backward(double global_tokens) {
   // dx starts here: the final norm's input gradient overwrites it.
   rmsnorm_backward(dx_.get(), G_.norm, dxn_t_.get(), xf_.get(), P_.norm, rstdf_.get(), N, D, s, /*accumulate=*/false);
   for (int64_t i = d.L - 1; i >= 0; --i) {
+    if (recompute_) recompute_forward(i);
     marks.mark(c.model.is_moe_layer(i) ? "moe bwd" : "dense ffn bwd", s);
-    ffn_backward_block(i, ffn_[size_t(i)], P_.blocks[size_t(i)], G_.blocks[size_t(i)]);
+    ffn_backward_block(i, ffn_acts(i), P_.blocks[size_t(i)], G_.blocks[size_t(i)]);
     marks.mark("attention bwd", s);
-    attention_backward_block(attn_[size_t(i)], P_.blocks[size_t(i)], G_.blocks[size_t(i)]);
+    attention_backward_block(attn_acts(i), attn_[size_t(i)].x_in.get(), P_.blocks[size_t(i)], G_.blocks[size_t(i)]);
   }
   marks.mark("embedding bwd + grads", s);
   embedding_backward(G_.tok_embeddings, dx_.get(), inputs_.get(), N, D, s);

@@ -4,7 +4,7 @@
 // as MoE on the compact layout + grouped GEMM (moe-g, gpu_expert_padding = 0).
 // Reports step time, tokens/s and MFU against the bf16 cuBLAS peak measured in the same run.
 //   bench_gpu_train d_model=1024 n_layers=12 ... batch=8 precision=bf16 steps=6 [gpu_expert_padding=1.25]
-//                   [only=moe|moe-g|dense]
+//                   [only=moe|moe-g|dense] [recompute=block]
 
 #include <chrono>
 #include <cmath>
@@ -125,6 +125,7 @@ int main(int argc, char** argv) {
   c.model.ffn_hidden = num("ffn_hidden", c.moe.top_k * c.moe.expert_hidden);
   c.train.precision = kv.count("precision") ? kv["precision"] : "bf16";
   if (kv.count("gpu_expert_padding")) c.train.gpu_expert_padding = std::atof(kv["gpu_expert_padding"].c_str());
+  if (kv.count("recompute")) c.parallel.recompute = kv["recompute"];
   c.optim.lr = 3e-4;
   c.optim.min_lr = 3e-5;
   const int64_t batch = num("batch", 8);

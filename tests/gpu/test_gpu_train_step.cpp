@@ -67,6 +67,7 @@ struct GpuStep {
   std::vector<LayerLoadStats> stats;
   std::vector<float> token_losses;
   gpu::DeviceModel::ExpertRowUse row_use;
+  int64_t activation_bytes = 0;
 };
 
 GpuStep gpu_step(const Config& c, int64_t B, const std::vector<float>& params, const std::vector<int32_t>& tokens) {
@@ -81,6 +82,7 @@ GpuStep gpu_step(const Config& c, int64_t B, const std::vector<float>& params, c
   out.stats = dm.load_stats();
   out.token_losses = dm.token_losses();
   out.row_use = dm.expert_row_use();
+  out.activation_bytes = dm.activation_bytes();
   return out;
 }
 
@@ -225,6 +227,43 @@ TEST_P(GpuTrainStepLayout, Fp32StepRepeatsBitForBit) {
   }
 }
 
+// parallel.recompute block keeps only each layer's input and runs the layer's forward again in
+// the backward: the same losses, statistics and gradients bit for bit (but the token embeddings',
+// summed with float atomics), in fp32 and bf16, with less activation memory.
+TEST_P(GpuTrainStepLayout, RecomputeBlockGivesTheSameStepBitForBit) {
+  MOE_REQUIRE_GPU();
+  for (const char* precision : {"fp32", "bf16"}) {
+    Config c = small_config(precision);
+    c.model.n_layers = 3;  // dense, MoE, dense: the workspace serves both kinds
+    c.moe.bias_update_rate = 1e-3;
+    c.train.gpu_expert_padding = GetParam();
+    const int64_t B = 3;
+    const ParamTable table = build_param_table(c);
+    std::vector<float> params(size_t(table.total()));
+    init_params(table, params.data(), 11);
+    const auto tokens = tokens_for(c, B, 5);
+    const GpuStep kept = gpu_step(c, B, params, tokens);
+    Config rc = c;
+    rc.parallel.recompute = "block";
+    ASSERT_EQ(gpu::device_step_unsupported(rc), "");
+    const GpuStep re = gpu_step(rc, B, params, tokens);
+    EXPECT_EQ(re.losses.lm_sum, kept.losses.lm_sum) << precision;
+    EXPECT_EQ(re.losses.aux, kept.losses.aux) << precision;
+    EXPECT_EQ(re.losses.z, kept.losses.z) << precision;
+    ASSERT_EQ(re.stats.size(), kept.stats.size());
+    EXPECT_EQ(re.stats[0].tokens_per_expert, kept.stats[0].tokens_per_expert) << precision;
+    EXPECT_EQ(re.stats[0].bias, kept.stats[0].bias) << precision;
+    EXPECT_EQ(re.row_use.computed, kept.row_use.computed) << precision;
+    for (const ParamInfo& p : table.params()) {
+      if (p.name == "tok_embeddings.weight") continue;
+      int64_t differ = 0;
+      for (int64_t i = p.offset; i < p.offset + p.numel; ++i) differ += re.grads[size_t(i)] != kept.grads[size_t(i)];
+      EXPECT_EQ(differ, 0) << precision << " " << p.name;
+    }
+    EXPECT_LT(re.activation_bytes, kept.activation_bytes) << precision;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(ExpertLayouts, GpuTrainStepLayout, ::testing::Values(0.0, 8.0));
 
 // A skewed routing (a router bias puts expert 0 in every token's top 2): one block per expert does
@@ -359,6 +398,9 @@ TEST(GpuTrainStep, UnsupportedLayoutsAreNamed) {
   EXPECT_EQ(gpu::device_step_unsupported(c), "");
   c.parallel.tp = 2;
   EXPECT_NE(gpu::device_step_unsupported(c).find("parallel.tp"), std::string::npos);
+  c = small_config("fp32");
+  c.parallel.recompute = "moe";
+  EXPECT_NE(gpu::device_step_unsupported(c).find("parallel.recompute"), std::string::npos);
   c = small_config("fp16");
   EXPECT_NE(gpu::device_step_unsupported(c).find("fp16"), std::string::npos);
   c = small_config("fp32");
