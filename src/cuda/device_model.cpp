@@ -27,8 +27,8 @@ std::string device_step_unsupported(const Config& c) {
   return "";
 }
 
-DeviceModel::DeviceModel(const Config& c, int64_t batch, cudaStream_t stream)
-    : impl_(make_device_impl(c, batch, stream)) {}
+DeviceModel::DeviceModel(const Config& c, int64_t batch, cudaStream_t stream, comm::Communicator* ep)
+    : impl_(make_device_impl(c, batch, stream, ep)) {}
 DeviceModel::~DeviceModel() = default;
 
 const ParamTable& DeviceModel::table() const { return impl_->table; }

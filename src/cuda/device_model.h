@@ -23,6 +23,10 @@
 #include "src/model/params.h"
 #include "src/train/config.h"
 
+namespace moe::comm {
+class Communicator;
+}
+
 namespace moe::gpu {
 
 // "" when the device step runs this config, else why not (a user-facing sentence).
@@ -35,8 +39,11 @@ struct DeviceLosses {
 
 class DeviceModel {
  public:
-  // `batch` = sequences per forward; all device work is ordered on `stream`.
-  DeviceModel(const Config& c, int64_t batch, cudaStream_t stream);
+  // `batch` = sequences per forward; all device work is ordered on `stream`. ep (size > 1): the
+  // expert-parallel group, a communicator over device memory (NCCL; in-process for tests); this
+  // rank then holds experts [rank E / ep, (rank + 1) E / ep) (ParamTable's ExpertShard) and
+  // exchanges token rows with its peers by all-to-all-v in every MoE layer, forward and backward.
+  DeviceModel(const Config& c, int64_t batch, cudaStream_t stream, comm::Communicator* ep = nullptr);
   ~DeviceModel();
   DeviceModel(const DeviceModel&) = delete;
   DeviceModel& operator=(const DeviceModel&) = delete;

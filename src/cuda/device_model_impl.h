@@ -32,9 +32,18 @@ struct FfnActs {
   DeviceArray<int64_t> offsets;
   DeviceArray<double> sums;              // E prob sums, lse^2 sum, entropy sum
   DeviceArray<T> xe, ye;                 // permuted inputs and expert outputs
-  std::vector<int64_t> offs;             // host copy of offsets (the compact layout)
+  std::vector<int64_t> offs;             // host: the expert layout's compact row offsets (experts + 1)
   ExpertBlocks blocks;                   // the blocked layout (moe/expert_padding.h); block 0 = compact
-  int64_t used_rows = 0;                 // rows of xe/ye/h1/... in use: blocks.rows(), or M when compact
+  int64_t experts = 0;                   // experts of the layout: E, or this rank's E / ep under EP
+  int64_t used_rows = 0;                 // rows of xe/ye/h1/... in use: blocks.rows(), or offs.back() when compact
+  // Expert parallelism: this rank's routed rows stay in compact (global expert) order (slots,
+  // rows, slot_row, sorted_weights over M rows); the rows of ep peer r's experts go to r, and the
+  // expert outputs come back into ys. xe/h1/h3/act/ye hold the rows this rank's experts received.
+  DeviceArray<T> ys;                     // [M, D] the expert outputs of this rank's rows, compact order
+  DeviceArray<int32_t> local_src;        // [used_rows] received row of each local layout row (-1: padding)
+  DeviceArray<int32_t> recv_local;       // [received] local layout row of each received row
+  std::vector<int64_t> send_rows, recv_rows;  // host: rows to / from each ep peer
+  int64_t received = 0;
   std::vector<float> aux_coef;           // d aux / d p[n, e] per expert (global statistics)
   double global_tokens = 0;              // tokens the statistics were summed over
   T* xn() { return std::is_same_v<T, float> ? reinterpret_cast<T*>(xn32.get()) : xn_t.get(); }
@@ -51,6 +60,7 @@ class DeviceModel::Impl {
 
   Config c;
   Dims d;
+  comm::Communicator* ep = nullptr;  // expert parallelism over device memory (null: all experts here)
   cudaStream_t s = nullptr;
   ParamTable table;
   DeviceArray<float> params, grads;
@@ -62,6 +72,7 @@ class DeviceModel::Impl {
 };
 
 // Makes the Impl of the config's precision (fp32 or bf16).
-std::unique_ptr<DeviceModel::Impl> make_device_impl(const Config& c, int64_t batch, cudaStream_t stream);
+std::unique_ptr<DeviceModel::Impl> make_device_impl(const Config& c, int64_t batch, cudaStream_t stream,
+                                                   comm::Communicator* ep);
 
 }  // namespace moe::gpu

@@ -23,6 +23,7 @@
 #include "kernels/cuda/routing.cuh"
 #include "kernels/cuda/softmax_ce.cuh"
 #include "moe/expert_padding.h"
+#include "src/comm/communicator.h"
 #include "src/cuda/device_model_impl.h"
 
 namespace moe::gpu {
@@ -37,7 +38,7 @@ class StepImpl final : public DeviceModel::Impl {
   static constexpr bool kF32 = std::is_same_v<T, float>;
 
  public:
-  StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream);
+  StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream, comm::Communicator* ep_group);
   DeviceLosses forward(const int32_t* tokens, const SumReducer& reduce_sum) override;
   void backward(double global_tokens) override;
   void refresh_compute_copy() override {
@@ -80,6 +81,14 @@ class StepImpl final : public DeviceModel::Impl {
                    DeviceLosses& losses);
   void routing_statistics(int64_t i, FfnActs<T>& f, const std::vector<double>& sums, const BlockParams& p,
                           const SumReducer& reduce_sum, DeviceLosses& losses);
+  // Expert parallelism (ep != null): the experts' part of the MoE forward with the token rows
+  // exchanged over the ep group, and its backward from d(ys) to d(xn) (into dxn32_).
+  void ep_experts_forward(FfnActs<T>& f, const BlockParams& p);
+  void ep_experts_backward(FfnActs<T>& f, const BlockParams& p, const BlockParams& g);
+  // The local expert layout of the rows this rank receives, from the counts per (peer, local expert).
+  void ep_layout(FfnActs<T>& f, const std::vector<int64_t>& recv_counts);
+  // Sends [rows, D] blocks of T: send_rows[r] rows to peer r, recv_rows[r] from it.
+  void ep_exchange(const T* send, const std::vector<int64_t>& send_rows, T* recv, const std::vector<int64_t>& recv_rows);
   // out = x + inp W^T (inp [N, I], W [D, I]): a block's output from its saved input. fp32 adds in
   // the GEMM (beta 1) onto a copy of x; bf16 stages the product and adds it out of place.
   void project_residual(float* out, const float* x, const T* inp, const T* w, int64_t I) {
@@ -98,8 +107,8 @@ class StepImpl final : public DeviceModel::Impl {
   }
   // The expert GEMMs over the layer's row layout: blocked (uniform batched calls) or compact (grouped).
   void expert_forward(T* out, const T* in, const T* w, const FfnActs<T>& f, int64_t I, int64_t O) {
-    if (f.blocks.block) blocked_matmul_forward(out, in, w, f.blocks.start.data(), d.E, f.blocks.block, I, O, s);
-    else grouped_matmul_forward(out, in, w, f.offs.data(), d.E, I, O, s);
+    if (f.blocks.block) blocked_matmul_forward(out, in, w, f.blocks.start.data(), f.experts, f.blocks.block, I, O, s);
+    else grouped_matmul_forward(out, in, w, f.offs.data(), f.experts, I, O, s);
   }
   // dw: the compute-type gradient of the weights (added to the fp32 one at the end of backward);
   // dw32: the fp32 one, where experts with several blocks sum them (no rounding per block). The
@@ -107,10 +116,11 @@ class StepImpl final : public DeviceModel::Impl {
   void expert_backward(T* din, T* dw, float* dw32, const T* dout, const T* in, const T* w, const FfnActs<T>& f,
                        int64_t I, int64_t O, bool accumulate) {
     const ExpertBlocks& b = f.blocks;
-    if (!b.block) grouped_matmul_backward(din, dw, dout, in, w, f.offs.data(), d.E, I, O, s);
+    const int64_t E = f.experts;
+    if (!b.block) grouped_matmul_backward(din, dw, dout, in, w, f.offs.data(), E, I, O, s);
     else if (b.max_blocks == 1)
-      blocked_matmul_backward(din, dw, nullptr, dout, in, w, b.start.data(), d.E, b.block, I, O, s, accumulate);
-    else blocked_matmul_backward(din, nullptr, dw32, dout, in, w, b.start.data(), d.E, b.block, I, O, s, accumulate);
+      blocked_matmul_backward(din, dw, nullptr, dout, in, w, b.start.data(), E, b.block, I, O, s, accumulate);
+    else blocked_matmul_backward(din, nullptr, dw32, dout, in, w, b.start.data(), E, b.block, I, O, s, accumulate);
   }
   void attention_backward_block(AttnActs<T>& a, const float* x, const BlockParams& p, const BlockParams& g);
   // Layer i's activations for its backward: its own, or the workspace refilled by its forward.
@@ -131,6 +141,9 @@ class StepImpl final : public DeviceModel::Impl {
   AttnActs<T> wa_;  // the recompute workspace (no x_in: the layers keep theirs)
   FfnActs<T> wf_;
   DeviceArray<float> recompute_out_;  // the re-run layer's output (the next layer's input is kept)
+  // Expert parallelism scratch: rows in compact order to send, rows received, the counts exchange.
+  DeviceArray<T> ep_send_, ep_recv_;
+  DeviceArray<int64_t> ep_counts_;
   // layout_*: the blocked layout's slots and rows before they swap places with a layer's (scratch)
   DeviceArray<int32_t> inputs_, targets_, layout_slots_, layout_rows_;
   DeviceArray<int64_t> starts_;  // the blocked layout's expert start rows (scratch, E + 1)
@@ -150,11 +163,16 @@ class StepImpl final : public DeviceModel::Impl {
 };
 
 template <typename T>
-StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream) {
+StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream, comm::Communicator* ep_group) {
   c = cfg;
   d = make_dims(cfg, batch);
   s = stream;
-  table = build_param_table(cfg);
+  if (ep_group && ep_group->size() > 1) {
+    ep = ep_group;
+    MOE_CUDA_REQUIRE(d.E % ep->size() == 0, "expert parallelism: " + std::to_string(d.E) +
+                                                " experts do not divide over " + std::to_string(ep->size()) + " ranks");
+  }
+  table = ep ? build_param_table(cfg, ExpertShard{ep->size(), ep->rank()}) : build_param_table(cfg);
   params.resize(table.total());
   grads.resize(table.total());
   params.zero(s);
@@ -380,6 +398,14 @@ void StepImpl<T>::moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockP
   // Dropless: every slot is in the layout once, so slot_row (below) is complete.
   MOE_CUDA_REQUIRE(f.offs[size_t(E)] == M, "moe_forward: the permutation holds " + std::to_string(f.offs[size_t(E)]) +
                                                " of " + std::to_string(M) + " slots");
+  // The statistics and losses (and their reduction over ranks) come from the first forward only.
+  if (!recomputing_) routing_statistics(i, f, sums, p, reduce_sum, losses);
+  if (ep) {
+    ep_experts_forward(f, p);
+    combine_rows(out, f.x_in.get(), f.ys.get(), f.slot_row.get(), f.weights.get(), N, K, D, s);
+    return;
+  }
+  f.experts = E;
   f.blocks = expert_blocks(f.offs.data(), E, expert_rows_, c.train.gpu_expert_padding);
   f.used_rows = f.blocks.block ? f.blocks.rows() : M;
   const int64_t R = f.used_rows;
@@ -401,15 +427,151 @@ void StepImpl<T>::moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockP
   gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), R, 1, s);
   gather_rows(f.xe.get(), f.xn(), f.rows.get(), R, D, s);
 
-  // The statistics and losses (and their reduction over ranks) come from the first forward only.
-  if (!recomputing_) routing_statistics(i, f, sums, p, reduce_sum, losses);
-
   expert_forward(f.h1.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe);
   expert_forward(f.h3.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
   swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), R * Fe, s);
   expert_forward(f.ye.get(), f.act.get(), pc(p.experts_w2), f, Fe, D);
   // Into the residual, out of place: out = x_in + the weighted expert rows.
   combine_rows(out, f.x_in.get(), f.ye.get(), f.slot_row.get(), f.weights.get(), N, K, D, s);
+}
+
+// Grows a buffer that holds a varying number of rows (expert parallelism: the rows received).
+template <typename A>
+void ensure_size(A& a, int64_t n) {
+  if (a.size() < n) a.resize(n);
+}
+
+template <typename T>
+void StepImpl<T>::ep_exchange(const T* send, const std::vector<int64_t>& send_rows, T* recv,
+                              const std::vector<int64_t>& recv_rows) {
+  const int64_t row_bytes = d.D * int64_t(sizeof(T));
+  std::vector<int64_t> sb(send_rows.size()), rb(recv_rows.size());
+  for (size_t r = 0; r < sb.size(); ++r) {
+    sb[r] = send_rows[r] * row_bytes;
+    rb[r] = recv_rows[r] * row_bytes;
+  }
+  ep->alltoallv(send, sb.data(), recv, rb.data());
+}
+
+// Received rows arrive source-major (peer 0's rows for local experts 0, 1, ..., then peer 1's);
+// the local layout is expert-major (expert 0's rows from peer 0, 1, ..., then expert 1's), compact
+// or blocked like the single-rank layout. local_src and recv_local map between the two.
+template <typename T>
+void StepImpl<T>::ep_layout(FfnActs<T>& f, const std::vector<int64_t>& recv_counts) {
+  const int64_t P = ep->size(), El = d.E / P;
+  std::vector<int64_t> base(size_t(P * El));  // first received row of (peer, local expert)
+  int64_t received = 0;
+  for (int64_t r = 0; r < P; ++r)
+    for (int64_t e = 0; e < El; ++e) {
+      base[size_t(r * El + e)] = received;
+      received += recv_counts[size_t(r * El + e)];
+    }
+  f.received = received;
+  f.experts = El;
+  f.offs.assign(size_t(El + 1), 0);
+  for (int64_t e = 0; e < El; ++e) {
+    int64_t n = 0;
+    for (int64_t r = 0; r < P; ++r) n += recv_counts[size_t(r * El + e)];
+    f.offs[size_t(e + 1)] = f.offs[size_t(e)] + n;
+  }
+  const double pad = c.train.gpu_expert_padding;
+  f.blocks = expert_blocks(f.offs.data(), El, expert_buffer_rows(received, pad), pad);
+  f.used_rows = f.blocks.block ? f.blocks.rows() : received;
+  const std::vector<int64_t>& start = f.blocks.block ? f.blocks.start : f.offs;
+  std::vector<int32_t> local_src(static_cast<size_t>(f.used_rows), -1), recv_local(static_cast<size_t>(received));
+  for (int64_t e = 0; e < El; ++e) {
+    int64_t row = start[size_t(e)];
+    for (int64_t r = 0; r < P; ++r)
+      for (int64_t k = 0; k < recv_counts[size_t(r * El + e)]; ++k, ++row) {
+        const int64_t src = base[size_t(r * El + e)] + k;
+        local_src[size_t(row)] = int32_t(src);
+        recv_local[size_t(src)] = int32_t(row);
+      }
+  }
+  ensure_size(f.local_src, f.used_rows);
+  ensure_size(f.recv_local, received);
+  MOE_CUDA_CHECK(cudaMemcpyAsync(f.local_src.get(), local_src.data(), sizeof(int32_t) * local_src.size(),
+                                 cudaMemcpyHostToDevice, s));
+  MOE_CUDA_CHECK(cudaMemcpyAsync(f.recv_local.get(), recv_local.data(), sizeof(int32_t) * recv_local.size(),
+                                 cudaMemcpyHostToDevice, s));
+}
+
+template <typename T>
+void StepImpl<T>::ep_experts_forward(FfnActs<T>& f, const BlockParams& p) {
+  const int64_t N = d.N, D = d.D, E = d.E, K = d.K, M = N * K, Fe = d.Fe, P = ep->size(), El = E / P;
+  // This rank's rows stay in compact order: peer r's experts' rows are contiguous.
+  invert_permutation(f.slot_row.get(), f.slots.get(), M, s);
+  gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), M, 1, s);
+  ensure_size(ep_send_, M * D);
+  gather_rows(ep_send_.get(), f.xn(), f.rows.get(), M, D, s);
+  // Rows per (peer, the peer's local expert), both ways: all-to-all of the counts (device memory,
+  // as NCCL wants it), then the rows by all-to-all-v.
+  const std::vector<int64_t> global_offs = f.offs;
+  std::vector<int64_t> counts(size_t(2 * P * El));
+  for (int64_t e = 0; e < E; ++e) counts[size_t(e)] = global_offs[size_t(e + 1)] - global_offs[size_t(e)];
+  ensure_size(ep_counts_, 2 * P * El);
+  MOE_CUDA_CHECK(cudaMemcpyAsync(ep_counts_.get(), counts.data(), sizeof(int64_t) * P * El, cudaMemcpyHostToDevice, s));
+  ep->alltoall(ep_counts_.get(), ep_counts_.get() + P * El, int64_t(sizeof(int64_t)) * El);
+  MOE_CUDA_CHECK(cudaMemcpyAsync(counts.data() + P * El, ep_counts_.get() + P * El, sizeof(int64_t) * P * El,
+                                 cudaMemcpyDeviceToHost, s));
+  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  const std::vector<int64_t> recv_counts(counts.begin() + P * El, counts.end());
+  f.send_rows.assign(size_t(P), 0);
+  f.recv_rows.assign(size_t(P), 0);
+  for (int64_t r = 0; r < P; ++r)
+    for (int64_t e = 0; e < El; ++e) {
+      f.send_rows[size_t(r)] += counts[size_t(r * El + e)];
+      f.recv_rows[size_t(r)] += recv_counts[size_t(r * El + e)];
+    }
+  ep_layout(f, recv_counts);
+  const int64_t R = f.used_rows, Mr = f.received;
+  if (!recomputing_) {
+    row_use.routed += Mr;
+    row_use.computed += R;
+    row_use.blocked_layers += f.blocks.block ? 1 : 0;
+    row_use.one_block_rows += expert_blocks(f.offs.data(), El, std::numeric_limits<int64_t>::max(), 1.0).rows();
+  }
+  ensure_size(ep_recv_, Mr * D);
+  ep_exchange(ep_send_.get(), f.send_rows, ep_recv_.get(), f.recv_rows);
+  for (auto* a : {&f.xe, &f.ye}) ensure_size(*a, R * D);
+  for (auto* a : {&f.h1, &f.h3, &f.act}) ensure_size(*a, R * Fe);
+  gather_rows(f.xe.get(), ep_recv_.get(), f.local_src.get(), R, D, s);
+  expert_forward(f.h1.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe);
+  expert_forward(f.h3.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
+  swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), R * Fe, s);
+  expert_forward(f.ye.get(), f.act.get(), pc(p.experts_w2), f, Fe, D);
+  // The outputs back to their tokens' ranks, in the order they were sent.
+  gather_rows(ep_recv_.get(), f.ye.get(), f.recv_local.get(), Mr, D, s);
+  ensure_size(f.ys, M * D);
+  ep_exchange(ep_recv_.get(), f.recv_rows, f.ys.get(), f.send_rows);
+}
+
+template <typename T>
+void StepImpl<T>::ep_experts_backward(FfnActs<T>& f, const BlockParams& p, const BlockParams& g) {
+  const int64_t N = d.N, D = d.D, K = d.K, M = N * K, Fe = d.Fe, R = f.used_rows, Mr = f.received;
+  const bool blocked = f.blocks.block > 0;
+  // d(ys) and the combine weights' gradient on this rank, then d(ys) to the experts' ranks.
+  ep_send_.zero(s, M * D);
+  dws_.zero(s, M);
+  scatter_add_rows_backward(ep_send_.get(), dws_.get(), dx_.get(), f.ys.get(), f.rows.get(), f.sorted_weights.get(), M,
+                            D, s);
+  ep_exchange(ep_send_.get(), f.send_rows, ep_recv_.get(), f.recv_rows);
+  ensure_size(dxe_, R * D);
+  for (auto* a : {&dh1_, &dh3_, &dact_}) ensure_size(*a, R * Fe);
+  T* dye = dxe_.get();  // as in the single-rank backward: dye is consumed before dxe is written
+  gather_rows(dye, ep_recv_.get(), f.local_src.get(), R, D, s);
+  if (!blocked) dact_.zero(s, R * Fe);
+  expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dye, f.act.get(), pc(p.experts_w2), f, Fe, D, false);
+  swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s, /*accumulate=*/false);
+  if (!blocked) dxe_.zero(s, R * D);
+  expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe,
+                  false);
+  expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe,
+                  true);
+  // d(xe) back to the tokens' ranks, then un-permuted (the first writer of dxn32).
+  gather_rows(ep_recv_.get(), dxe_.get(), f.recv_local.get(), Mr, D, s);
+  ep_exchange(ep_recv_.get(), f.recv_rows, ep_send_.get(), f.send_rows);
+  combine_rows(dxn32_.get(), nullptr, ep_send_.get(), f.slot_row.get(), nullptr, N, K, D, s);
 }
 
 template <typename T>
@@ -487,21 +649,25 @@ void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams
     // First writers overwrite (no zeroing, no read of the old values): SwiGLU's backward always,
     // the blocked GEMMs' input gradients; the grouped GEMM accumulates into zeroed buffers.
     const bool blocked = f.blocks.block > 0;
-    dxe_.zero(s, R * D);
-    if (!blocked) dact_.zero(s, R * Fe);
-    dws_.zero(s, R);
     dlogits_r_.zero(s);
-    T* dye = dxe_.get();  // dye and dxe are both R x D: dye is consumed before dxe is written
-    scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);
-    expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dye, f.act.get(), pc(p.experts_w2), f, Fe, D, false);
-    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s, /*accumulate=*/false);
-    if (!blocked) dxe_.zero(s, R * D);
-    expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe,
-                    false);
-    expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe,
-                    true);
-    // Un-permute: the first writer of dxn32 (the router's input gradient adds to it below).
-    combine_rows(dxn32_.get(), nullptr, dxe_.get(), f.slot_row.get(), nullptr, N, K, D, s);
+    if (ep) {
+      ep_experts_backward(f, p, g);
+    } else {
+      dxe_.zero(s, R * D);
+      if (!blocked) dact_.zero(s, R * Fe);
+      dws_.zero(s, R);
+      T* dye = dxe_.get();  // dye and dxe are both R x D: dye is consumed before dxe is written
+      scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);
+      expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dye, f.act.get(), pc(p.experts_w2), f, Fe, D, false);
+      swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s, /*accumulate=*/false);
+      if (!blocked) dxe_.zero(s, R * D);
+      expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe,
+                      false);
+      expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe,
+                      true);
+      // Un-permute: the first writer of dxn32 (the router's input gradient adds to it below).
+      combine_rows(dxn32_.get(), nullptr, dxe_.get(), f.slot_row.get(), nullptr, N, K, D, s);
+    }
     gather_rows(dw_slot_.get(), dws_.get(), f.slot_row.get(), N * K, 1, s);  // weight gradients back to slots
     const FfnActs<T>& kept = ffn_[size_t(i)];  // routing state of the first forward
     MOE_CUDA_CHECK(cudaMemcpyAsync(aux_coef_.get(), kept.aux_coef.data(), sizeof(float) * E, cudaMemcpyHostToDevice, s));
@@ -561,9 +727,10 @@ void StepImpl<T>::backward(double global_tokens) {
 
 }  // namespace
 
-std::unique_ptr<DeviceModel::Impl> make_device_impl(const Config& c, int64_t batch, cudaStream_t stream) {
-  if (c.train.precision == "bf16") return std::make_unique<StepImpl<bf16>>(c, batch, stream);
-  return std::make_unique<StepImpl<float>>(c, batch, stream);
+std::unique_ptr<DeviceModel::Impl> make_device_impl(const Config& c, int64_t batch, cudaStream_t stream,
+                                                   comm::Communicator* ep) {
+  if (c.train.precision == "bf16") return std::make_unique<StepImpl<bf16>>(c, batch, stream, ep);
+  return std::make_unique<StepImpl<float>>(c, batch, stream, ep);
 }
 
 }  // namespace moe::gpu

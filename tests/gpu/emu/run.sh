@@ -53,13 +53,13 @@ for name in sys.argv[3:]:
         sys.exit(f"emu/run.sh: {name}.cu has a construct the rewrite does not handle")
     open(f"{work}/{name}.cpp", "w").write(s)
 PY
-flags=(-std=c++20 -O1 -Wno-unknown-pragmas -I"$here/include" -I"$root")
+flags=(-std=c++20 -O1 -Wno-unknown-pragmas -DMOE_GPU_EMULATION -I"$here/include" -I"$root")
 if [[ $mode == step ]]; then
   sources=("$work"/*.cpp "$here/emu_cublas.cpp" "$here/permute_paths.cpp"
     "$root"/src/cuda/{device_model,device_step,device_train_step,device_adamw,device_decoder,phase_marks}.cpp
     "$root"/src/model/*.cpp "$root"/moe/*.cpp "$root"/kernels/cpu/*.cpp
     "$root"/src/core/{error,philox,strformat,page_memory}.cpp "$root/src/parallel/tensor_parallel.cpp"
-    "$root/src/comm/communicator.cpp" "$root"/src/train/{optimizer,flops,lr_schedule,generate,precision_weights,micro_batches}.cpp
+    "$root"/src/comm/{communicator,thread_communicator}.cpp "$root"/src/train/{optimizer,flops,lr_schedule,generate,precision_weights,micro_batches}.cpp
     "$root"/tests/gpu/test_gpu_{train_step,decoder,matmul,attention}.cpp)
   mkdir "$work/obj"
   # one object per source, two compilers at a time; names keep their directory so none collide

@@ -50,7 +50,7 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 // Distinct handles, so per-stream caches see different streams.
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   static char handles[64];
-  static int next = 0;
+  static std::atomic<int> next{0};
   *s = &handles[++next % 64];
   return cudaSuccess;
 }

@@ -10,7 +10,9 @@
 // show: races (between barriers the threads run one at a time, in order), the memory model,
 // alignment faults other than the ones checked (vector atomics, ldmatrix and cp.async addresses),
 // the hardware's fp32 summation order inside mma and __expf's approximation error, and speed.
-// x86-64 only (the fiber switch is a few lines of its assembly).
+// Each host thread runs its own launches (the state above is per thread, as is __shared__), so the
+// in-process ranks of a multi-rank test can each drive a device step. x86-64 only (the fiber
+// switch is a few lines of its assembly).
 #pragma once
 #include <atomic>
 #include <cmath>
@@ -36,7 +38,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static
+#define __shared__ static thread_local
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 
@@ -52,11 +54,13 @@ struct dim3 {
 };
 
 namespace emu {
-inline EmuIdx thread_idx, block_idx;  // the running fiber's; the scheduler sets them on every switch
-inline EmuDim grid_dim, block_dim;
-inline std::vector<char> dynamic_smem;
-inline int64_t exchange_int[32][32];
-inline double exchange_real[32][32];
+// Per host thread (several threads may each run their own launches: the in-process ranks of a
+// multi-rank test); within one, the running fiber's indices, set by the scheduler on every switch.
+inline thread_local EmuIdx thread_idx, block_idx;
+inline thread_local EmuDim grid_dim, block_dim;
+inline thread_local std::vector<char> dynamic_smem;
+inline thread_local int64_t exchange_int[32][32];
+inline thread_local double exchange_real[32][32];
 
 template <typename T>
 T* dyn_smem() {
@@ -64,7 +68,7 @@ T* dyn_smem() {
 }
 
 // Dynamic shared memory a kernel may use (cudaFuncAttributeMaxDynamicSharedMemorySize).
-inline std::map<const void*, size_t> max_dynamic_smem;
+inline thread_local std::map<const void*, size_t> max_dynamic_smem;
 constexpr size_t kDefaultSmem = 48 * 1024, kMaxSmemSm90 = 227 * 1024;
 
 // True when [p, p + n) lies in the current block's dynamic shared memory.
@@ -95,13 +99,13 @@ struct Fiber {
   unsigned wait_generation = 0;
   EmuIdx idx;
 };
-inline std::vector<Fiber> fibers;
-inline unsigned current_fiber = 0, block_generation = 0, block_arrived = 0;
-inline std::vector<unsigned> warp_generation, warp_arrived;
-inline void* scheduler_sp = nullptr;
-inline void (*block_body)(void*) = nullptr;  // runs the kernel with its arguments
-inline void* block_body_arg = nullptr;
-inline std::exception_ptr fiber_error;
+inline thread_local std::vector<Fiber> fibers;
+inline thread_local unsigned current_fiber = 0, block_generation = 0, block_arrived = 0;
+inline thread_local std::vector<unsigned> warp_generation, warp_arrived;
+inline thread_local void* scheduler_sp = nullptr;
+inline thread_local void (*block_body)(void*) = nullptr;  // runs the kernel with its arguments
+inline thread_local void* block_body_arg = nullptr;
+inline thread_local std::exception_ptr fiber_error;
 
 struct FiberStacks {  // mmap'd once, reused by every launch; a guard page below each
   static constexpr size_t kBytes = size_t(1) << 20;
@@ -115,8 +119,11 @@ struct FiberStacks {  // mmap'd once, reused by every launch; a guard page below
     }
     return stacks[i] + kBytes;
   }
+  ~FiberStacks() {
+    for (char* p : stacks) munmap(p, kBytes);
+  }
 };
-inline FiberStacks fiber_stacks;
+inline thread_local FiberStacks fiber_stacks;
 }  // namespace emu
 
 // Saves the callee-saved registers on the current stack, stores its pointer in *save and resumes

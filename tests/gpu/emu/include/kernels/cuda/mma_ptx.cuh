@@ -30,8 +30,8 @@ namespace moe::cuda {
 
 namespace emu_ptx {
 // Per warp (at most 32) and lane: the registers and addresses a warp instruction gathers.
-inline uint32_t a_regs[32][32][4], b_regs[32][32][2];
-inline const void* row_addr[32][32];
+inline thread_local uint32_t a_regs[32][32][4], b_regs[32][32][2];
+inline thread_local const void* row_addr[32][32];
 
 [[noreturn]] inline void fault(const char* what, const void* p) {
   std::fprintf(stderr, "emu: %s (address %p, thread %u of block %u,%u)\n", what, p, threadIdx.x, blockIdx.x,
