@@ -14,8 +14,8 @@ DeviceAdamW::DeviceAdamW(const ParamTable& table, const OptimConfig& cfg, cudaSt
   v_.zero(stream_);
 }
 
-double DeviceAdamW::grad_sq_sum(const float* grads) const {
-  // Per tensor, like AdamW::grad_sq_sum, so the sum runs in the same order over the same ranges;
+AdamW::SqSums DeviceAdamW::grad_sq_sums(const float* grads) const {
+  // Per tensor, like AdamW::grad_sq_sums, so the sum runs in the same order over the same ranges;
   // the partial sums stay on the device until one copy back.
   const auto& ps = table_.params();
   for (size_t i = 0; i < ps.size(); ++i)
@@ -23,10 +23,15 @@ double DeviceAdamW::grad_sq_sum(const float* grads) const {
   std::vector<double> part(ps.size());
   MOE_CUDA_CHECK(cudaMemcpyAsync(part.data(), sq_.get(), sizeof(double) * ps.size(), cudaMemcpyDeviceToHost, stream_));
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  double s = 0;
+  AdamW::SqSums s;
   for (size_t i = 0; i < ps.size(); ++i)
-    if (updates(i)) s += part[i];
+    if (updates(i)) (ps[i].shard.split() ? s.sharded : s.replicated) += part[i];
   return s;
+}
+
+double DeviceAdamW::grad_sq_sum(const float* grads) const {
+  const AdamW::SqSums s = grad_sq_sums(grads);
+  return s.replicated + s.sharded;
 }
 
 void DeviceAdamW::step(float* params, float* grads, double lr, double clip_scale, __nv_bfloat16* compute_copy) {

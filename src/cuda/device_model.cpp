@@ -7,8 +7,8 @@ namespace moe::gpu {
 
 std::string device_step_unsupported(const Config& c) {
   const ParallelConfig& p = c.parallel;
-  if (p.tp != 1 || p.pp != 1 || p.ep != 1 || p.etp != 1)
-    return "train.device cuda runs data parallelism only (parallel.tp, pp, ep and etp must be 1)";
+  if (p.tp != 1 || p.pp != 1 || p.etp != 1)
+    return "train.device cuda runs data and expert parallelism only (parallel.tp, pp and etp must be 1)";
   if (p.zero_stage != 0) return "train.device cuda does not shard with ZeRO yet (parallel.zero_stage must be 0)";
   if (p.recompute != "none" && p.recompute != "block")
     return "train.device cuda recomputes whole blocks only (parallel.recompute none or block)";

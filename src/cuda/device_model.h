@@ -4,8 +4,9 @@
 // train.precision bf16 keeps a bf16 compute copy of the weights and bf16 activations for the
 // GEMMs and attention; the residual stream, norms, router, softmax/loss and the optimizer stay fp32.
 //
-// Scope (device_step_unsupported says what is refused and why): one rank of a data-parallel
-// layout (tp = pp = ep = etp = 1; the caller reduces gradients), one micro-batch per forward
+// Scope (device_step_unsupported says what is refused and why): one rank of a data- and
+// expert-parallel layout (tp = pp = etp = 1; ep > 1 takes an ep communicator; the caller reduces
+// gradients), one micro-batch per forward
 // (device_train_step.h accumulates parallel.microbatches of them), the softmax token-choice router
 // ("softmax then top-k", no group limit, no jitter), dropless dispatch, no shared experts, no
 // recomputation, fp32 or bf16.
@@ -21,6 +22,7 @@
 #include "moe/router.h"
 #include "src/cuda/device_array.h"
 #include "src/model/params.h"
+#include "src/train/optimizer.h"
 #include "src/train/config.h"
 
 namespace moe::comm {
@@ -105,8 +107,10 @@ class DeviceAdamW {
   // frozen (one flag per table parameter, or empty): excluded from updates and the norm.
   DeviceAdamW(const ParamTable& table, const OptimConfig& cfg, cudaStream_t stream, std::vector<bool> frozen = {});
   bool updates(size_t i) const { return table_.params()[i].trainable && (frozen_.empty() || !frozen_[i]); }
-  // Sum of squares of the updated gradients (synchronises the stream).
+  // Sum of squares of the updated gradients (synchronises the stream); split as AdamW::grad_sq_sums
+  // (tensors split over a group, i.e. expert slices under ep > 1, apart from the replicated ones).
   double grad_sq_sum(const float* grads) const;
+  AdamW::SqSums grad_sq_sums(const float* grads) const;
   // One update with the gradients times clip_scale (the gradient buffer is not modified); with
   // compute_copy (DeviceModel::compute_copy) the updated weights are also rounded into it.
   void step(float* params, float* grads, double lr, double clip_scale, __nv_bfloat16* compute_copy = nullptr);

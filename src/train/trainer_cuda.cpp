@@ -97,6 +97,21 @@ void apply_balancing_bias(const Config& c, const ParamTable& t, const std::vecto
   }
 }
 
+// Runs of consecutive table tensors reduced over one group (dense over dp, routed experts over
+// edp), so the gradient all-reduce is a few large calls instead of one per tensor.
+struct GradRange {
+  int64_t begin = 0, end = 0;
+  bool expert = false;
+};
+std::vector<GradRange> gradient_ranges(const ParamTable& t) {
+  std::vector<GradRange> out;
+  for (const ParamInfo& p : t.params()) {
+    if (!out.empty() && out.back().expert == p.shard.expert) out.back().end = p.offset + p.numel;
+    else out.push_back({p.offset, p.offset + p.numel, p.shard.expert});
+  }
+  return out;
+}
+
 }  // namespace
 
 TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Communicator& world,
@@ -107,7 +122,9 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
   cudaStream_t stream = nullptr;
   MOE_CUDA_CHECK(cudaStreamCreate(&stream));
 
-  ModelState model(c);
+  // Expert parallelism: this rank holds its ep group's share of every expert tensor, as on the CPU.
+  const ParallelConfig& pc = c.parallel;
+  ModelState model(c, ExpertShard{pc.ep, grid.coord.ep});
   init_params(model.table, model.params.data(), c.train.seed);
   const std::vector<bool> frozen = frozen_params(c, model.table);
   AdamW host_optim(model.table, c.optim, frozen);  // the checkpoint format's moments
@@ -116,20 +133,21 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
   const int64_t start_step = restore_or_init(c, opt, ckpt_root, model, host_optim, loader, grid);
 
   const int64_t local_rows = c.train.batch_size / dp.size();
+  // Device-memory groups (NCCL; each id travels over the MPI group): token rows over ep, dense
+  // gradients over dp, expert gradients over edp (the ranks holding the same experts).
+  auto nccl_group = [&](comm::Communicator& g, const char* name) {
+    return g.size() > 1 ? comm::make_nccl_communicator(g, name, stream) : nullptr;
+  };
+  const std::shared_ptr<comm::NcclCommunicator> ep_nccl = nccl_group(*grid.ep, "ep-nccl");
+  const std::shared_ptr<comm::NcclCommunicator> dp_nccl = nccl_group(dp, "dp-nccl");
+  const std::shared_ptr<comm::NcclCommunicator> edp_nccl = pc.ep > 1 ? nccl_group(*grid.edp, "edp-nccl") : dp_nccl;
+
   // Activations for one micro-batch; the step accumulates the gradients of all of them.
-  gpu::DeviceModel dm(micro_batch_config(c), local_rows / c.parallel.microbatches, stream);
+  gpu::DeviceModel dm(micro_batch_config(c), local_rows / c.parallel.microbatches, stream, ep_nccl.get());
   gpu::DeviceAdamW optim(dm.table(), c.optim, stream, frozen);
   dm.upload_params(model.params.data());
   copy_moments(host_optim, optim, model.table, /*to_device=*/true, stream);
-
-  // Gradients are reduced on the device over the data-parallel group (NCCL; the id travels over MPI).
-  std::unique_ptr<comm::NcclCommunicator> nccl;
-  if (dp.size() > 1) {
-    ncclUniqueId id{};
-    if (dp.rank() == 0) MOE_NCCL_CHECK(ncclGetUniqueId(&id));
-    dp.broadcast(&id, sizeof(id), 0);
-    nccl = std::make_unique<comm::NcclCommunicator>(id, dp.rank(), dp.size(), "dp-nccl", stream);
-  }
+  const std::vector<GradRange> grad_ranges = gradient_ranges(model.table);
 
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
@@ -156,11 +174,17 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
     dm.zero_grads();
     const gpu::DeviceStepOutput so = gpu::device_forward_backward(c, dm, tokens.data(), local_rows, global_tokens, reduce);
     const gpu::DeviceLosses& sl = so.losses;
-    if (nccl) nccl->allreduce_sum(dm.grads(), P);
+    for (const GradRange& r : grad_ranges) {
+      comm::NcclCommunicator* group = r.expert ? edp_nccl.get() : dp_nccl.get();
+      if (group) group->allreduce_sum(dm.grads() + r.begin, r.end - r.begin);
+    }
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
-    const double gnorm = std::sqrt(optim.grad_sq_sum(dm.grads()));
+    // Replicated tensors count once; expert slices differ over the ep group.
+    AdamW::SqSums sq = optim.grad_sq_sums(dm.grads());
+    grid.ep->allreduce_sum(&sq.sharded, 1);
+    const double gnorm = std::sqrt(sq.replicated + sq.sharded);
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw Error(kExitOther, "non-finite training state at step " + std::to_string(step + 1) + " (loss " +
                                   std::to_string(loss) + ", grad norm " + std::to_string(gnorm) +
@@ -217,7 +241,6 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
     if ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last) save_checkpoint(step + 1);
     if (exiting) break;
   }
-  nccl.reset();
   MOE_CUDA_CHECK(cudaStreamDestroy(stream));
   return result;
 }
