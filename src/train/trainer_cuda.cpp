@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "src/comm/cuda/nccl_communicator.h"
+#include "src/cuda/device_grad_sync.h"
 #include "src/cuda/device_model.h"
 #include "src/cuda/device_peak.h"
 #include "src/cuda/device_train_step.h"
@@ -97,21 +98,6 @@ void apply_balancing_bias(const Config& c, const ParamTable& t, const std::vecto
   }
 }
 
-// Runs of consecutive table tensors reduced over one group (dense over dp, routed experts over
-// edp), so the gradient all-reduce is a few large calls instead of one per tensor.
-struct GradRange {
-  int64_t begin = 0, end = 0;
-  bool expert = false;
-};
-std::vector<GradRange> gradient_ranges(const ParamTable& t) {
-  std::vector<GradRange> out;
-  for (const ParamInfo& p : t.params()) {
-    if (!out.empty() && out.back().expert == p.shard.expert) out.back().end = p.offset + p.numel;
-    else out.push_back({p.offset, p.offset + p.numel, p.shard.expert});
-  }
-  return out;
-}
-
 }  // namespace
 
 TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Communicator& world,
@@ -147,7 +133,7 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
   gpu::DeviceAdamW optim(dm.table(), c.optim, stream, frozen);
   dm.upload_params(model.params.data());
   copy_moments(host_optim, optim, model.table, /*to_device=*/true, stream);
-  const std::vector<GradRange> grad_ranges = gradient_ranges(model.table);
+  const gpu::DeviceGradSync grad_sync(model.table, dp_nccl.get(), edp_nccl.get(), *grid.ep);
 
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
@@ -174,17 +160,11 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
     dm.zero_grads();
     const gpu::DeviceStepOutput so = gpu::device_forward_backward(c, dm, tokens.data(), local_rows, global_tokens, reduce);
     const gpu::DeviceLosses& sl = so.losses;
-    for (const GradRange& r : grad_ranges) {
-      comm::NcclCommunicator* group = r.expert ? edp_nccl.get() : dp_nccl.get();
-      if (group) group->allreduce_sum(dm.grads() + r.begin, r.end - r.begin);
-    }
+    grad_sync.reduce(dm.grads());
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
-    // Replicated tensors count once; expert slices differ over the ep group.
-    AdamW::SqSums sq = optim.grad_sq_sums(dm.grads());
-    grid.ep->allreduce_sum(&sq.sharded, 1);
-    const double gnorm = std::sqrt(sq.replicated + sq.sharded);
+    const double gnorm = grad_sync.norm(optim, dm.grads());
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw Error(kExitOther, "non-finite training state at step " + std::to_string(step + 1) + " (loss " +
                                   std::to_string(loss) + ", grad norm " + std::to_string(gnorm) +

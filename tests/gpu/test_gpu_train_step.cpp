@@ -4,45 +4,19 @@
 #include <cmath>
 #include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "kernels/cuda/flash_attention.cuh"
 #include "moe/expert_padding.h"
-#include "src/cuda/device_model.h"
-#include "src/comm/thread_communicator.h"
 #include "src/cuda/device_train_step.h"
 #include "src/model/transformer.h"
 #include "src/train/micro_batches.h"
 #include "src/train/optimizer.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/train_step_fixtures.h"
 
 namespace moe::gpu_test {
 namespace {
-
-// Two layers (dense then MoE) so both FFN kinds, the router losses and GQA are exercised.
-Config small_config(const std::string& precision) {
-  Config c;
-  c.model.vocab_size = 67;
-  c.model.d_model = 32;
-  c.model.n_layers = 2;
-  c.model.n_heads = 4;
-  c.model.n_kv_heads = 2;
-  c.model.seq_len = 12;
-  c.model.ffn_hidden = 40;
-  c.model.moe_every = 2;  // layer 1 is MoE
-  c.moe.num_experts = 5;  // odd: uneven expert sizes, possibly an empty expert
-  c.moe.top_k = 2;
-  c.moe.expert_hidden = 24;
-  c.moe.aux_loss_coeff = 0.01;
-  c.moe.z_loss_coeff = 0.001;
-  c.train.precision = precision;
-  return c;
-}
-
-std::vector<int32_t> tokens_for(const Config& c, int64_t B, uint64_t seed) {
-  return random_ints(B * (c.model.seq_len + 1), seed, 0, int32_t(c.model.vocab_size));
-}
 
 struct CpuStep {
   StepLosses losses;
@@ -60,31 +34,6 @@ CpuStep cpu_step(const Config& c, int64_t B, const std::vector<float>& params, c
   tr.backward(pv, gv, double(B * c.model.seq_len));
   out.grads = g;
   for (const LayerLoadStats* s : tr.load_stats()) out.stats.push_back(*s);
-  return out;
-}
-
-struct GpuStep {
-  gpu::DeviceLosses losses;
-  std::vector<float> grads;
-  std::vector<LayerLoadStats> stats;
-  std::vector<float> token_losses;
-  gpu::DeviceModel::ExpertRowUse row_use;
-  int64_t activation_bytes = 0;
-};
-
-GpuStep gpu_step(const Config& c, int64_t B, const std::vector<float>& params, const std::vector<int32_t>& tokens) {
-  gpu::DeviceModel dm(c, B, stream());
-  dm.upload_params(params.data());
-  dm.zero_grads();
-  GpuStep out;
-  out.losses = dm.forward(tokens.data());
-  dm.backward(double(B * c.model.seq_len));
-  out.grads.resize(params.size());
-  dm.download_grads(out.grads.data());
-  out.stats = dm.load_stats();
-  out.token_losses = dm.token_losses();
-  out.row_use = dm.expert_row_use();
-  out.activation_bytes = dm.activation_bytes();
   return out;
 }
 
@@ -107,25 +56,6 @@ BothSteps both_steps(const Config& c, int64_t B,
   r.ref = cpu_step(ref_c, B, params, tokens);
   r.got = gpu_step(c, B, params, tokens);
   return r;
-}
-
-// Worst per-tensor error of a against b, relative to the tensor's largest |b|.
-double worst_tensor_err(const ParamTable& t, const std::vector<float>& a, const std::vector<float>& b,
-                        std::string* where) {
-  double worst = 0;
-  for (const ParamInfo& p : t.params()) {
-    double mx = 0, diff = 0;
-    for (int64_t i = p.offset; i < p.offset + p.numel; ++i) {
-      mx = std::max(mx, double(std::fabs(b[size_t(i)])));
-      diff = std::max(diff, double(std::fabs(a[size_t(i)] - b[size_t(i)])));
-    }
-    const double e = mx > 0 ? diff / mx : diff;
-    if (e > worst) {
-      worst = e;
-      *where = p.name;
-    }
-  }
-  return worst;
 }
 
 double cosine(const std::vector<float>& a, const std::vector<float>& b) {
@@ -263,92 +193,6 @@ TEST_P(GpuTrainStepLayout, RecomputeBlockGivesTheSameStepBitForBit) {
       EXPECT_EQ(differ, 0) << precision << " " << p.name;
     }
     EXPECT_LT(re.activation_bytes, kept.activation_bytes) << precision;
-  }
-}
-
-// Expert parallelism over two ranks (each its half of the batch and half of the experts; the token
-// rows travel by all-to-all-v) against one rank holding every expert and the whole batch: the
-// same losses and routing counts, the dense gradients summed over the ranks and each rank's expert
-// gradients its slice of the single-rank ones; with and without recompute block. The ranks are
-// threads on an in-process group over host memory, so this runs under the CPU emulation
-// (tests/gpu/emu) only: on one GPU NCCL cannot form the group.
-TEST_P(GpuTrainStepLayout, ExpertParallelStepMatchesOneRank) {
-  MOE_REQUIRE_GPU();
-#ifndef MOE_GPU_EMULATION
-  GTEST_SKIP() << "two ranks on one GPU: runs under the CPU emulation (tests/gpu/emu/run.sh --step)";
-#endif
-  Config c = small_config("fp32");
-  c.moe.num_experts = 6;
-  c.moe.bias_update_rate = 1e-3;
-  c.train.gpu_expert_padding = GetParam();
-  const int64_t B = 4, P = 2, T = c.model.seq_len, El = c.moe.num_experts / P;
-  const ParamTable table = build_param_table(c);
-  std::vector<float> params(size_t(table.total()));
-  init_params(table, params.data(), 11);
-  const auto tokens = tokens_for(c, B, 5);
-  const GpuStep one = gpu_step(c, B, params, tokens);
-
-  for (const char* recompute : {"none", "block"}) {
-    Config ec = c;
-    ec.parallel.ep = int(P);
-    ec.parallel.dp = int(P);
-    ec.parallel.recompute = recompute;
-    const auto group = comm::make_thread_group(int(P), "ep");
-    std::vector<GpuStep> got(static_cast<size_t>(P));
-    std::vector<ParamTable> tables(static_cast<size_t>(P));
-    std::vector<std::thread> ranks;
-    for (int64_t r = 0; r < P; ++r)
-      ranks.emplace_back([&, r] {
-        comm::Communicator& ep = *group[size_t(r)];
-        gpu::DeviceModel dm(ec, B / P, stream(), &ep);
-        const ParamTable& t = dm.table();
-        // This rank's weights: the single-rank ones, experts [r El, (r + 1) El) of each expert tensor.
-        std::vector<float> local(size_t(t.total()));
-        for (const ParamInfo& q : t.params()) {
-          const ParamInfo& full = table.params()[size_t(table.index_of(q.name))];
-          const int64_t first = full.offset + (q.shard.expert ? r * q.numel : 0);
-          std::copy(params.begin() + first, params.begin() + first + q.numel, local.begin() + q.offset);
-        }
-        dm.upload_params(local.data());
-        dm.zero_grads();
-        GpuStep& out = got[size_t(r)];
-        const SumReducer sum = [&](std::vector<double>& v) { ep.allreduce_sum(v.data(), int64_t(v.size())); };
-        out.losses = dm.forward(tokens.data() + r * (B / P) * (T + 1), sum);
-        dm.backward(double(B * T));
-        out.grads.resize(size_t(t.total()));
-        dm.download_grads(out.grads.data());
-        out.stats = dm.load_stats();
-        out.row_use = dm.expert_row_use();
-        tables[size_t(r)] = t;
-      });
-    for (auto& t : ranks) t.join();
-
-    EXPECT_NEAR(got[0].losses.lm_sum + got[1].losses.lm_sum, one.losses.lm_sum, 1e-5 * std::fabs(one.losses.lm_sum))
-        << recompute;
-    for (int64_t r = 0; r < P; ++r) {
-      EXPECT_NEAR(got[size_t(r)].losses.aux, one.losses.aux, 1e-6 * std::fabs(one.losses.aux)) << recompute;
-      EXPECT_NEAR(got[size_t(r)].losses.z, one.losses.z, 1e-5 * std::fabs(one.losses.z)) << recompute;
-      EXPECT_EQ(got[size_t(r)].stats[0].tokens_per_expert, one.stats[0].tokens_per_expert) << recompute;
-      EXPECT_EQ(got[size_t(r)].stats[0].bias, one.stats[0].bias) << recompute;
-    }
-    // Every routed row is computed once, on the rank of its expert.
-    EXPECT_EQ(got[0].row_use.routed + got[1].row_use.routed, one.row_use.routed) << recompute;
-    for (const ParamInfo& q : tables[0].params()) {
-      const ParamInfo& full = table.params()[size_t(table.index_of(q.name))];
-      double mx = 0, diff = 0;
-      for (int64_t r = 0; r < P; ++r)
-        for (int64_t k = 0; k < q.numel; ++k) {
-          // expert tensors: rank r's slice; the others: the sum over the ranks (each its tokens)
-          const float ref = one.grads[size_t(full.offset + (q.shard.expert ? r * q.numel : 0) + k)];
-          const float mine = q.shard.expert ? got[size_t(r)].grads[size_t(q.offset + k)]
-                                            : got[0].grads[size_t(q.offset + k)] + got[1].grads[size_t(q.offset + k)];
-          if (!q.shard.expert && r == 1) continue;  // the sum was compared at r = 0
-          mx = std::max(mx, double(std::fabs(ref)));
-          diff = std::max(diff, double(std::fabs(mine - ref)));
-        }
-      EXPECT_LE(diff, 2e-4 * mx + 1e-9) << recompute << " " << q.name;
-    }
-    EXPECT_EQ(tables[0].params()[size_t(tables[0].index_of("layers.1.moe.experts.w1"))].shape[0], El);
   }
 }
 

@@ -14,7 +14,7 @@
 #     routing and gather_scatter (.cu), the CPU twins of kernels/cpu as the reference.
 #   tests/gpu/emu/run.sh --step [gtest filter]
 #     the whole device step (src/cuda) on every kernel of kernels/cuda and the cuBLAS stand-in of
-#     include/cublas_v2.h: test_gpu_train_step.cpp, test_gpu_decoder.cpp, test_gpu_matmul.cpp and
+#     include/cublas_v2.h: test_gpu_train_step.cpp, test_gpu_parallel_step.cpp, test_gpu_decoder.cpp, test_gpu_matmul.cpp and
 #     test_gpu_attention.cpp against the CPU model and twins (under a minute, most of it compiling).
 #   tests/gpu/emu/run.sh --flash [gtest filter]
 #     tests/gpu/test_gpu_flash_attention.cpp against flash_attention.cu (forward and backward),
@@ -56,11 +56,11 @@ PY
 flags=(-std=c++20 -O1 -Wno-unknown-pragmas -DMOE_GPU_EMULATION -I"$here/include" -I"$root")
 if [[ $mode == step ]]; then
   sources=("$work"/*.cpp "$here/emu_cublas.cpp" "$here/permute_paths.cpp"
-    "$root"/src/cuda/{device_model,device_step,device_train_step,device_adamw,device_decoder,phase_marks}.cpp
+    "$root"/src/cuda/{device_model,device_step,device_train_step,device_grad_sync,device_adamw,device_decoder,phase_marks}.cpp
     "$root"/src/model/*.cpp "$root"/moe/*.cpp "$root"/kernels/cpu/*.cpp
     "$root"/src/core/{error,philox,strformat,page_memory}.cpp "$root/src/parallel/tensor_parallel.cpp"
     "$root"/src/comm/{communicator,thread_communicator}.cpp "$root"/src/train/{optimizer,flops,lr_schedule,generate,precision_weights,micro_batches}.cpp
-    "$root"/tests/gpu/test_gpu_{train_step,decoder,matmul,attention}.cpp)
+    "$root"/tests/gpu/test_gpu_{train_step,parallel_step,decoder,matmul,attention}.cpp)
   mkdir "$work/obj"
   # one object per source, two compilers at a time; names keep their directory so none collide
   printf '%s\n' "${sources[@]}" | xargs -P "${JOBS:-2}" -I{} sh -c \

@@ -59,12 +59,16 @@ namespace emu {
 inline thread_local EmuIdx thread_idx, block_idx;
 inline thread_local EmuDim grid_dim, block_dim;
 inline thread_local std::vector<char> dynamic_smem;
+// The block's dynamic shared memory as kernels see it (trivial thread_locals: no TLS wrapper call
+// on each access, which the std::vector above would cost).
+inline thread_local char* dynamic_smem_base = nullptr;
+inline thread_local size_t dynamic_smem_bytes = 0;
 inline thread_local int64_t exchange_int[32][32];
 inline thread_local double exchange_real[32][32];
 
 template <typename T>
 T* dyn_smem() {
-  return reinterpret_cast<T*>(dynamic_smem.data());
+  return reinterpret_cast<T*>(dynamic_smem_base);
 }
 
 // Dynamic shared memory a kernel may use (cudaFuncAttributeMaxDynamicSharedMemorySize).
@@ -74,7 +78,7 @@ constexpr size_t kDefaultSmem = 48 * 1024, kMaxSmemSm90 = 227 * 1024;
 // True when [p, p + n) lies in the current block's dynamic shared memory.
 inline bool in_dynamic_smem(const void* p, size_t n) {
   const char* c = static_cast<const char*>(p);
-  return c >= dynamic_smem.data() && c + n <= dynamic_smem.data() + dynamic_smem.size();
+  return c >= dynamic_smem_base && c + n <= dynamic_smem_base + dynamic_smem_bytes;
 }
 
 struct LaunchConfig {
@@ -99,13 +103,15 @@ struct Fiber {
   unsigned wait_generation = 0;
   EmuIdx idx;
 };
-inline thread_local std::vector<Fiber> fibers;
-inline thread_local unsigned current_fiber = 0, block_generation = 0, block_arrived = 0;
-inline thread_local std::vector<unsigned> warp_generation, warp_arrived;
+// Fixed arrays and plain values: the scheduler's state is read at every switch.
+inline thread_local Fiber fibers[1024];
+inline thread_local unsigned fiber_count = 0, current_fiber = 0, block_generation = 0, block_arrived = 0;
+inline thread_local unsigned warp_generation[32], warp_arrived[32];
 inline thread_local void* scheduler_sp = nullptr;
 inline thread_local void (*block_body)(void*) = nullptr;  // runs the kernel with its arguments
 inline thread_local void* block_body_arg = nullptr;
-inline thread_local std::exception_ptr fiber_error;
+inline thread_local std::exception_ptr fiber_error;  // read only when fiber_failed
+inline thread_local bool fiber_failed = false;
 
 struct FiberStacks {  // mmap'd once, reused by every launch; a guard page below each
   static constexpr size_t kBytes = size_t(1) << 20;
@@ -117,7 +123,8 @@ struct FiberStacks {  // mmap'd once, reused by every launch; a guard page below
       mprotect(p, 4096, PROT_NONE);
       stacks.push_back(static_cast<char*>(p));
     }
-    return stacks[i] + kBytes;
+    // Tops offset by a few cache lines each: 1 MiB-aligned tops would all map to the same cache sets.
+    return stacks[i] + kBytes - 64 * (i % 61);
   }
   ~FiberStacks() {
     for (char* p : stacks) munmap(p, kBytes);
@@ -153,15 +160,40 @@ emu_fiber_switch:
 )");
 
 namespace emu {
+inline bool runnable(const Fiber& f, unsigned t) {
+  return f.state == Fiber::kReady || (f.state == Fiber::kAtSyncthreads && f.wait_generation != block_generation) ||
+         (f.state == Fiber::kAtSyncwarp && f.wait_generation != warp_generation[t / 32]);
+}
+
+// Leaves the current fiber (already marked waiting or done; its stack pointer goes to *save) for
+// the next runnable one after it, round-robin, switching to it directly; to the scheduler when
+// none can run (all done, a deadlock, or a fiber threw).
+inline void leave_fiber(void** save) {
+  if (!fiber_failed)
+    for (unsigned k = 1; k <= fiber_count; ++k) {
+      unsigned t = current_fiber + k;
+      if (t >= fiber_count) t -= fiber_count;
+      Fiber& n = fibers[t];
+      if (!runnable(n, t)) continue;
+      n.state = Fiber::kReady;
+      current_fiber = t;
+      thread_idx = n.idx;
+      emu_fiber_switch(save, n.sp);
+      return;
+    }
+  emu_fiber_switch(save, scheduler_sp);
+}
+
 [[noreturn]] inline void fiber_entry() {
   try {
     block_body(block_body_arg);
   } catch (...) {
-    if (!fiber_error) fiber_error = std::current_exception();
+    if (!fiber_failed) fiber_error = std::current_exception();
+    fiber_failed = true;
   }
   fibers[current_fiber].state = Fiber::kDone;
   void* dead = nullptr;
-  emu_fiber_switch(&dead, scheduler_sp);
+  leave_fiber(&dead);
   __builtin_unreachable();
 }
 
@@ -178,10 +210,10 @@ inline void wait(Fiber::State at, unsigned generation) {
   Fiber& f = fibers[current_fiber];
   f.state = at;
   f.wait_generation = generation;
-  emu_fiber_switch(&f.sp, scheduler_sp);
+  leave_fiber(&f.sp);
 }
 inline void sync_block() {
-  if (++block_arrived == fibers.size()) {  // the last to arrive goes on; the others resume later
+  if (++block_arrived == fiber_count) {  // the last to arrive goes on; the others resume later
     block_arrived = 0;
     ++block_generation;
     return;
@@ -200,7 +232,8 @@ inline void sync_warp() {
 
 [[noreturn]] inline void report_deadlock() {
   unsigned at_block = 0, at_warp = 0, done = 0;
-  for (const Fiber& f : fibers) {
+  for (unsigned t = 0; t < fiber_count; ++t) {
+    const Fiber& f = fibers[t];
     at_block += f.state == Fiber::kAtSyncthreads;
     at_warp += f.state == Fiber::kAtSyncwarp;
     done += f.state == Fiber::kDone;
@@ -212,34 +245,26 @@ inline void sync_warp() {
   std::abort();
 }
 
-// Runs the block's fibers round-robin until all have returned.
+// Runs the block's fibers until all have returned: fiber 0 first, then each hands over to the
+// next runnable one (leave_fiber); control comes back here only when none can run.
 inline void run_block(unsigned threads_per_block) {
-  fibers.assign(threads_per_block, Fiber{});
-  warp_generation.assign(threads_per_block / 32, 0);
-  warp_arrived.assign(threads_per_block / 32, 0);
+  fiber_count = threads_per_block;
+  for (unsigned w = 0; w < threads_per_block / 32; ++w) warp_generation[w] = warp_arrived[w] = 0;
   block_arrived = 0;
   for (unsigned t = 0; t < threads_per_block; ++t) {
+    fibers[t] = Fiber{};
     fibers[t].idx = {t % block_dim.x, t / block_dim.x, 0};
     fibers[t].sp = fresh_stack(fiber_stacks.top(t));
   }
-  unsigned done = 0, passed = 0;
-  for (unsigned t = 0; done < threads_per_block; t = (t + 1) % threads_per_block) {
-    Fiber& f = fibers[t];
-    const bool runnable = f.state == Fiber::kReady ||
-                          (f.state == Fiber::kAtSyncthreads && f.wait_generation != block_generation) ||
-                          (f.state == Fiber::kAtSyncwarp && f.wait_generation != warp_generation[t / 32]);
-    if (!runnable) {
-      if (++passed > threads_per_block) report_deadlock();  // a full round and nobody could move
-      continue;
-    }
-    passed = 0;
-    f.state = Fiber::kReady;
-    current_fiber = t;
-    thread_idx = f.idx;
-    emu_fiber_switch(&scheduler_sp, f.sp);
-    if (fiber_error) std::rethrow_exception(std::exchange(fiber_error, nullptr));
-    done += f.state == Fiber::kDone;
+  current_fiber = 0;
+  thread_idx = fibers[0].idx;
+  emu_fiber_switch(&scheduler_sp, fibers[0].sp);
+  if (fiber_failed) {
+    fiber_failed = false;
+    std::rethrow_exception(std::exchange(fiber_error, nullptr));
   }
+  for (unsigned t = 0; t < threads_per_block; ++t)
+    if (fibers[t].state != Fiber::kDone) report_deadlock();
 }
 
 template <typename Kernel, typename... Args>
@@ -265,6 +290,8 @@ void launch(LaunchConfig c, Kernel kernel, Args... args) {
   for (unsigned by = 0; by < c.grid.y; ++by)
     for (unsigned bx = 0; bx < c.grid.x; ++bx) {
       dynamic_smem.assign(c.smem + 16, char(0x5a));
+      dynamic_smem_base = dynamic_smem.data();
+      dynamic_smem_bytes = dynamic_smem.size();
       block_idx = {bx, by, 0};
       run_block(threads_per_block);
     }
