@@ -67,6 +67,14 @@ class Communicator {
   // that has not completed within `seconds` aborts the whole job with a message naming the
   // rank, group and operation. <= 0 disables the watchdog.
   virtual void set_timeout(double seconds) = 0;
+  // Arms the watchdog that watches this group's collectives around an operation of another
+  // library (an NCCL communicator's blocking wait: NcclWatch::guard) until the returned guard is
+  // destroyed, so a stall there is reported like one here. Null where no watchdog runs.
+  virtual std::shared_ptr<void> watch(const std::string& group, const char* op) {
+    (void)group;
+    (void)op;
+    return nullptr;
+  }
 };
 
 // Initialises MPI once per process (finalised at exit). Safe without mpirun: a singleton world.

@@ -190,6 +190,9 @@ class MpiCommunicator final : public Communicator {
     return std::make_shared<MpiCommunicator>(sub, name, wd_);
   }
   void set_timeout(double seconds) override { wd_->set_timeout(seconds); }
+  std::shared_ptr<void> watch(const std::string& group, const char* op) override {
+    return std::make_shared<Watchdog::Guard>(wd_.get(), group, op);
+  }
 
  private:
   Watchdog::Guard watch(const char* op) { return Watchdog::Guard(wd_.get(), name_, op); }

@@ -121,8 +121,12 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
   const int64_t local_rows = c.train.batch_size / dp.size();
   // Device-memory groups (NCCL; each id travels over the MPI group): token rows over ep, dense
   // gradients over dp, expert gradients over edp (the ranks holding the same experts).
+  // Their blocking waits arm the process watchdog (parallel.timeout_s, set on world), so a stalled
+  // NCCL collective is reported with rank, group and operation instead of hanging.
+  const comm::NcclWatch watch{[&world](const std::string& group, const char* op) { return world.watch(group, op); },
+                              {}};
   auto nccl_group = [&](comm::Communicator& g, const char* name) {
-    return g.size() > 1 ? comm::make_nccl_communicator(g, name, stream) : nullptr;
+    return g.size() > 1 ? comm::make_nccl_communicator(g, name, stream, watch) : nullptr;
   };
   const std::shared_ptr<comm::NcclCommunicator> ep_nccl = nccl_group(*grid.ep, "ep-nccl");
   const std::shared_ptr<comm::NcclCommunicator> dp_nccl = nccl_group(dp, "dp-nccl");
