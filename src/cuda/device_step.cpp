@@ -122,6 +122,22 @@ class StepImpl final : public DeviceModel::Impl {
       blocked_matmul_backward(din, dw, nullptr, dout, in, w, b.start.data(), E, b.block, I, O, s, accumulate);
     else blocked_matmul_backward(din, nullptr, dw32, dout, in, w, b.start.data(), E, b.block, I, O, s, accumulate);
   }
+  // The SwiGLU experts' backward over the layer's rows: d(ye) in dxe_ in, d(xe) in dxe_ out (d(ye)
+  // is consumed before d(xe) is written); the blocked GEMMs and SwiGLU overwrite, the grouped GEMM
+  // accumulates into zeroed buffers.
+  void experts_backward(const FfnActs<T>& f, const BlockParams& p, const BlockParams& g) {
+    const int64_t R = f.used_rows, D = d.D, Fe = d.Fe;
+    const bool blocked = f.blocks.block > 0;
+    if (!blocked) dact_.zero(s, R * Fe);
+    expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dxe_.get(), f.act.get(), pc(p.experts_w2), f, Fe, D,
+                    false);
+    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s, /*accumulate=*/false);
+    if (!blocked) dxe_.zero(s, R * D);
+    expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe,
+                    false);
+    expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe,
+                    true);
+  }
   void attention_backward_block(AttnActs<T>& a, const float* x, const BlockParams& p, const BlockParams& g);
   // Layer i's activations for its backward: its own, or the workspace refilled by its forward.
   AttnActs<T>& attn_acts(int64_t i) { return recompute_ ? wa_ : attn_[size_t(i)]; }
@@ -549,7 +565,6 @@ void StepImpl<T>::ep_experts_forward(FfnActs<T>& f, const BlockParams& p) {
 template <typename T>
 void StepImpl<T>::ep_experts_backward(FfnActs<T>& f, const BlockParams& p, const BlockParams& g) {
   const int64_t N = d.N, D = d.D, K = d.K, M = N * K, Fe = d.Fe, R = f.used_rows, Mr = f.received;
-  const bool blocked = f.blocks.block > 0;
   // d(ys) and the combine weights' gradient on this rank, then d(ys) to the experts' ranks.
   ep_send_.zero(s, M * D);
   dws_.zero(s, M);
@@ -558,16 +573,8 @@ void StepImpl<T>::ep_experts_backward(FfnActs<T>& f, const BlockParams& p, const
   ep_exchange(ep_send_.get(), f.send_rows, ep_recv_.get(), f.recv_rows);
   ensure_size(dxe_, R * D);
   for (auto* a : {&dh1_, &dh3_, &dact_}) ensure_size(*a, R * Fe);
-  T* dye = dxe_.get();  // as in the single-rank backward: dye is consumed before dxe is written
-  gather_rows(dye, ep_recv_.get(), f.local_src.get(), R, D, s);
-  if (!blocked) dact_.zero(s, R * Fe);
-  expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dye, f.act.get(), pc(p.experts_w2), f, Fe, D, false);
-  swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s, /*accumulate=*/false);
-  if (!blocked) dxe_.zero(s, R * D);
-  expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe,
-                  false);
-  expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe,
-                  true);
+  gather_rows(dxe_.get(), ep_recv_.get(), f.local_src.get(), R, D, s);  // d(ye) in the local layout
+  experts_backward(f, p, g);
   // d(xe) back to the tokens' ranks, then un-permuted (the first writer of dxn32).
   gather_rows(ep_recv_.get(), dxe_.get(), f.recv_local.get(), Mr, D, s);
   ep_exchange(ep_recv_.get(), f.recv_rows, ep_send_.get(), f.send_rows);
@@ -644,27 +651,17 @@ template <typename T>
 void StepImpl<T>::ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams& p, const BlockParams& g) {
   const int64_t N = d.N, D = d.D;
   if (c.model.is_moe_layer(i)) {
-    const int64_t E = d.E, K = d.K, Fe = d.Fe, R = f.used_rows;  // R: rows of the expert layout
+    const int64_t E = d.E, K = d.K, R = f.used_rows;  // R: rows of the expert layout
     const MoeConfig& mc = c.moe;
-    // First writers overwrite (no zeroing, no read of the old values): SwiGLU's backward always,
-    // the blocked GEMMs' input gradients; the grouped GEMM accumulates into zeroed buffers.
-    const bool blocked = f.blocks.block > 0;
     dlogits_r_.zero(s);
     if (ep) {
       ep_experts_backward(f, p, g);
     } else {
       dxe_.zero(s, R * D);
-      if (!blocked) dact_.zero(s, R * Fe);
       dws_.zero(s, R);
-      T* dye = dxe_.get();  // dye and dxe are both R x D: dye is consumed before dxe is written
-      scatter_add_rows_backward(dye, dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), R, D, s);
-      expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dye, f.act.get(), pc(p.experts_w2), f, Fe, D, false);
-      swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s, /*accumulate=*/false);
-      if (!blocked) dxe_.zero(s, R * D);
-      expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe,
-                      false);
-      expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe,
-                      true);
+      scatter_add_rows_backward(dxe_.get(), dws_.get(), dx_.get(), f.ye.get(), f.rows.get(), f.sorted_weights.get(), R,
+                                D, s);
+      experts_backward(f, p, g);
       // Un-permute: the first writer of dxn32 (the router's input gradient adds to it below).
       combine_rows(dxn32_.get(), nullptr, dxe_.get(), f.slot_row.get(), nullptr, N, K, D, s);
     }

@@ -88,8 +88,7 @@ TEST_P(GpuParallelStep, ExpertParallelStepMatchesOneRank) {
   c.train.gpu_expert_padding = GetParam();
   const int64_t B = 4, P = 2, T = c.model.seq_len, El = c.moe.num_experts / P;
   const ParamTable table = build_param_table(c);
-  std::vector<float> params(size_t(table.total()));
-  init_params(table, params.data(), 11);
+  const std::vector<float> params = initial_params(table, 11);
   const auto tokens = tokens_for(c, B, 5);
   const GpuStep one = gpu_step(c, B, params, tokens);
 
@@ -149,8 +148,7 @@ TEST_P(GpuParallelStep, DataAndExpertParallelAdamWStepsMatchOneRank) {
   const int64_t B = 4, P = 2, T = c.model.seq_len, steps = 2;
   const double clip = 0.5, lr = 1e-2;
   const ParamTable table = build_param_table(c);
-  std::vector<float> params(size_t(table.total()));
-  init_params(table, params.data(), 3);
+  const std::vector<float> params = initial_params(table, 3);
 
   std::vector<double> one_norm, one_loss;
   std::vector<float> one_params(params.size());

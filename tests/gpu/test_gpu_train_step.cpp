@@ -144,8 +144,7 @@ TEST_P(GpuTrainStepLayout, Fp32StepRepeatsBitForBit) {
   c.train.gpu_expert_padding = GetParam();
   const int64_t B = 3;
   const ParamTable table = build_param_table(c);
-  std::vector<float> params(size_t(table.total()));
-  init_params(table, params.data(), 11);
+  const std::vector<float> params = initial_params(table, 11);
   const auto tokens = tokens_for(c, B, 5);
   const GpuStep a = gpu_step(c, B, params, tokens), b = gpu_step(c, B, params, tokens);
   EXPECT_EQ(a.losses.lm_sum, b.losses.lm_sum);
@@ -171,8 +170,7 @@ TEST_P(GpuTrainStepLayout, RecomputeBlockGivesTheSameStepBitForBit) {
     c.train.gpu_expert_padding = GetParam();
     const int64_t B = 3;
     const ParamTable table = build_param_table(c);
-    std::vector<float> params(size_t(table.total()));
-    init_params(table, params.data(), 11);
+    const std::vector<float> params = initial_params(table, 11);
     const auto tokens = tokens_for(c, B, 5);
     const GpuStep kept = gpu_step(c, B, params, tokens);
     Config rc = c;
@@ -231,8 +229,7 @@ TEST(GpuTrainStep, Fp32AdamWStepsTrackCpu) {
   c.optim.weight_decay = 0.1;
   const int64_t B = 2;
   const ParamTable table = build_param_table(c);
-  std::vector<float> params(size_t(table.total()));
-  init_params(table, params.data(), 3);
+  const std::vector<float> params = initial_params(table, 3);
 
   std::vector<float> cpu_p = params, cpu_g(params.size());
   Transformer tr(c, B);
@@ -280,8 +277,7 @@ TEST(GpuTrainStep, MicroBatchesAccumulateAsOnTheCpu) {
   ASSERT_EQ(gpu::device_step_unsupported(c), "");
   const int64_t B = 4, m = 2, mb = B / m, T = c.model.seq_len, E = c.moe.num_experts;
   const ParamTable table = build_param_table(c);
-  std::vector<float> params(size_t(table.total()));
-  init_params(table, params.data(), 11);
+  const std::vector<float> params = initial_params(table, 11);
   const float* bias = params.data() + table.params()[size_t(table.index_of("layers.1.moe.router.bias"))].offset;
   const auto tokens = tokens_for(c, B, 5);
   const Config mc = micro_batch_config(c);

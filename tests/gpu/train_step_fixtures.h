@@ -32,6 +32,13 @@ inline Config small_config(const std::string& precision) {
   return c;
 }
 
+// The model's initial weights (init_params with `seed`).
+inline std::vector<float> initial_params(const ParamTable& table, uint64_t seed) {
+  std::vector<float> params(size_t(table.total()));
+  init_params(table, params.data(), seed);
+  return params;
+}
+
 inline std::vector<int32_t> tokens_for(const Config& c, int64_t B, uint64_t seed) {
   return random_ints(B * (c.model.seq_len + 1), seed, 0, int32_t(c.model.vocab_size));
 }
