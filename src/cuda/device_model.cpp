@@ -32,6 +32,7 @@ DeviceModel::DeviceModel(const Config& c, int64_t batch, cudaStream_t stream, co
 DeviceModel::~DeviceModel() = default;
 
 const ParamTable& DeviceModel::table() const { return impl_->table; }
+const std::vector<int64_t>& DeviceModel::ep_sent_bytes() const { return impl_->ep_sent; }
 float* DeviceModel::params() { return impl_->params.get(); }
 float* DeviceModel::grads() { return impl_->grads.get(); }
 

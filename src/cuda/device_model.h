@@ -70,6 +70,10 @@ class DeviceModel {
   // Accumulates d(loss)/d(params) into grads(); the loss is lm_sum / global_tokens + aux + z.
   void backward(double global_tokens);
 
+  // Expert parallelism: bytes of token rows this rank sent to each ep rank (its own included) since
+  // the last forward began: dispatch and combine, their backward twins and a recomputed forward's
+  // (as EpDispatcher::sent_bytes); empty without ep.
+  const std::vector<int64_t>& ep_sent_bytes() const;
   // Per MoE layer (layer order), the routing statistics of the last forward.
   const std::vector<LayerLoadStats>& load_stats() const;
   // Per-token losses of the last forward (copied from the device).

@@ -61,6 +61,7 @@ class DeviceModel::Impl {
   Config c;
   Dims d;
   comm::Communicator* ep = nullptr;  // expert parallelism over device memory (null: all experts here)
+  std::vector<int64_t> ep_sent;      // DeviceModel::ep_sent_bytes()
   cudaStream_t s = nullptr;
   ParamTable table;
   DeviceArray<float> params, grads;

@@ -467,6 +467,7 @@ void StepImpl<T>::ep_exchange(const T* send, const std::vector<int64_t>& send_ro
     rb[r] = recv_rows[r] * row_bytes;
   }
   ep->alltoallv(send, sb.data(), recv, rb.data());
+  for (size_t r = 0; r < sb.size(); ++r) ep_sent[r] += sb[r];
 }
 
 // Received rows arrive source-major (peer 0's rows for local experts 0, 1, ..., then peer 1's);
@@ -595,6 +596,7 @@ DeviceLosses StepImpl<T>::forward(const int32_t* tokens, const SumReducer& reduc
   marks.mark("embedding fwd", s);
   embedding_forward(d.L > 0 ? attn_[0].x_in.get() : xf_.get(), inputs_.get(), P_.tok_embeddings, N, D, s);
   row_use = {};
+  if (ep) ep_sent.assign(size_t(ep->size()), 0);
   DeviceLosses out;
   for (int64_t i = 0; i < d.L; ++i) {
     const BlockParams& p = P_.blocks[size_t(i)];

@@ -22,6 +22,9 @@ DeviceStepOutput device_forward_backward(const Config& c, DeviceModel& dm, const
     const std::vector<LayerLoadStats>& s = dm.load_stats();
     out.stats.resize(s.size());
     for (size_t k = 0; k < s.size(); ++k) add_micro_batch_stats(out.stats[k], s[k], j == 0, m);
+    const std::vector<int64_t>& sent = dm.ep_sent_bytes();
+    out.ep_sent_bytes.resize(sent.size());
+    for (size_t r = 0; r < sent.size(); ++r) out.ep_sent_bytes[r] += sent[r];
   }
   // Each forward's bias follows from its own micro-batch's counts; the step's follows from the
   // step's counts (as on the CPU: TrainStep::update_balancing_bias), from the bias before the step.

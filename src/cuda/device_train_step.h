@@ -14,6 +14,7 @@ namespace moe::gpu {
 struct DeviceStepOutput {
   DeviceLosses losses;                 // lm_sum, aux and z summed over the micro-batches
   std::vector<LayerLoadStats> stats;   // per MoE layer, summed over the micro-batches
+  std::vector<int64_t> ep_sent_bytes;  // per ep rank, summed over the micro-batches (empty without ep)
 };
 
 // dm: built with micro_batch_config(c) for local_rows / c.parallel.microbatches sequences.

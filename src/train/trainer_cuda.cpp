@@ -181,7 +181,13 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
     if (load_balance.wants(step + 1)) {
       std::vector<const LayerLoadStats*> layers;
       for (const LayerLoadStats& s : so.stats) layers.push_back(&s);
-      load_balance.record(step + 1, layers, {}, no_phases, model,
+      // The ep x ep matrix of all-to-all bytes (row = sending rank), as the CPU trainer records it.
+      std::vector<int64_t> a2a;
+      if (const int64_t n = int64_t(so.ep_sent_bytes.size()); n > 1) {
+        a2a.resize(size_t(n * n));
+        grid.ep->allgather(so.ep_sent_bytes.data(), a2a.data(), n * int64_t(sizeof(int64_t)));
+      }
+      load_balance.record(step + 1, layers, a2a, no_phases, model,
                           std::chrono::duration<double>(step_end - step_start).count());
     }
     result.steps_done = step + 1;

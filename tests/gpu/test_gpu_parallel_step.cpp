@@ -98,6 +98,7 @@ void expert_parallel_step_matches_one_rank(const std::string& precision, double 
     const auto group = comm::make_thread_group(int(P), "ep");
     std::vector<GpuStep> got(static_cast<size_t>(P));
     std::vector<ParamTable> tables(static_cast<size_t>(P));
+    std::vector<std::vector<int64_t>> sent(static_cast<size_t>(P));
     on_ranks(P, [&](int64_t r) {
       comm::Communicator& ep = *group[size_t(r)];
       gpu::DeviceModel dm(ec, B / P, stream(), &ep);
@@ -111,8 +112,18 @@ void expert_parallel_step_matches_one_rank(const std::string& precision, double 
       dm.download_grads(out.grads.data());
       out.stats = dm.load_stats();
       out.row_use = dm.expert_row_use();
+      sent[size_t(r)] = dm.ep_sent_bytes();
       tables[size_t(r)] = dm.table();
     });
+    // Every routed row leaves its rank and comes back in the forward and again in the backward
+    // (and once more each way in a recomputed forward): rows of D elements of T, self-sends included.
+    int64_t total = 0;
+    for (const auto& s : sent) {
+      EXPECT_EQ(int64_t(s.size()), P) << what << recompute;
+      for (int64_t b : s) total += b;
+    }
+    const int64_t elem = precision == "fp32" ? 4 : 2, passes = std::string(recompute) == "block" ? 6 : 4;
+    EXPECT_EQ(total, passes * B * T * c.moe.top_k * c.model.d_model * elem) << what << recompute;
 
     EXPECT_NEAR(got[0].losses.lm_sum + got[1].losses.lm_sum, one.losses.lm_sum, 1e-5 * std::fabs(one.losses.lm_sum))
         << what << recompute;
