@@ -9,7 +9,8 @@ std::string device_step_unsupported(const Config& c) {
   const ParallelConfig& p = c.parallel;
   if (p.tp != 1 || p.pp != 1 || p.etp != 1)
     return "train.device cuda runs data and expert parallelism only (parallel.tp, pp and etp must be 1)";
-  if (p.zero_stage != 0) return "train.device cuda does not shard with ZeRO yet (parallel.zero_stage must be 0)";
+  if (p.zero_stage > 1)
+    return "train.device cuda shards optimizer states only (parallel.zero_stage 0 or 1; 2 and 3 are CPU-only)";
   if (p.recompute != "none" && p.recompute != "block")
     return "train.device cuda recomputes whole blocks only (parallel.recompute none or block)";
   if (c.train.precision != "fp32" && c.train.precision != "bf16")

@@ -15,6 +15,17 @@
 
 namespace moe {
 
+// An owned part of an updated tensor: its floats [flat, flat + n) of the flat parameter buffer sit
+// at shard_off in the rank's shard (and its moments).
+struct ZeroPiece {
+  size_t param;       // table index
+  int64_t flat;       // first float in the flat parameter buffer
+  int64_t n;          // floats
+  int64_t shard_off;  // position in the shard (and in the moments)
+};
+// This rank's pieces, range by range (frozen: as for AdamW).
+std::vector<ZeroPiece> zero_pieces(const ParamTable& table, const std::vector<bool>& frozen, const ZeroPartition& part);
+
 class ZeroAdamW {
  public:
   // frozen: as for AdamW (one flag per table parameter, or empty).
@@ -28,6 +39,12 @@ class ZeroAdamW {
   double grad_sq_sum(const float* grads, bool sharded, const std::function<bool(size_t)>& counts) const;
   void step(float* params, const float* grads, bool sharded, double lr, double clip_scale);
   int64_t state_floats() const { return int64_t(m_.size()); }  // per moment
+  // The moments in shard layout (state_floats() each) and the step count, for a device twin
+  // (src/cuda/device_zero_adamw.h) that converts its state through this one.
+  float* m_data() { return m_.data(); }
+  float* v_data() { return v_.data(); }
+  int64_t steps_done() const { return step_; }
+  void set_steps_done(int64_t s) { step_ = s; }
   // Collective over the dp and edp groups: fills `full` (same table and frozen list) with every
   // rank's moments and the step count.
   void to_full(AdamW& full, std::vector<float>& staging) const;
@@ -35,16 +52,10 @@ class ZeroAdamW {
   void from_full(AdamW& full);
 
  private:
-  struct Piece {
-    size_t param;       // table index
-    int64_t flat;       // first float in the flat parameter buffer
-    int64_t n;          // floats
-    int64_t shard_off;  // position in the shard (and in m_, v_)
-  };
   const ParamTable& table_;
   OptimConfig cfg_;
   const ZeroPartition& part_;
-  std::vector<Piece> pieces_;  // owned parts of updated tensors
+  std::vector<ZeroPiece> pieces_;  // owned parts of updated tensors
   std::vector<float> m_, v_, scaled_;
   int64_t step_ = 0;
 };

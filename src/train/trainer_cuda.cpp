@@ -14,8 +14,8 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "src/comm/cuda/nccl_communicator.h"
-#include "src/cuda/device_grad_sync.h"
 #include "src/cuda/device_model.h"
+#include "src/cuda/device_optimizer.h"
 #include "src/cuda/device_peak.h"
 #include "src/cuda/device_train_step.h"
 #include "src/train/checkpoint_state.h"
@@ -61,25 +61,6 @@ void select_gpu(const Config& c, const comm::Communicator& world) {
                       " ranks on this node but " + std::to_string(count) +
                       " GPU(s): start one rank per GPU (mpirun -np <GPUs per node> per node)");
   MOE_CUDA_CHECK(cudaSetDevice(index));
-}
-
-// Host <-> device copies of the AdamW moments (the host AdamW packs only the tensors it updates).
-void copy_moments(AdamW& host, gpu::DeviceAdamW& dev, const ParamTable& t, bool to_device, cudaStream_t s) {
-  for (size_t i = 0; i < t.params().size(); ++i) {
-    if (!host.updates(i)) continue;
-    const ParamInfo& p = t.params()[i];
-    const size_t bytes = sizeof(float) * size_t(p.numel);
-    if (to_device) {
-      MOE_CUDA_CHECK(cudaMemcpyAsync(dev.m() + p.offset, host.m_of(i), bytes, cudaMemcpyHostToDevice, s));
-      MOE_CUDA_CHECK(cudaMemcpyAsync(dev.v() + p.offset, host.v_of(i), bytes, cudaMemcpyHostToDevice, s));
-    } else {
-      MOE_CUDA_CHECK(cudaMemcpyAsync(host.m_of(i), dev.m() + p.offset, bytes, cudaMemcpyDeviceToHost, s));
-      MOE_CUDA_CHECK(cudaMemcpyAsync(host.v_of(i), dev.v() + p.offset, bytes, cudaMemcpyDeviceToHost, s));
-    }
-  }
-  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-  if (to_device) dev.set_steps_done(host.steps_done());
-  else host.set_steps_done(dev.steps_done());
 }
 
 // The balancing bias the forward computed (moe.bias_update_rate > 0) goes into the device weights
@@ -134,10 +115,10 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
 
   // Activations for one micro-batch; the step accumulates the gradients of all of them.
   gpu::DeviceModel dm(micro_batch_config(c), local_rows / c.parallel.microbatches, stream, ep_nccl.get());
-  gpu::DeviceAdamW optim(dm.table(), c.optim, stream, frozen);
+  gpu::DeviceOptimizer optim(c, dm.table(), frozen,
+                             {dp_nccl.get(), edp_nccl.get(), &dp, grid.edp.get(), grid.ep.get()}, stream);
   dm.upload_params(model.params.data());
-  copy_moments(host_optim, optim, model.table, /*to_device=*/true, stream);
-  const gpu::DeviceGradSync grad_sync(model.table, dp_nccl.get(), edp_nccl.get(), *grid.ep);
+  optim.load(host_optim);
 
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
@@ -151,7 +132,7 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
 
   auto save_checkpoint = [&](int64_t step) {
     dm.download_params(model.params.data());
-    copy_moments(host_optim, optim, model.table, /*to_device=*/false, stream);
+    optim.save(host_optim);  // collective under ZeRO
     save_training_state(c, ckpt_root, step, model, host_optim, loader, grid);
   };
 
@@ -164,17 +145,17 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
     dm.zero_grads();
     const gpu::DeviceStepOutput so = gpu::device_forward_backward(c, dm, tokens.data(), local_rows, global_tokens, reduce);
     const gpu::DeviceLosses& sl = so.losses;
-    grad_sync.reduce(dm.grads());
+    optim.reduce(dm.grads());
     double lm_sum = sl.lm_sum;
     dp.allreduce_sum(&lm_sum, 1);
     const double lm = lm_sum / global_tokens, loss = lm + sl.aux + sl.z;
-    const double gnorm = grad_sync.norm(optim, dm.grads());
+    const double gnorm = optim.norm(dm.grads());
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw Error(kExitOther, "non-finite training state at step " + std::to_string(step + 1) + " (loss " +
                                   std::to_string(loss) + ", grad norm " + std::to_string(gnorm) +
                                   ") on the GPU; rerun with train.device cpu for the per-tensor report");
     const double lr = lr_at(step, c.train.steps, c.optim.warmup_steps, c.optim.lr, c.optim.min_lr);
-    optim.step(dm.params(), dm.grads(), lr, clip_scale(gnorm, c.optim.grad_clip), dm.compute_copy());
+    optim.step(dm, lr, clip_scale(gnorm, c.optim.grad_clip));
     apply_balancing_bias(c, model.table, so.stats, dm, stream);
     MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
     const auto step_end = Clock::now();
@@ -203,11 +184,11 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
       for (const LayerLoadStats& s : so.stats) worst = std::max(worst, s.max_over_mean());
       // fp32 master and gradients (+ the bf16 compute copy and weight gradients), AdamW's two moments.
       const int64_t f = sizeof(float), half = c.train.precision == "bf16" ? 2 : 0;
-      const int64_t weights = P * (f + half), moments = 2 * P * f;
+      const int64_t weights = P * (f + half), moments = 2 * optim.state_floats() * f;
       nlohmann::json rec = {{"step", step + 1},     {"loss", loss},        {"lm_loss", lm},
                             {"aux_loss", sl.aux},   {"z_loss", sl.z},      {"lr", lr},
                             {"grad_norm", gnorm},   {"tokens_per_s", tps}, {"mfu", mfu},
-                            {"dropped_frac", 0.0},  {"max_over_mean", worst}, {"zero_stage", 0},
+                            {"dropped_frac", 0.0},  {"max_over_mean", worst}, {"zero_stage", optim.zero_stage()},
                             {"device", "cuda"},     {"attention", dm.attention_kernel()}};
       rec["mem_params"] = weights;
       rec["mem_grads"] = weights;

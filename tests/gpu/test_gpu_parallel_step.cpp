@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "src/comm/thread_communicator.h"
-#include "src/cuda/device_grad_sync.h"
+#include "src/cuda/device_optimizer.h"
 #include "src/cuda/device_model.h"
 #include "src/train/optimizer.h"
 #include "tests/gpu/gpu_test_util.h"
@@ -155,10 +155,12 @@ TEST_P(GpuParallelStep, ExpertParallelStepMatchesOneRank) {
     expert_parallel_step_matches_one_rank(precision, GetParam());
 }
 
-// Whole optimizer steps (train.device cuda's: forward, backward, DeviceGradSync's reduction and
-// norm, clipped AdamW) on dp 2 with ep 1 (experts replicated, reduced over dp) and ep 2 (experts
-// split, reduced over edp = 1 rank, their norm summed over ep) against one rank on the whole batch.
-TEST_P(GpuParallelStep, DataAndExpertParallelAdamWStepsMatchOneRank) {
+// Whole optimizer steps as train.device cuda runs them (forward, backward, DeviceOptimizer's
+// reduction, norm and clipped AdamW) on dp 2 with ep 1 (experts replicated, reduced over dp) and
+// ep 2 (experts split, their norm summed over ep), ZeRO stage 0 and 1, against one rank on the
+// whole batch: the losses and norms of every step, the final weights, and the moments in the
+// checkpoint format (DeviceOptimizer::save, ZeRO's gathered through its host twin).
+TEST_P(GpuParallelStep, DataExpertAndZeroParallelAdamWStepsMatchOneRank) {
   MOE_REQUIRE_GPU();
   MOE_REQUIRE_HOST_GROUPS();
   Config c = small_config("fp32");
@@ -171,7 +173,7 @@ TEST_P(GpuParallelStep, DataAndExpertParallelAdamWStepsMatchOneRank) {
   const std::vector<float> params = initial_params(table, 3);
 
   std::vector<double> one_norm, one_loss;
-  std::vector<float> one_params(params.size());
+  std::vector<float> one_params(params.size()), one_m(params.size()), one_v(params.size());
   {
     gpu::DeviceModel dm(c, B, stream());
     gpu::DeviceAdamW opt(dm.table(), c.optim, stream());
@@ -186,63 +188,98 @@ TEST_P(GpuParallelStep, DataAndExpertParallelAdamWStepsMatchOneRank) {
       dm.refresh_compute_copy();
     }
     dm.download_params(one_params.data());
+    MOE_CUDA_CHECK(cudaMemcpy(one_m.data(), opt.m(), sizeof(float) * one_m.size(), cudaMemcpyDeviceToHost));
+    MOE_CUDA_CHECK(cudaMemcpy(one_v.data(), opt.v(), sizeof(float) * one_v.size(), cudaMemcpyDeviceToHost));
   }
 
-  for (int ep_size : {1, 2}) {
-    Config ec = c;
-    ec.parallel.dp = int(P);
-    ec.parallel.ep = ep_size;
-    const auto dp = comm::make_thread_group(int(P), "dp");
-    // ep 2: both ranks, experts split (edp: each rank alone); ep 1: each rank alone (edp = dp).
-    const auto ep_pair = comm::make_thread_group(int(P), "ep");
-    std::vector<std::vector<std::shared_ptr<comm::Communicator>>> ep_alone;
-    for (int64_t r = 0; r < P; ++r) ep_alone.push_back(comm::make_thread_group(1, "ep"));
-    std::vector<std::vector<double>> norms(static_cast<size_t>(P)), losses(static_cast<size_t>(P));
-    std::vector<std::vector<float>> final_params(static_cast<size_t>(P));
-    std::vector<ParamTable> tables(static_cast<size_t>(P));
-    on_ranks(P, [&](int64_t r) {
-      comm::Communicator& ep = ep_size > 1 ? *ep_pair[size_t(r)] : *ep_alone[size_t(r)][0];
-      comm::Communicator& dpr = *dp[size_t(r)];
-      gpu::DeviceModel dm(ec, B / P, stream(), &ep);
-      gpu::DeviceAdamW opt(dm.table(), ec.optim, stream());
-      const gpu::DeviceGradSync sync(dm.table(), &dpr, ep_size > 1 ? nullptr : &dpr, ep);
-      dm.upload_params(rank_params(dm.table(), table, params, ep.rank()).data());
-      const SumReducer sum = [&](std::vector<double>& v) { dpr.allreduce_sum(v.data(), int64_t(v.size())); };
-      for (int64_t step = 0; step < steps; ++step) {
-        const auto tokens = tokens_for(c, B, 100 + uint64_t(step));
-        dm.zero_grads();
-        double lm = dm.forward(tokens.data() + r * (B / P) * (T + 1), sum).lm_sum;
-        dm.backward(double(B * T));
-        sync.reduce(dm.grads());
-        const double norm = sync.norm(opt, dm.grads());
-        opt.step(dm.params(), dm.grads(), lr, clip_scale(norm, clip));
-        dm.refresh_compute_copy();
-        dpr.allreduce_sum(&lm, 1);
-        losses[size_t(r)].push_back(lm);
-        norms[size_t(r)].push_back(norm);
-      }
-      final_params[size_t(r)].resize(size_t(dm.table().total()));
-      dm.download_params(final_params[size_t(r)].data());
-      tables[size_t(r)] = dm.table();
-    });
+  for (int zero : {0, 1})
+    for (int ep_size : {1, 2}) {
+      const std::string what = "zero " + std::to_string(zero) + ", ep " + std::to_string(ep_size);
+      Config ec = c;
+      ec.parallel.dp = int(P);
+      ec.parallel.ep = ep_size;
+      ec.parallel.zero_stage = zero;
+      ASSERT_EQ(gpu::device_step_unsupported(ec), "");
+      const auto dp = comm::make_thread_group(int(P), "dp");
+      // ep 2: both ranks, experts split (edp: each rank alone); ep 1: each rank alone (edp = dp).
+      const auto ep_pair = comm::make_thread_group(int(P), "ep");
+      std::vector<std::vector<std::shared_ptr<comm::Communicator>>> alone;
+      for (int64_t r = 0; r < P; ++r) alone.push_back(comm::make_thread_group(1, "alone"));
+      std::vector<std::vector<double>> norms(static_cast<size_t>(P)), losses(static_cast<size_t>(P));
+      std::vector<std::vector<float>> final_params(static_cast<size_t>(P)), saved_m(static_cast<size_t>(P)),
+          saved_v(static_cast<size_t>(P));
+      std::vector<ParamTable> tables(static_cast<size_t>(P));
+      std::vector<int64_t> state_floats(static_cast<size_t>(P));
+      on_ranks(P, [&](int64_t r) {
+        comm::Communicator& ep = ep_size > 1 ? *ep_pair[size_t(r)] : *alone[size_t(r)][0];
+        comm::Communicator& dpr = *dp[size_t(r)];
+        comm::Communicator& edp = ep_size > 1 ? *alone[size_t(r)][0] : dpr;
+        gpu::DeviceModel dm(ec, B / P, stream(), &ep);
+        const ParamTable& t = dm.table();
+        gpu::DeviceOptimizer opt(ec, t, {}, {&dpr, ep_size > 1 ? nullptr : &dpr, &dpr, &edp, &ep}, stream());
+        dm.upload_params(rank_params(t, table, params, ep.rank()).data());
+        AdamW fresh(t, ec.optim);
+        opt.load(fresh);
+        const SumReducer sum = [&](std::vector<double>& v) { dpr.allreduce_sum(v.data(), int64_t(v.size())); };
+        for (int64_t step = 0; step < steps; ++step) {
+          const auto tokens = tokens_for(c, B, 100 + uint64_t(step));
+          dm.zero_grads();
+          double lm = dm.forward(tokens.data() + r * (B / P) * (T + 1), sum).lm_sum;
+          dm.backward(double(B * T));
+          opt.reduce(dm.grads());
+          const double norm = opt.norm(dm.grads());
+          opt.step(dm, lr, clip_scale(norm, clip));
+          dpr.allreduce_sum(&lm, 1);
+          losses[size_t(r)].push_back(lm);
+          norms[size_t(r)].push_back(norm);
+        }
+        final_params[size_t(r)].resize(size_t(t.total()));
+        dm.download_params(final_params[size_t(r)].data());
+        AdamW saved(t, ec.optim);
+        opt.save(saved);
+        EXPECT_EQ(saved.steps_done(), steps) << what;
+        saved_m[size_t(r)].assign(size_t(t.total()), 0.0f);
+        saved_v[size_t(r)].assign(size_t(t.total()), 0.0f);
+        for (size_t i = 0; i < t.params().size(); ++i) {
+          if (!saved.updates(i)) continue;
+          const ParamInfo& q = t.params()[i];
+          std::copy_n(saved.m_of(i), q.numel, saved_m[size_t(r)].begin() + q.offset);
+          std::copy_n(saved.v_of(i), q.numel, saved_v[size_t(r)].begin() + q.offset);
+        }
+        state_floats[size_t(r)] = opt.state_floats();
+        tables[size_t(r)] = t;
+      });
 
-    for (int64_t r = 0; r < P; ++r) {
-      for (int64_t step = 0; step < steps; ++step) {
-        EXPECT_NEAR(losses[size_t(r)][size_t(step)], one_loss[size_t(step)], 2e-5 * std::fabs(one_loss[size_t(step)]))
-            << "ep " << ep_size << ", rank " << r << ", step " << step;
-        EXPECT_NEAR(norms[size_t(r)][size_t(step)], one_norm[size_t(step)], 1e-4 * one_norm[size_t(step)])
-            << "ep " << ep_size << ", rank " << r << ", step " << step;
+      for (int64_t r = 0; r < P; ++r) {
+        for (int64_t step = 0; step < steps; ++step) {
+          EXPECT_NEAR(losses[size_t(r)][size_t(step)], one_loss[size_t(step)],
+                      2e-5 * std::fabs(one_loss[size_t(step)]))
+              << what << ", rank " << r << ", step " << step;
+          EXPECT_NEAR(norms[size_t(r)][size_t(step)], one_norm[size_t(step)], 1e-4 * one_norm[size_t(step)])
+              << what << ", rank " << r << ", step " << step;
+        }
+        // As in GpuTrainStep.Fp32AdamWStepsTrackCpu: AdamW divides each gradient element by its
+        // own running RMS, so rounding-level gradient differences move a weight by up to a
+        // sizeable fraction of lr; the losses above are the tight check.
+        const int64_t ep_rank = ep_size > 1 ? r : 0;
+        std::string where;
+        const auto& mine = final_params[size_t(r)];
+        const auto own = [&](int64_t k) { return mine[size_t(k)]; };
+        EXPECT_LT(worst_vs_one_rank(tables[size_t(r)], table, one_params, ep_rank, own, mine, &where), 2e-3)
+            << what << ", rank " << r << ", weights, worst tensor: " << where;
+        const auto& m = saved_m[size_t(r)];
+        const auto m_own = [&](int64_t k) { return m[size_t(k)]; };
+        EXPECT_LT(worst_vs_one_rank(tables[size_t(r)], table, one_m, ep_rank, m_own, m, &where), 1e-3)
+            << what << ", rank " << r << ", first moment, worst tensor: " << where;
+        const auto& v = saved_v[size_t(r)];
+        const auto v_own = [&](int64_t k) { return v[size_t(k)]; };
+        EXPECT_LT(worst_vs_one_rank(tables[size_t(r)], table, one_v, ep_rank, v_own, v, &where), 1e-3)
+            << what << ", rank " << r << ", second moment, worst tensor: " << where;
+        // ZeRO 1 keeps about half the moments on each of the two ranks.
+        if (zero == 1) EXPECT_LT(state_floats[size_t(r)], tables[size_t(r)].total() * 3 / 4) << what;
+        else EXPECT_EQ(state_floats[size_t(r)], tables[size_t(r)].total()) << what;
       }
-      // As in GpuTrainStep.Fp32AdamWStepsTrackCpu: AdamW divides each gradient element by its own
-      // running RMS, so rounding-level gradient differences move a weight by up to a sizeable
-      // fraction of lr; the losses above are the tight check.
-      const std::vector<float>& mine = final_params[size_t(r)];
-      std::string where;
-      const auto own = [&](int64_t k) { return mine[size_t(k)]; };
-      EXPECT_LT(worst_vs_one_rank(tables[size_t(r)], table, one_params, ep_size > 1 ? r : 0, own, mine, &where), 2e-3)
-          << "ep " << ep_size << ", rank " << r << ", worst tensor: " << where;
     }
-  }
 }
 
 INSTANTIATE_TEST_SUITE_P(ExpertLayouts, GpuParallelStep, ::testing::Values(0.0, 8.0));
