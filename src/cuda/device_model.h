@@ -6,7 +6,7 @@
 //
 // Scope (device_step_unsupported says what is refused and why): one rank of a data- and
 // expert-parallel layout (tp = pp = etp = 1; ep > 1 takes an ep communicator; the caller reduces
-// gradients), one micro-batch per forward
+// gradients: DeviceOptimizer, ZeRO 0 or 1), one micro-batch per forward
 // (device_train_step.h accumulates parallel.microbatches of them), the softmax token-choice router
 // ("softmax then top-k", no group limit, no jitter), dropless dispatch, no shared experts, no
 // recomputation, fp32 or bf16.
