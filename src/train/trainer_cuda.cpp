@@ -13,6 +13,7 @@
 #include <nccl.h>
 
 #include "kernels/cuda/cuda_check.h"
+#include "moe/ep_dispatcher.h"
 #include "src/comm/cuda/nccl_communicator.h"
 #include "src/cuda/device_model.h"
 #include "src/cuda/device_optimizer.h"
@@ -120,6 +121,13 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
   dm.upload_params(model.params.data());
   optim.load(host_optim);
 
+  // Evaluation runs the CPU model on this rank's weights: under ep > 1 its experts are a slice, so
+  // the tokens travel to the other slices as in CPU training.
+  const DispatcherFactory eval_dispatcher = [&](int64_t) -> std::unique_ptr<TokenDispatcher> {
+    if (pc.ep > 1) return std::make_unique<EpDispatcher>(*grid.ep, &dp, c.moe.num_experts);
+    return std::make_unique<LocalDispatcher>(&dp);
+  };
+
   MetricsWriter metrics(lead ? (fs::path(opt.run_dir) / "metrics.jsonl").string() : "");
   const double global_tokens = double(c.train.batch_size * c.model.seq_len);
   const double flops_per_token = train_flops_per_token(c);
@@ -198,7 +206,7 @@ TrainResult train_on_device(const Config& c, const TrainOptions& opt, comm::Comm
       rec["mem_bytes"] = 2 * weights + moments + dm.activation_bytes();
       if (c.train.eval_every > 0 && ((step + 1) % c.train.eval_every == 0 || last)) {
         dm.download_params(model.params.data());  // eval runs the CPU model on the same weights
-        rec["eval_loss"] = evaluate(c, model.p, c.train.eval_batches, dp).loss;
+        rec["eval_loss"] = evaluate(c, model.p, c.train.eval_batches, dp, eval_dispatcher).loss;
       }
       metrics.write(rec);
       if (lead && !opt.quiet) {
