@@ -1,182 +1,16 @@
 // DeviceModel's forward and backward for one compute type T (float or bf16). The order of
-// operations follows src/model/transformer.cpp, attention.cpp, mlp.cpp and moe/moe_layer.cpp.
-#include <cuda_bf16.h>
-
+// operations follows src/model/transformer.cpp, attention.cpp, mlp.cpp and moe/moe_layer.cpp;
+// expert parallelism's exchanges are in device_step_ep.cpp.
 #include <cstdio>
 #include <limits>
 #include <utility>
 
-#include "kernels/cuda/attention.cuh"
-#include "kernels/cuda/combine.cuh"
-#include "kernels/cuda/convert.cuh"
-#include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/elementwise.cuh"
-#include "kernels/cuda/embedding.cuh"
-#include "kernels/cuda/expert_layout.cuh"
-#include "kernels/cuda/flash_attention.cuh"
-#include "kernels/cuda/matmul.cuh"
-#include "kernels/cuda/permute.cuh"
-#include "kernels/cuda/rmsnorm.cuh"
-#include "kernels/cuda/rope.cuh"
-#include "kernels/cuda/router.cuh"
-#include "kernels/cuda/router_grad.cuh"
-#include "kernels/cuda/routing.cuh"
-#include "kernels/cuda/softmax_ce.cuh"
-#include "moe/expert_padding.h"
-#include "src/comm/communicator.h"
-#include "src/cuda/device_model_impl.h"
+#include "src/cuda/device_step_impl.h"
 
 namespace moe::gpu {
 
-namespace {
+namespace step {
 
-using namespace moe::cuda;
-using bf16 = __nv_bfloat16;
-
-template <typename T>
-class StepImpl final : public DeviceModel::Impl {
-  static constexpr bool kF32 = std::is_same_v<T, float>;
-
- public:
-  StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream, comm::Communicator* ep_group);
-  DeviceLosses forward(const int32_t* tokens, const SumReducer& reduce_sum) override;
-  void backward(double global_tokens) override;
-  void refresh_compute_copy() override {
-    if constexpr (!kF32) convert(pc_.get(), params.get(), params.size(), s);
-  }
-  bf16* compute_copy() override {
-    if constexpr (kF32) return nullptr;
-    else return pc_.get();
-  }
-  int64_t activation_bytes() const override { return act_bytes_; }
-
- private:
-  // Compute-type views of a master / gradient view (same offsets).
-  T* pc(const float* master) {
-    if constexpr (kF32) return const_cast<float*>(master);
-    else return pc_.get() + (master - params.get());
-  }
-  T* gc(const float* grad) {
-    if constexpr (kF32) return const_cast<float*>(grad);
-    else return gc_.get() + (grad - grads.get());
-  }
-  // An fp32 buffer seen as T (fp32: the same buffer; bf16: `staging`, rounded from it).
-  T* as_t(float* x, DeviceArray<T>& staging, int64_t n) {
-    if constexpr (kF32) return x;
-    else {
-      convert(staging.get(), x, n, s);
-      return staging.get();
-    }
-  }
-
-  // The residual stream lives in the blocks' saved inputs: a block reads its input x and writes
-  // its output (x + its branch) into the next block's saved input (the last into xf_), so the
-  // inputs the backward needs are kept without copies. Under parallel.recompute block only those
-  // inputs are kept per layer (attn_[i].x_in); the rest of a layer's activations live in one
-  // workspace (wa_, wf_) that the backward refills by running the layer's forward again.
-  void attention_forward_block(AttnActs<T>& a, const float* x, float* out, const BlockParams& p);
-  void ffn_forward_block(int64_t i, FfnActs<T>& f, float* out, const BlockParams& p, const SumReducer& reduce_sum,
-                         DeviceLosses& losses);
-  void moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockParams& p, const SumReducer& reduce_sum,
-                   DeviceLosses& losses);
-  void routing_statistics(int64_t i, FfnActs<T>& f, const std::vector<double>& sums, const BlockParams& p,
-                          const SumReducer& reduce_sum, DeviceLosses& losses);
-  // Expert parallelism (ep != null): the experts' part of the MoE forward with the token rows
-  // exchanged over the ep group, and its backward from d(ys) to d(xn) (into dxn32_).
-  void ep_experts_forward(FfnActs<T>& f, const BlockParams& p);
-  void ep_experts_backward(FfnActs<T>& f, const BlockParams& p, const BlockParams& g);
-  // The local expert layout of the rows this rank receives, from the counts per (peer, local expert).
-  void ep_layout(FfnActs<T>& f, const std::vector<int64_t>& recv_counts);
-  // Sends [rows, D] blocks of T: send_rows[r] rows to peer r, recv_rows[r] from it.
-  void ep_exchange(const T* send, const std::vector<int64_t>& send_rows, T* recv, const std::vector<int64_t>& recv_rows);
-  // out = x + inp W^T (inp [N, I], W [D, I]): a block's output from its saved input. fp32 adds in
-  // the GEMM (beta 1) onto a copy of x; bf16 stages the product and adds it out of place.
-  void project_residual(float* out, const float* x, const T* inp, const T* w, int64_t I) {
-    const int64_t N = d.N, D = d.D;
-    if constexpr (kF32) {
-      MOE_CUDA_CHECK(cudaMemcpyAsync(out, x, sizeof(float) * N * D, cudaMemcpyDeviceToDevice, s));
-      matmul_forward(out, inp, w, N, I, D, true, s);
-    } else {
-      matmul_forward(stage_.get(), inp, w, N, I, D, false, s);
-      residual_add(out, x, stage_.get(), N * D, s);
-    }
-  }
-  // dx += the norm's input gradient for an output gradient in T (bf16: read as fp32, exact).
-  void norm_backward(float* dweight, const T* dxn, const float* x_in, const float* weight, const float* rstd) {
-    rmsnorm_backward(dx_.get(), dweight, dxn, x_in, weight, rstd, d.N, d.D, s);
-  }
-  // The expert GEMMs over the layer's row layout: blocked (uniform batched calls) or compact (grouped).
-  void expert_forward(T* out, const T* in, const T* w, const FfnActs<T>& f, int64_t I, int64_t O) {
-    if (f.blocks.block) blocked_matmul_forward(out, in, w, f.blocks.start.data(), f.experts, f.blocks.block, I, O, s);
-    else grouped_matmul_forward(out, in, w, f.offs.data(), f.experts, I, O, s);
-  }
-  // dw: the compute-type gradient of the weights (added to the fp32 one at the end of backward);
-  // dw32: the fp32 one, where experts with several blocks sum them (no rounding per block). The
-  // blocked GEMMs overwrite din unless `accumulate` (the grouped one always adds: zero din first).
-  void expert_backward(T* din, T* dw, float* dw32, const T* dout, const T* in, const T* w, const FfnActs<T>& f,
-                       int64_t I, int64_t O, bool accumulate) {
-    const ExpertBlocks& b = f.blocks;
-    const int64_t E = f.experts;
-    if (!b.block) grouped_matmul_backward(din, dw, dout, in, w, f.offs.data(), E, I, O, s);
-    else if (b.max_blocks == 1)
-      blocked_matmul_backward(din, dw, nullptr, dout, in, w, b.start.data(), E, b.block, I, O, s, accumulate);
-    else blocked_matmul_backward(din, nullptr, dw32, dout, in, w, b.start.data(), E, b.block, I, O, s, accumulate);
-  }
-  // The SwiGLU experts' backward over the layer's rows: d(ye) in dxe_ in, d(xe) in dxe_ out (d(ye)
-  // is consumed before d(xe) is written); the blocked GEMMs and SwiGLU overwrite, the grouped GEMM
-  // accumulates into zeroed buffers.
-  void experts_backward(const FfnActs<T>& f, const BlockParams& p, const BlockParams& g) {
-    const int64_t R = f.used_rows, D = d.D, Fe = d.Fe;
-    const bool blocked = f.blocks.block > 0;
-    if (!blocked) dact_.zero(s, R * Fe);
-    expert_backward(dact_.get(), gc(g.experts_w2), g.experts_w2, dxe_.get(), f.act.get(), pc(p.experts_w2), f, Fe, D,
-                    false);
-    swiglu_backward(dh1_.get(), dh3_.get(), dact_.get(), f.h1.get(), f.h3.get(), R * Fe, s, /*accumulate=*/false);
-    if (!blocked) dxe_.zero(s, R * D);
-    expert_backward(dxe_.get(), gc(g.experts_w1), g.experts_w1, dh1_.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe,
-                    false);
-    expert_backward(dxe_.get(), gc(g.experts_w3), g.experts_w3, dh3_.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe,
-                    true);
-  }
-  void attention_backward_block(AttnActs<T>& a, const float* x, const BlockParams& p, const BlockParams& g);
-  // Layer i's activations for its backward: its own, or the workspace refilled by its forward.
-  AttnActs<T>& attn_acts(int64_t i) { return recompute_ ? wa_ : attn_[size_t(i)]; }
-  FfnActs<T>& ffn_acts(int64_t i) { return recompute_ ? wf_ : ffn_[size_t(i)]; }
-  void recompute_forward(int64_t i);
-  // Phase marks, but none while recomputing (that time is the "recompute" phase).
-  void mark(const char* name) {
-    if (!recomputing_) marks.mark(name, s);
-  }
-  void ffn_backward_block(int64_t i, FfnActs<T>& f, const BlockParams& p, const BlockParams& g);
-
-  ModelParams P_, G_;
-  DeviceArray<T> pc_, gc_;  // bf16 compute copy of the weights and bf16 weight gradients (bf16 only)
-  std::vector<AttnActs<T>> attn_;
-  std::vector<FfnActs<T>> ffn_;  // under recompute: only the host routing state (aux_coef, global_tokens)
-  bool recompute_ = false, recomputing_ = false;
-  AttnActs<T> wa_;  // the recompute workspace (no x_in: the layers keep theirs)
-  FfnActs<T> wf_;
-  DeviceArray<float> recompute_out_;  // the re-run layer's output (the next layer's input is kept)
-  // Expert parallelism scratch: rows in compact order to send, rows received, the counts exchange.
-  DeviceArray<T> ep_send_, ep_recv_;
-  DeviceArray<int64_t> ep_counts_;
-  // layout_*: the blocked layout's slots and rows before they swap places with a layer's (scratch)
-  DeviceArray<int32_t> inputs_, targets_, layout_slots_, layout_rows_;
-  DeviceArray<int64_t> starts_;  // the blocked layout's expert start rows (scratch, E + 1)
-  DeviceArray<float> xf_, rstdf_, lse_, dlosses_;  // xf_: the last block's output (the head's input)
-  DeviceArray<T> xnf_t_, logits_;
-  DeviceArray<double> loss_sum_;
-  // backward / staging scratch, shared by the blocks
-  DeviceArray<float> dx_, dxn32_, dws_, dw_slot_, dlogits_r_, aux_coef_;
-  DeviceArray<T> stage_, dx_t_, dxn_t_, dy_, dq_, dk_, dv_, dxe_, dh1_, dh3_, dact_, dlogits_;
-  std::vector<int64_t> moe_index_;  // per layer: index among the MoE layers, -1 for dense
-  int64_t expert_rows_ = 0;  // rows of the expert buffers (moe/expert_padding.h)
-  bool flash_ = false;  // bf16 attention through the tiled kernel (kernels/cuda/flash_attention.cuh)
-  // The flash kernels' block shape: timed on this model's attention at construction, the faster kept.
-  FlashBlock flash_block_ = FlashBlock::k64;
-  void choose_flash_block();
-  int64_t act_bytes_ = 0;
-};
 
 template <typename T>
 StepImpl<T>::StepImpl(const Config& cfg, int64_t batch, cudaStream_t stream, comm::Communicator* ep_group) {
@@ -451,137 +285,6 @@ void StepImpl<T>::moe_forward(int64_t i, FfnActs<T>& f, float* out, const BlockP
   combine_rows(out, f.x_in.get(), f.ye.get(), f.slot_row.get(), f.weights.get(), N, K, D, s);
 }
 
-// Grows a buffer that holds a varying number of rows (expert parallelism: the rows received).
-template <typename A>
-void ensure_size(A& a, int64_t n) {
-  if (a.size() < n) a.resize(n);
-}
-
-template <typename T>
-void StepImpl<T>::ep_exchange(const T* send, const std::vector<int64_t>& send_rows, T* recv,
-                              const std::vector<int64_t>& recv_rows) {
-  const int64_t row_bytes = d.D * int64_t(sizeof(T));
-  std::vector<int64_t> sb(send_rows.size()), rb(recv_rows.size());
-  for (size_t r = 0; r < sb.size(); ++r) {
-    sb[r] = send_rows[r] * row_bytes;
-    rb[r] = recv_rows[r] * row_bytes;
-  }
-  ep->alltoallv(send, sb.data(), recv, rb.data());
-  for (size_t r = 0; r < sb.size(); ++r) ep_sent[r] += sb[r];
-}
-
-// Received rows arrive source-major (peer 0's rows for local experts 0, 1, ..., then peer 1's);
-// the local layout is expert-major (expert 0's rows from peer 0, 1, ..., then expert 1's), compact
-// or blocked like the single-rank layout. local_src and recv_local map between the two.
-template <typename T>
-void StepImpl<T>::ep_layout(FfnActs<T>& f, const std::vector<int64_t>& recv_counts) {
-  const int64_t P = ep->size(), El = d.E / P;
-  std::vector<int64_t> base(size_t(P * El));  // first received row of (peer, local expert)
-  int64_t received = 0;
-  for (int64_t r = 0; r < P; ++r)
-    for (int64_t e = 0; e < El; ++e) {
-      base[size_t(r * El + e)] = received;
-      received += recv_counts[size_t(r * El + e)];
-    }
-  f.received = received;
-  f.experts = El;
-  f.offs.assign(size_t(El + 1), 0);
-  for (int64_t e = 0; e < El; ++e) {
-    int64_t n = 0;
-    for (int64_t r = 0; r < P; ++r) n += recv_counts[size_t(r * El + e)];
-    f.offs[size_t(e + 1)] = f.offs[size_t(e)] + n;
-  }
-  const double pad = c.train.gpu_expert_padding;
-  f.blocks = expert_blocks(f.offs.data(), El, expert_buffer_rows(received, pad), pad);
-  f.used_rows = f.blocks.block ? f.blocks.rows() : received;
-  const std::vector<int64_t>& start = f.blocks.block ? f.blocks.start : f.offs;
-  std::vector<int32_t> local_src(static_cast<size_t>(f.used_rows), -1), recv_local(static_cast<size_t>(received));
-  for (int64_t e = 0; e < El; ++e) {
-    int64_t row = start[size_t(e)];
-    for (int64_t r = 0; r < P; ++r)
-      for (int64_t k = 0; k < recv_counts[size_t(r * El + e)]; ++k, ++row) {
-        const int64_t src = base[size_t(r * El + e)] + k;
-        local_src[size_t(row)] = int32_t(src);
-        recv_local[size_t(src)] = int32_t(row);
-      }
-  }
-  ensure_size(f.local_src, f.used_rows);
-  ensure_size(f.recv_local, received);
-  MOE_CUDA_CHECK(cudaMemcpyAsync(f.local_src.get(), local_src.data(), sizeof(int32_t) * local_src.size(),
-                                 cudaMemcpyHostToDevice, s));
-  MOE_CUDA_CHECK(cudaMemcpyAsync(f.recv_local.get(), recv_local.data(), sizeof(int32_t) * recv_local.size(),
-                                 cudaMemcpyHostToDevice, s));
-}
-
-template <typename T>
-void StepImpl<T>::ep_experts_forward(FfnActs<T>& f, const BlockParams& p) {
-  const int64_t N = d.N, D = d.D, E = d.E, K = d.K, M = N * K, Fe = d.Fe, P = ep->size(), El = E / P;
-  // This rank's rows stay in compact order: peer r's experts' rows are contiguous.
-  invert_permutation(f.slot_row.get(), f.slots.get(), M, s);
-  gather_rows(f.sorted_weights.get(), f.weights.get(), f.slots.get(), M, 1, s);
-  ensure_size(ep_send_, M * D);
-  gather_rows(ep_send_.get(), f.xn(), f.rows.get(), M, D, s);
-  // Rows per (peer, the peer's local expert), both ways: all-to-all of the counts (device memory,
-  // as NCCL wants it), then the rows by all-to-all-v.
-  const std::vector<int64_t> global_offs = f.offs;
-  std::vector<int64_t> counts(size_t(2 * P * El));
-  for (int64_t e = 0; e < E; ++e) counts[size_t(e)] = global_offs[size_t(e + 1)] - global_offs[size_t(e)];
-  ensure_size(ep_counts_, 2 * P * El);
-  MOE_CUDA_CHECK(cudaMemcpyAsync(ep_counts_.get(), counts.data(), sizeof(int64_t) * P * El, cudaMemcpyHostToDevice, s));
-  ep->alltoall(ep_counts_.get(), ep_counts_.get() + P * El, int64_t(sizeof(int64_t)) * El);
-  MOE_CUDA_CHECK(cudaMemcpyAsync(counts.data() + P * El, ep_counts_.get() + P * El, sizeof(int64_t) * P * El,
-                                 cudaMemcpyDeviceToHost, s));
-  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-  const std::vector<int64_t> recv_counts(counts.begin() + P * El, counts.end());
-  f.send_rows.assign(size_t(P), 0);
-  f.recv_rows.assign(size_t(P), 0);
-  for (int64_t r = 0; r < P; ++r)
-    for (int64_t e = 0; e < El; ++e) {
-      f.send_rows[size_t(r)] += counts[size_t(r * El + e)];
-      f.recv_rows[size_t(r)] += recv_counts[size_t(r * El + e)];
-    }
-  ep_layout(f, recv_counts);
-  const int64_t R = f.used_rows, Mr = f.received;
-  if (!recomputing_) {
-    row_use.routed += Mr;
-    row_use.computed += R;
-    row_use.blocked_layers += f.blocks.block ? 1 : 0;
-    row_use.one_block_rows += expert_blocks(f.offs.data(), El, std::numeric_limits<int64_t>::max(), 1.0).rows();
-  }
-  ensure_size(ep_recv_, Mr * D);
-  ep_exchange(ep_send_.get(), f.send_rows, ep_recv_.get(), f.recv_rows);
-  for (auto* a : {&f.xe, &f.ye}) ensure_size(*a, R * D);
-  for (auto* a : {&f.h1, &f.h3, &f.act}) ensure_size(*a, R * Fe);
-  gather_rows(f.xe.get(), ep_recv_.get(), f.local_src.get(), R, D, s);
-  expert_forward(f.h1.get(), f.xe.get(), pc(p.experts_w1), f, D, Fe);
-  expert_forward(f.h3.get(), f.xe.get(), pc(p.experts_w3), f, D, Fe);
-  swiglu_forward(f.act.get(), f.h1.get(), f.h3.get(), R * Fe, s);
-  expert_forward(f.ye.get(), f.act.get(), pc(p.experts_w2), f, Fe, D);
-  // The outputs back to their tokens' ranks, in the order they were sent.
-  gather_rows(ep_recv_.get(), f.ye.get(), f.recv_local.get(), Mr, D, s);
-  ensure_size(f.ys, M * D);
-  ep_exchange(ep_recv_.get(), f.recv_rows, f.ys.get(), f.send_rows);
-}
-
-template <typename T>
-void StepImpl<T>::ep_experts_backward(FfnActs<T>& f, const BlockParams& p, const BlockParams& g) {
-  const int64_t N = d.N, D = d.D, K = d.K, M = N * K, Fe = d.Fe, R = f.used_rows, Mr = f.received;
-  // d(ys) and the combine weights' gradient on this rank, then d(ys) to the experts' ranks.
-  ep_send_.zero(s, M * D);
-  dws_.zero(s, M);
-  scatter_add_rows_backward(ep_send_.get(), dws_.get(), dx_.get(), f.ys.get(), f.rows.get(), f.sorted_weights.get(), M,
-                            D, s);
-  ep_exchange(ep_send_.get(), f.send_rows, ep_recv_.get(), f.recv_rows);
-  ensure_size(dxe_, R * D);
-  for (auto* a : {&dh1_, &dh3_, &dact_}) ensure_size(*a, R * Fe);
-  gather_rows(dxe_.get(), ep_recv_.get(), f.local_src.get(), R, D, s);  // d(ye) in the local layout
-  experts_backward(f, p, g);
-  // d(xe) back to the tokens' ranks, then un-permuted (the first writer of dxn32).
-  gather_rows(ep_recv_.get(), dxe_.get(), f.recv_local.get(), Mr, D, s);
-  ep_exchange(ep_recv_.get(), f.recv_rows, ep_send_.get(), f.send_rows);
-  combine_rows(dxn32_.get(), nullptr, ep_send_.get(), f.slot_row.get(), nullptr, N, K, D, s);
-}
-
 template <typename T>
 DeviceLosses StepImpl<T>::forward(const int32_t* tokens, const SumReducer& reduce_sum) {
   const int64_t N = d.N, D = d.D, Tn = d.T;
@@ -724,12 +427,15 @@ void StepImpl<T>::backward(double global_tokens) {
   marks.mark("end", s);
 }
 
-}  // namespace
+template class StepImpl<float>;
+template class StepImpl<bf16>;
+
+}  // namespace step
 
 std::unique_ptr<DeviceModel::Impl> make_device_impl(const Config& c, int64_t batch, cudaStream_t stream,
                                                    comm::Communicator* ep) {
-  if (c.train.precision == "bf16") return std::make_unique<StepImpl<bf16>>(c, batch, stream, ep);
-  return std::make_unique<StepImpl<float>>(c, batch, stream, ep);
+  if (c.train.precision == "bf16") return std::make_unique<step::StepImpl<step::bf16>>(c, batch, stream, ep);
+  return std::make_unique<step::StepImpl<float>>(c, batch, stream, ep);
 }
 
 }  // namespace moe::gpu

@@ -56,7 +56,7 @@ PY
 flags=(-std=c++20 -O1 -Wno-unknown-pragmas -DMOE_GPU_EMULATION -I"$here/include" -I"$root")
 if [[ $mode == step ]]; then
   sources=("$work"/*.cpp "$here/emu_cublas.cpp" "$here/permute_paths.cpp"
-    "$root"/src/cuda/{device_model,device_step,device_train_step,device_grad_sync,device_optimizer,device_zero_adamw,device_adamw,device_decoder,phase_marks}.cpp
+    "$root"/src/cuda/{device_model,device_step,device_step_ep,device_train_step,device_grad_sync,device_optimizer,device_zero_adamw,device_adamw,device_decoder,phase_marks}.cpp
     "$root"/src/parallel/{grad_buckets,zero,zero_optimizer}.cpp
     "$root"/src/model/*.cpp "$root"/moe/*.cpp "$root"/kernels/cpu/*.cpp
     "$root"/src/core/{error,philox,strformat,page_memory}.cpp "$root/src/parallel/tensor_parallel.cpp"
