@@ -2,13 +2,15 @@
 // all-to-all-v) and the data/expert-parallel gradient reduction and norm of train.device cuda
 // (src/cuda/device_grad_sync.h). The ranks are threads on in-process groups over host memory, so
 // these run under the CPU emulation (tests/gpu/emu/run.sh --step) only: on one GPU NCCL cannot
-// form a group of two ranks, and the in-process groups cannot read device memory.
+// form a group of two ranks. The device groups are the NCCL communicator on the emulation's NCCL
+// stand-in, as the trainer makes them; the host groups are in-process ones.
 #include <cmath>
 #include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "src/comm/cuda/nccl_communicator.h"
 #include "src/comm/thread_communicator.h"
 #include "src/cuda/device_optimizer.h"
 #include "src/cuda/device_model.h"
@@ -101,7 +103,9 @@ void expert_parallel_step_matches_one_rank(const std::string& precision, double 
     std::vector<std::vector<int64_t>> sent(static_cast<size_t>(P));
     on_ranks(P, [&](int64_t r) {
       comm::Communicator& ep = *group[size_t(r)];
-      gpu::DeviceModel dm(ec, B / P, stream(), &ep);
+      // The token rows travel over NCCL, as in training (the id over the host group).
+      const auto ep_nccl = comm::make_nccl_communicator(ep, "ep-nccl", stream());
+      gpu::DeviceModel dm(ec, B / P, stream(), ep_nccl.get());
       dm.upload_params(rank_params(dm.table(), table, params, r).data());
       dm.zero_grads();
       GpuStep& out = got[size_t(r)];
@@ -214,9 +218,13 @@ TEST_P(GpuParallelStep, DataExpertAndZeroParallelAdamWStepsMatchOneRank) {
         comm::Communicator& ep = ep_size > 1 ? *ep_pair[size_t(r)] : *alone[size_t(r)][0];
         comm::Communicator& dpr = *dp[size_t(r)];
         comm::Communicator& edp = ep_size > 1 ? *alone[size_t(r)][0] : dpr;
-        gpu::DeviceModel dm(ec, B / P, stream(), &ep);
+        // Device groups over NCCL as the trainer makes them (null where a group is this rank alone).
+        const auto dp_nccl = comm::make_nccl_communicator(dpr, "dp-nccl", stream());
+        const auto ep_nccl = ep_size > 1 ? comm::make_nccl_communicator(ep, "ep-nccl", stream()) : nullptr;
+        gpu::DeviceModel dm(ec, B / P, stream(), ep_nccl.get());
         const ParamTable& t = dm.table();
-        gpu::DeviceOptimizer opt(ec, t, {}, {&dpr, ep_size > 1 ? nullptr : &dpr, &dpr, &edp, &ep}, stream());
+        gpu::DeviceOptimizer opt(ec, t, {}, {dp_nccl.get(), ep_size > 1 ? nullptr : dp_nccl.get(), &dpr, &edp, &ep},
+                                 stream());
         dm.upload_params(rank_params(t, table, params, ep.rank()).data());
         AdamW fresh(t, ec.optim);
         opt.load(fresh);

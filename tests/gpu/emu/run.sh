@@ -14,7 +14,9 @@
 #     routing and gather_scatter (.cu), the CPU twins of kernels/cpu as the reference.
 #   tests/gpu/emu/run.sh --step [gtest filter]
 #     the whole device step (src/cuda) on every kernel of kernels/cuda and the cuBLAS stand-in of
-#     include/cublas_v2.h: test_gpu_train_step.cpp, test_gpu_parallel_step.cpp, test_gpu_decoder.cpp, test_gpu_matmul.cpp and
+#     include/cublas_v2.h, and the NCCL communicator on the NCCL stand-in of include/nccl.h (ranks
+#     are threads): test_gpu_train_step.cpp, test_gpu_parallel_step.cpp, test_gpu_nccl.cpp,
+#     test_gpu_nccl_ranks.cpp, test_gpu_decoder.cpp, test_gpu_matmul.cpp and
 #     test_gpu_attention.cpp against the CPU model and twins (under a minute, most of it compiling).
 #   tests/gpu/emu/run.sh --flash [gtest filter]
 #     tests/gpu/test_gpu_flash_attention.cpp against flash_attention.cu (forward and backward),
@@ -55,13 +57,15 @@ for name in sys.argv[3:]:
 PY
 flags=(-std=c++20 -O1 -Wno-unknown-pragmas -DMOE_GPU_EMULATION -I"$here/include" -I"$root")
 if [[ $mode == step ]]; then
-  sources=("$work"/*.cpp "$here/emu_cublas.cpp" "$here/permute_paths.cpp"
+  # the NCCL communicator itself, on the NCCL stand-in (emu_nccl.cpp: ranks are threads)
+  cp "$root/src/comm/cuda/nccl_communicator.cu" "$work/nccl_communicator.cpp"
+  sources=("$work"/*.cpp "$here/emu_cublas.cpp" "$here/emu_nccl.cpp" "$here/permute_paths.cpp"
     "$root"/src/cuda/{device_model,device_step,device_step_ep,device_train_step,device_grad_sync,device_optimizer,device_zero_adamw,device_adamw,device_decoder,phase_marks}.cpp
     "$root"/src/parallel/{grad_buckets,zero,zero_optimizer}.cpp
     "$root"/src/model/*.cpp "$root"/moe/*.cpp "$root"/kernels/cpu/*.cpp
     "$root"/src/core/{error,philox,strformat,page_memory}.cpp "$root/src/parallel/tensor_parallel.cpp"
     "$root"/src/comm/{communicator,thread_communicator}.cpp "$root"/src/train/{optimizer,flops,lr_schedule,generate,precision_weights,micro_batches}.cpp
-    "$root"/tests/gpu/test_gpu_{train_step,parallel_step,decoder,matmul,attention}.cpp)
+    "$root"/tests/gpu/test_gpu_{train_step,parallel_step,nccl,nccl_ranks,decoder,matmul,attention}.cpp)
   mkdir "$work/obj"
   # one object per source, two compilers at a time; names keep their directory so none collide
   printf '%s\n' "${sources[@]}" | xargs -P "${JOBS:-2}" -I{} sh -c \

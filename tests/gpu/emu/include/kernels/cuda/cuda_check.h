@@ -1,4 +1,5 @@
-// Emulation stand-in for kernels/cuda/cuda_check.h (no NCCL): the same checks, on the stand-ins.
+// Emulation stand-in for kernels/cuda/cuda_check.h: the same checks, on the stand-ins (NCCL's:
+// the caller includes <nccl.h>, as with the real header).
 #pragma once
 #include <stdexcept>
 #include <string>
@@ -22,4 +23,9 @@
 #define MOE_CUDA_REQUIRE(cond, msg)                                                                       \
   do {                                                                                                    \
     if (!(cond)) throw std::runtime_error(std::string("check failed: " #cond ": ") + (msg));              \
+  } while (0)
+#define MOE_NCCL_CHECK(call)                                                                                  \
+  do {                                                                                                        \
+    const ncclResult_t moe_nr_ = (call);                                                                      \
+    if (moe_nr_ != ncclSuccess) throw std::runtime_error(std::string(#call) + ": " + ncclGetErrorString(moe_nr_)); \
   } while (0)
